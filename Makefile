@@ -1,0 +1,31 @@
+# Everything a fresh machine needs, from the project's own files.
+# torch is pinned to the CPU wheel (an unpinned torch pulls several GB of CUDA packages).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+
+.PHONY: demo test install install-test clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) torch==2.13.0
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP) -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/unnoise demo
+
+# pytest exits 5 when it collects no test: not a failure of the build
+test: $(VENV)/.installed-test
+	$(PY) -m pytest -q -p no:cacheprovider || [ $$? -eq 5 ]
+
+clean:
+	rm -rf $(VENV) demo_out build src/*.egg-info

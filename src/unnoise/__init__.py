@@ -1,0 +1,14 @@
+"""unnoise: diffusion models in one formulation.
+
+Every forward process is ``x_t = s(t) (x_0 + sigma(t) eps)``; everything downstream talks to one
+denoiser ``D(x, sigma, cond) ~ E[x_0 | x_0 + sigma eps = x]``.
+"""
+from . import analytic, checkpoint, data, denoiser, losses, metrics, nets, samplers, schedules
+from .denoiser import Denoiser
+from .samplers import sample
+from .train import TrainConfig, Trainer
+
+__version__ = "0.1.0"
+
+__all__ = ["Denoiser", "TrainConfig", "Trainer", "analytic", "checkpoint", "data", "denoiser", "losses",
+           "metrics", "nets", "sample", "samplers", "schedules"]

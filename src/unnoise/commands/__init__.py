@@ -1,0 +1,1 @@
+"""Subcommands of the ``unnoise`` command line (see :mod:`unnoise.cli`)."""

@@ -1,0 +1,51 @@
+"""``unnoise sample``: draw samples from a trained run with any sampler."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from ..pipeline import sample_model
+from .common import add_device_arg, add_sampling_args, parse_options
+
+
+def register(sub):
+    p = sub.add_parser("sample", help="draw samples from a trained run",
+                       description="Sample from a run directory written by 'unnoise train' and save them "
+                                   "as .npy (or .csv), optionally with a scatter plot.")
+    p.add_argument("--checkpoint", required=True, help="run directory written by 'unnoise train'")
+    p.add_argument("--n", type=int, default=1000, help="number of samples (default: 1000)")
+    p.add_argument("--out", default="samples.npy", help="output file, .npy or .csv (default: samples.npy)")
+    p.add_argument("--plot", default=None, help="also write a scatter plot of the first two coordinates (PNG)")
+    p.add_argument("--raw-weights", action="store_true", help="use the raw weights instead of the EMA weights")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    add_sampling_args(p)
+    add_device_arg(p)
+    p.set_defaults(func=run)
+
+
+def run(args):
+    from ..checkpoint import load
+    from ..train import resolve_device
+    if args.n < 1:
+        raise ValueError(f"--n must be positive, got {args.n}")
+    ext = os.path.splitext(args.out)[1].lower()
+    if ext not in (".npy", ".csv"):
+        raise ValueError(f"--out must end in .npy or .csv, got {args.out!r}")
+    denoiser, schedule, config = load(args.checkpoint, ema=not args.raw_weights, device=resolve_device(args.device))
+    g = torch.Generator().manual_seed(args.seed)
+    shape = config["data"]["shape"]
+    x = sample_model(denoiser, schedule, args.n, shape, sampler=args.sampler, steps=args.steps,
+                     spacing=args.spacing, generator=g, stats=config["data"].get("normalization"),
+                     progress=True, **parse_options(args.option))
+    arr = x.numpy()
+    if ext == ".npy":
+        np.save(args.out, arr)
+    else:
+        np.savetxt(args.out, arr.reshape(len(arr), -1), delimiter=",")
+    print(f"wrote {args.n} samples of shape {tuple(shape)} to {args.out}")
+    if args.plot:
+        from ..plotting import plot_points
+        plot_points({f"{args.sampler}, {args.steps} steps": x.reshape(len(x), -1)}, args.plot)
+        print(f"wrote {args.plot}")

@@ -1,0 +1,64 @@
+"""End-to-end helpers used by the command line: train on a tensor of examples, sample from a run.
+
+Data are standardised per feature before training (statistics stored in the checkpoint) and
+mapped back after sampling, so users see samples in their own units.
+"""
+from __future__ import annotations
+
+import torch
+
+from . import nets, schedules
+from .denoiser import Denoiser
+from .samplers import sample
+from .train import TrainConfig, Trainer
+
+
+def standardise(data: torch.Tensor, enabled: bool = True):
+    """Return ``(normalised data, stats)``; stats = per-feature mean/std lists (or identity)."""
+    if not enabled:
+        return data, None
+    flat = data.reshape(data.shape[0], -1)
+    mean, std = flat.mean(0), flat.std(0).clamp_min(1e-8)
+    stats = {"mean": mean.tolist(), "std": std.tolist()}
+    return ((flat - mean) / std).reshape(data.shape), stats
+
+
+def unstandardise(x: torch.Tensor, stats: dict | None) -> torch.Tensor:
+    if not stats:
+        return x
+    mean = torch.tensor(stats["mean"], dtype=x.dtype, device=x.device)
+    std = torch.tensor(stats["std"], dtype=x.dtype, device=x.device)
+    return (x.reshape(x.shape[0], -1) * std + mean).reshape(x.shape)
+
+
+def train_model(data: torch.Tensor, run_dir: str | None, net: str = "mlp", net_config: dict | None = None,
+                parameterization: str = "eps", schedule: str | schedules.Schedule = "ddpm",
+                schedule_config: dict | None = None, config: TrainConfig | None = None,
+                normalize: bool = True, labels=None, progress: bool = True) -> Trainer:
+    """Build a denoiser for ``data`` and train it; returns the finished :class:`Trainer`."""
+    sched = schedules.get(schedule, **(schedule_config or {}))
+    normed, stats = standardise(data, normalize)
+    net_config = dict(net_config or {})
+    net_config.setdefault("shape", list(data.shape[1:]))
+    model = nets.build(net, **net_config)
+    denoiser = Denoiser(model, parameterization, sched.process, sigma_data=float(normed.std()))
+    info = {"data": {"shape": list(data.shape[1:]), "normalization": stats, "num_examples": len(data)}}
+    trainer = Trainer(denoiser, sched, normed, config, labels=labels, run_dir=run_dir, info=info)
+    if progress:
+        print(f"training {net} with {nets.count_parameters(model):,} parameters on {len(data):,} examples "
+              f"of shape {tuple(data.shape[1:])} ({parameterization}-prediction, {sched.name} schedule, "
+              f"device {trainer.device})")
+    trainer.fit(progress=progress)
+    return trainer
+
+
+def sample_model(denoiser, schedule, n: int, shape, sampler: str = "ddim", steps: int = 50, spacing=None,
+                 generator: torch.Generator | None = None, stats: dict | None = None, cond=None,
+                 progress: bool = False, callback=None, **options) -> torch.Tensor:
+    """Draw ``n`` samples from a denoiser under its schedule, mapped back to data units."""
+    device = next(denoiser.parameters()).device if isinstance(denoiser, torch.nn.Module) else torch.device("cpu")
+    sigmas = schedule.sampling_sigmas(steps, spacing)
+    x = torch.randn(n, *shape, generator=generator) * sigmas[0]
+    out = sample(denoiser, x.to(device), sigmas, sampler=sampler, generator=generator, cond=cond,
+                 progress=progress, callback=callback, **options)
+    return unstandardise(out.cpu(), stats)

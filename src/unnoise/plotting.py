@@ -1,0 +1,88 @@
+"""Pictures: loss curves, point clouds side by side, forward/reverse trajectories."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+
+def _save(fig, path):
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_loss(history: list[dict], path: str) -> None:
+    steps = [h["step"] for h in history]
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(steps, [h["loss"] for h in history], lw=0.8, alpha=0.4, label="loss")
+    if "loss_smooth" in history[0]:
+        ax.plot(steps, [h["loss_smooth"] for h in history], lw=1.6, label="smoothed")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def _limits(*clouds):
+    pts = torch.cat([c[:, :2] for c in clouds])
+    lo, hi = torch.quantile(pts, 0.005, dim=0), torch.quantile(pts, 0.995, dim=0)
+    pad = 0.15 * (hi - lo)
+    return (lo - pad).tolist(), (hi + pad).tolist()
+
+
+def plot_points(panels: dict[str, torch.Tensor], path: str, title: str | None = None) -> None:
+    """Scatter several ``(n, >=2)`` point sets side by side on shared axes (first two coordinates)."""
+    clouds = [p.detach().cpu().float() for p in panels.values()]
+    lo, hi = _limits(*clouds)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.6), squeeze=False)
+    for ax, (name, pts) in zip(axes[0], zip(panels, clouds)):
+        ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.5, lw=0)
+        ax.set_title(name)
+        ax.set_xlim(lo[0], hi[0])
+        ax.set_ylim(lo[1], hi[1])
+        ax.set_aspect("equal")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title)
+    _save(fig, path)
+
+
+def plot_trajectory(forward: list[tuple[float, torch.Tensor]], reverse: list[tuple[float, torch.Tensor]],
+                    path: str, scale=None) -> None:
+    """Two rows of 2-D scatters: the forward noising and the reverse denoising, labelled by sigma.
+
+    ``scale(sigma)`` (the process's signal scale) maps scale-free points back to what the model sees,
+    ``x_t = s * x``, so the rows show the real forward process (e.g. VP shrinks towards N(0, I)).
+    """
+    rows = [("forward  q(x_t | x_0)", forward), ("reverse  (sampler)", reverse)]
+    n = max(len(forward), len(reverse))
+    fig, axes = plt.subplots(2, n, figsize=(2.3 * n, 4.9), squeeze=False)
+
+    def shown(sig, pts):
+        pts = pts.detach().cpu().float()
+        return pts * float(scale(torch.tensor(sig))) if scale is not None else pts
+
+    allpts = torch.cat([shown(s, p)[:, :2] for _, row in rows for s, p in row])
+    lo, hi = torch.quantile(allpts, 0.005, dim=0).tolist(), torch.quantile(allpts, 0.995, dim=0).tolist()
+    for r, (label, row) in enumerate(rows):
+        for c in range(n):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c >= len(row):
+                ax.axis("off")
+                continue
+            sig, pts = row[c]
+            p = shown(sig, pts)
+            ax.scatter(p[:, 0], p[:, 1], s=1.5, alpha=0.5, lw=0, color="C0" if r == 0 else "C3")
+            ax.set_xlim(lo[0], hi[0])
+            ax.set_ylim(lo[1], hi[1])
+            ax.set_aspect("equal")
+            ax.set_title(f"sigma={sig:.3g}", fontsize=8)
+        axes[r][0].set_ylabel(label, fontsize=9)
+    _save(fig, path)

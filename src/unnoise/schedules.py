@@ -1,0 +1,348 @@
+"""Noise processes as (1) a distribution of training sigmas and (2) decreasing sampling grids.
+
+Every forward process is a case of ``x_t = s(t) * (x_0 + sigma(t) * eps)``.  The samplers work in
+the scale-free variable ``x = x_t / s`` and only ever see sigma, so a schedule is fully described
+by which sigmas it trains on, which sigmas it samples on, and how the signal scale ``s`` follows
+from sigma (its *process*):
+
+* ``"vp"`` (DDPM family): ``alpha_bar = 1 / (1 + sigma^2)``, ``s = sqrt(alpha_bar)``;
+* ``"ve"`` (NCSN / EDM): ``s = 1``;
+* ``"flow"`` (rectified flow): ``x_t = (1 - t) x_0 + t eps`` so ``sigma = t / (1 - t)``, ``s = 1 - t``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+PROCESSES = ("vp", "ve", "flow")
+SPACINGS = ("leading", "trailing", "linspace", "karras")
+
+
+# ----------------------------------------------------------------------------- process algebra
+def signal_scale(process: str, sigma: torch.Tensor) -> torch.Tensor:
+    """The scale ``s`` with ``x_t = s * (x_0 + sigma * eps)`` for a process (elementwise)."""
+    sigma = torch.as_tensor(sigma)
+    if process == "vp":
+        return torch.rsqrt(1.0 + sigma**2)
+    if process == "ve":
+        return torch.ones_like(sigma)
+    if process == "flow":
+        return 1.0 / (1.0 + sigma)
+    raise ValueError(f"unknown process {process!r}; choose one of {', '.join(PROCESSES)}")
+
+
+def sigma_from_alpha_bar(alpha_bar: torch.Tensor) -> torch.Tensor:
+    """VP: ``sigma = sqrt((1 - alpha_bar) / alpha_bar)``."""
+    alpha_bar = torch.as_tensor(alpha_bar)
+    return torch.sqrt((1.0 - alpha_bar) / alpha_bar)
+
+
+def alpha_bar_from_sigma(sigma: torch.Tensor) -> torch.Tensor:
+    """VP: ``alpha_bar = 1 / (1 + sigma^2)``."""
+    sigma = torch.as_tensor(sigma)
+    return 1.0 / (1.0 + sigma**2)
+
+
+def karras_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> torch.Tensor:
+    """EDM grid: ``(sigma_max^(1/rho) + i/(n-1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho``, then 0."""
+    _check_steps(steps)
+    ramp = torch.linspace(0, 1, steps, dtype=torch.float64) if steps > 1 else torch.zeros(1, dtype=torch.float64)
+    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    sig = (hi + ramp * (lo - hi)) ** rho
+    return _append_zero(sig)
+
+
+def _append_zero(sig: torch.Tensor) -> torch.Tensor:
+    return torch.cat([sig.to(torch.float64), sig.new_zeros(1, dtype=torch.float64)]).to(torch.float32)
+
+
+def _check_steps(steps, upper=None):
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"number of sampling steps must be a positive integer, got {steps!r}")
+    if upper is not None and steps > upper:
+        raise ValueError(f"cannot take {steps} sampling steps on a schedule with {upper} training steps")
+
+
+# ----------------------------------------------------------------------------- base class
+class Schedule:
+    """A noise process: training sigma distribution and sampling grids."""
+
+    name = "schedule"
+    process = "ve"
+
+    def scale(self, sigma):
+        """Signal scale ``s(sigma)`` of this schedule's process."""
+        return signal_scale(self.process, sigma)
+
+    @property
+    def sigma_min(self) -> float:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    @property
+    def sigma_max(self) -> float:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def sample_training_sigmas(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def sampling_sigmas(self, steps: int, spacing: str | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def config(self) -> dict:
+        """JSON-serialisable description; ``get(**config)`` rebuilds the schedule."""
+        return {"name": self.name, **self._kwargs}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self._kwargs.items())
+        return f"{type(self).__name__}({args})"
+
+
+# ----------------------------------------------------------------------------- discrete VP family
+class DiscreteVP(Schedule):
+    """A discrete-time VP process given by its betas (DDPM's Markov chain).
+
+    Training draws ``t`` uniformly from ``{0..T-1}`` and uses ``sigma_t``; sampling picks a subset
+    of timesteps with the usual spacings (as in diffusers: ``leading``, ``trailing``, ``linspace``)
+    or a Karras grid between the table's smallest and largest sigma.
+    """
+
+    process = "vp"
+    default_spacing = "trailing"
+
+    def __init__(self, betas: torch.Tensor, spacing: str | None = None):
+        betas = torch.as_tensor(betas, dtype=torch.float64)
+        if betas.ndim != 1 or len(betas) < 2 or not torch.all((betas > 0) & (betas < 1)):
+            raise ValueError("betas must be a 1-D sequence of at least 2 values in (0, 1)")
+        self.betas = betas
+        self.alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
+        self.sigmas = sigma_from_alpha_bar(self.alphas_cumprod)  # float64, increasing in t
+        if spacing is not None and spacing not in SPACINGS:
+            raise ValueError(f"unknown spacing {spacing!r}; choose one of {', '.join(SPACINGS)}")
+        self.spacing = spacing or self.default_spacing
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.betas)
+
+    @property
+    def sigma_min(self) -> float:
+        return float(self.sigmas[0])
+
+    @property
+    def sigma_max(self) -> float:
+        return float(self.sigmas[-1])
+
+    def sample_training_sigmas(self, n, generator=None):
+        t = torch.randint(0, self.num_steps, (n,), generator=generator)
+        return self.sigmas[t].to(torch.float32)
+
+    def timesteps(self, steps: int, spacing: str | None = None) -> torch.Tensor:
+        """Decreasing integer timesteps for ``steps`` sampling steps (diffusers' conventions)."""
+        spacing = spacing or self.spacing
+        T = self.num_steps
+        _check_steps(steps, T)
+        if spacing == "leading":
+            ratio = T // steps
+            ts = torch.arange(steps, dtype=torch.int64) * ratio
+        elif spacing == "trailing":
+            ratio = T / steps
+            ts = torch.round(torch.arange(T, 0, -ratio, dtype=torch.float64)).to(torch.int64) - 1
+            return ts
+        elif spacing == "linspace":
+            ts = torch.round(torch.linspace(0, T - 1, steps, dtype=torch.float64)).to(torch.int64)
+        else:
+            raise ValueError(f"spacing {spacing!r} has no integer timesteps; choose leading, trailing or linspace")
+        return ts.flip(0)
+
+    def sampling_sigmas(self, steps, spacing=None):
+        spacing = spacing or self.spacing
+        if spacing == "karras":
+            _check_steps(steps)
+            return karras_sigmas(steps, self.sigma_min, self.sigma_max)
+        if spacing not in SPACINGS:
+            raise ValueError(f"unknown spacing {spacing!r}; choose one of {', '.join(SPACINGS)}")
+        return _append_zero(self.sigmas[self.timesteps(steps, spacing)])
+
+    def sigma_to_t(self, sigma: torch.Tensor) -> torch.Tensor:
+        """Fractional timestep of a sigma, by linear interpolation in log-sigma (as k-diffusion)."""
+        log_sig = torch.log(self.sigmas)
+        s = torch.log(torch.as_tensor(sigma, dtype=torch.float64).clamp_min(self.sigma_min))
+        idx = torch.searchsorted(log_sig, s).clamp(1, len(log_sig) - 1)
+        lo, hi = log_sig[idx - 1], log_sig[idx]
+        w = ((s - lo) / (hi - lo)).clamp(0, 1)
+        return (idx - 1 + w).to(torch.float32)
+
+
+class DDPM(DiscreteVP):
+    """DDPM's linear betas: ``beta_t = linspace(beta_start, beta_end, T)``."""
+
+    name = "ddpm"
+
+    def __init__(self, num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02, spacing=None):
+        self._kwargs = dict(num_steps=num_steps, beta_start=beta_start, beta_end=beta_end, spacing=spacing)
+        super().__init__(torch.linspace(beta_start, beta_end, num_steps, dtype=torch.float64), spacing)
+
+
+class ScaledLinear(DiscreteVP):
+    """Latent diffusion's betas: ``linspace(sqrt(beta_start), sqrt(beta_end), T)^2``."""
+
+    name = "scaled_linear"
+
+    def __init__(self, num_steps: int = 1000, beta_start: float = 0.00085, beta_end: float = 0.012, spacing=None):
+        self._kwargs = dict(num_steps=num_steps, beta_start=beta_start, beta_end=beta_end, spacing=spacing)
+        betas = torch.linspace(beta_start**0.5, beta_end**0.5, num_steps, dtype=torch.float64) ** 2
+        super().__init__(betas, spacing)
+
+
+class Cosine(DiscreteVP):
+    """Improved DDPM: ``alpha_bar(t) = cos^2(((t/T + s) / (1 + s)) pi/2)``, betas clipped at max_beta."""
+
+    name = "cosine"
+
+    def __init__(self, num_steps: int = 1000, s: float = 0.008, max_beta: float = 0.999, spacing=None):
+        self._kwargs = dict(num_steps=num_steps, s=s, max_beta=max_beta, spacing=spacing)
+
+        def f(t):
+            return math.cos((t + s) / (1 + s) * math.pi / 2) ** 2
+
+        betas = [min(1 - f((i + 1) / num_steps) / f(i / num_steps), max_beta) for i in range(num_steps)]
+        super().__init__(torch.tensor(betas, dtype=torch.float64), spacing)
+
+
+class Sigmoid(DiscreteVP):
+    """Sigmoid betas (GeoDiff): ``sigmoid(linspace(-6, 6, T)) (beta_end - beta_start) + beta_start``."""
+
+    name = "sigmoid"
+
+    def __init__(self, num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02, spacing=None):
+        self._kwargs = dict(num_steps=num_steps, beta_start=beta_start, beta_end=beta_end, spacing=spacing)
+        ramp = torch.sigmoid(torch.linspace(-6, 6, num_steps, dtype=torch.float64))
+        super().__init__(ramp * (beta_end - beta_start) + beta_start, spacing)
+
+
+# ----------------------------------------------------------------------------- continuous families
+class LogLinear(Schedule):
+    """VE / NCSN: sigmas geometric between sigma_min and sigma_max; log-uniform for training."""
+
+    name = "loglinear"
+    process = "ve"
+
+    def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0):
+        if not 0 < sigma_min < sigma_max:
+            raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+        self._kwargs = dict(sigma_min=sigma_min, sigma_max=sigma_max)
+        self._min, self._max = float(sigma_min), float(sigma_max)
+
+    sigma_min = property(lambda self: self._min)
+    sigma_max = property(lambda self: self._max)
+
+    def sample_training_sigmas(self, n, generator=None):
+        u = torch.rand(n, generator=generator, dtype=torch.float64)
+        return torch.exp(math.log(self._min) + u * (math.log(self._max) - math.log(self._min))).float()
+
+    def sampling_sigmas(self, steps, spacing=None):
+        _check_steps(steps)
+        if spacing == "karras":
+            return karras_sigmas(steps, self._min, self._max)
+        sig = torch.exp(torch.linspace(math.log(self._max), math.log(self._min), steps, dtype=torch.float64))
+        return _append_zero(sig)
+
+
+class Karras(Schedule):
+    """EDM (Karras et al. 2022): log-normal training sigmas, rho-warped sampling grid."""
+
+    name = "karras"
+    process = "ve"
+
+    def __init__(self, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0,
+                 p_mean: float = -1.2, p_std: float = 1.2):
+        if not 0 < sigma_min < sigma_max:
+            raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+        self._kwargs = dict(sigma_min=sigma_min, sigma_max=sigma_max, rho=rho, p_mean=p_mean, p_std=p_std)
+        self._min, self._max, self.rho, self.p_mean, self.p_std = sigma_min, sigma_max, rho, p_mean, p_std
+
+    sigma_min = property(lambda self: self._min)
+    sigma_max = property(lambda self: self._max)
+
+    def sample_training_sigmas(self, n, generator=None):
+        z = torch.randn(n, generator=generator, dtype=torch.float64)
+        return torch.exp(self.p_mean + self.p_std * z).float()
+
+    def sampling_sigmas(self, steps, spacing=None):
+        return karras_sigmas(steps, self._min, self._max, self.rho)
+
+
+class Flow(Schedule):
+    """Rectified flow / flow matching: ``x_t = (1 - t) x_0 + t eps``, ``sigma = t / (1 - t)``.
+
+    Training draws ``t`` uniformly or logit-normally (SD3); sampling is uniform in ``t`` with an
+    optional resolution ``shift`` (``t' = shift t / (1 + (shift - 1) t)``).  Pure noise (t = 1) is
+    sigma = inf, which the scale-free variable cannot hold, so ``t`` stops at ``t_max``.
+    """
+
+    name = "flow"
+    process = "flow"
+
+    def __init__(self, t_min: float = 1e-4, t_max: float = 0.999, time_dist: str = "uniform", shift: float = 1.0):
+        if time_dist not in ("uniform", "logit_normal"):
+            raise ValueError(f"unknown time_dist {time_dist!r}; choose uniform or logit_normal")
+        if not 0 < t_min < t_max < 1:
+            raise ValueError(f"need 0 < t_min < t_max < 1, got {t_min}, {t_max}")
+        self._kwargs = dict(t_min=t_min, t_max=t_max, time_dist=time_dist, shift=shift)
+        self.t_min, self.t_max, self.time_dist, self.shift = t_min, t_max, time_dist, shift
+
+    @staticmethod
+    def t_to_sigma(t):
+        return t / (1 - t)
+
+    @staticmethod
+    def sigma_to_t(sigma):
+        return sigma / (1 + sigma)
+
+    sigma_min = property(lambda self: self.t_to_sigma(self.t_min))
+    sigma_max = property(lambda self: self.t_to_sigma(self.t_max))
+
+    def sample_training_sigmas(self, n, generator=None):
+        if self.time_dist == "uniform":
+            t = torch.rand(n, generator=generator, dtype=torch.float64)
+        else:
+            t = torch.sigmoid(torch.randn(n, generator=generator, dtype=torch.float64))
+        t = t.clamp(self.t_min, self.t_max)
+        return self.t_to_sigma(t).float()
+
+    def sampling_sigmas(self, steps, spacing=None):
+        _check_steps(steps)
+        t = torch.linspace(self.t_max, 0, steps + 1, dtype=torch.float64)[:-1]
+        t = self.shift * t / (1 + (self.shift - 1) * t)
+        return _append_zero(self.t_to_sigma(t))
+
+
+_SCHEDULES = {
+    "ddpm": DDPM, "linear": DDPM,
+    "cosine": Cosine,
+    "scaled_linear": ScaledLinear,
+    "sigmoid": Sigmoid,
+    "loglinear": LogLinear, "ve": LogLinear,
+    "karras": Karras, "edm": Karras,
+    "flow": Flow,
+}
+
+
+def available() -> list[str]:
+    """Names accepted by :func:`get`."""
+    return sorted(_SCHEDULES)
+
+
+def get(name: str, **kwargs) -> Schedule:
+    """Build a schedule by name, e.g. ``get("cosine", num_steps=1000)``."""
+    if isinstance(name, Schedule):
+        return name
+    try:
+        cls = _SCHEDULES[name]
+    except KeyError:
+        raise ValueError(f"unknown schedule {name!r}; choose one of {', '.join(available())}") from None
+    try:
+        return cls(**kwargs)
+    except TypeError as err:
+        raise ValueError(f"bad options for schedule {name!r}: {err}") from None
