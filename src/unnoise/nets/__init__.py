@@ -5,9 +5,11 @@ from __future__ import annotations
 from torch import nn
 
 from .embeddings import NoiseLevelEmbedding, SinusoidalEmbedding
+from .dit import DiT
 from .mlp import MLP
+from .unet import UNet
 
-NETS: dict[str, type] = {"mlp": MLP}
+NETS: dict[str, type] = {"mlp": MLP, "unet": UNet, "dit": DiT}
 
 
 def register(name: str, cls: type) -> None:
@@ -35,4 +37,34 @@ def count_parameters(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
 
 
-__all__ = ["MLP", "NETS", "NoiseLevelEmbedding", "SinusoidalEmbedding", "build", "count_parameters", "name_of", "register"]
+def summary(net: nn.Module, max_depth: int = 1) -> str:
+    """A short text summary of any network: class, key config, parameters per top-level child.
+
+    ``max_depth`` = how many levels of submodules to list (1: the direct children).
+    """
+    total = count_parameters(net)
+    config = getattr(net, "config", None)
+    head = type(net).__name__
+    if config:
+        shown = {k: v for k, v in config.items() if v not in (None, 0, [], ())}
+        head += "(" + ", ".join(f"{k}={v}" for k, v in shown.items()) + ")"
+    lines = [head, f"  parameters: {total:,}"]
+
+    def walk(module, prefix, depth):
+        for name, child in module.named_children():
+            n = count_parameters(child)
+            if n == 0:
+                continue
+            kind = type(child).__name__
+            if isinstance(child, (nn.ModuleList, nn.Sequential)):
+                kind += f"[{len(child)}]"
+            lines.append(f"  {'  ' * (depth - 1)}{prefix}{name}: {kind}, {n:,} ({100 * n / max(total, 1):.1f}%)")
+            if depth < max_depth:
+                walk(child, prefix + name + ".", depth + 1)
+
+    walk(net, "", 1)
+    return "\n".join(lines)
+
+
+__all__ = ["DiT", "MLP", "NETS", "NoiseLevelEmbedding", "SinusoidalEmbedding", "UNet", "build", "count_parameters",
+           "name_of", "register", "summary"]
