@@ -86,6 +86,12 @@ class Schedule:
     def sample_training_sigmas(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         raise NotImplementedError
 
+    def add_noise(self, x0: torch.Tensor, sigma, noise: torch.Tensor) -> torch.Tensor:
+        """Closed-form forward process in the process's own coordinates: ``x_t = s (x_0 + sigma eps)``."""
+        sig = torch.as_tensor(sigma, dtype=x0.dtype, device=x0.device)
+        sig = sig.reshape(-1, *([1] * (x0.ndim - 1))) if sig.ndim else sig
+        return self.scale(sig) * (x0 + sig * noise)
+
     def sampling_sigmas(self, steps: int, spacing: str | None = None) -> torch.Tensor:
         raise NotImplementedError
 
@@ -163,6 +169,23 @@ class DiscreteVP(Schedule):
         if spacing not in SPACINGS:
             raise ValueError(f"unknown spacing {spacing!r}; choose one of {', '.join(SPACINGS)}")
         return _append_zero(self.sigmas[self.timesteps(steps, spacing)])
+
+    def markov_step(self, x_prev: torch.Tensor, t: int, noise: torch.Tensor) -> torch.Tensor:
+        """One step of the forward chain: ``x_t = sqrt(1 - beta_t) x_{t-1} + sqrt(beta_t) z``."""
+        beta = float(self.betas[t])
+        return math.sqrt(1 - beta) * x_prev + math.sqrt(beta) * noise
+
+    def q_posterior(self, x0: torch.Tensor, x_t: torch.Tensor, t: int):
+        """DDPM posterior ``q(x_{t-1} | x_t, x_0) = N(mean, var)`` in VP coordinates (t >= 1).
+
+        ``mean = sqrt(ab_{t-1}) beta_t / (1 - ab_t) x_0 + sqrt(alpha_t) (1 - ab_{t-1}) / (1 - ab_t) x_t``,
+        ``var = (1 - ab_{t-1}) / (1 - ab_t) beta_t``.
+        """
+        if not 1 <= t < self.num_steps:
+            raise ValueError(f"t must be in [1, {self.num_steps - 1}], got {t}")
+        ab, ab_prev, beta = (float(v) for v in (self.alphas_cumprod[t], self.alphas_cumprod[t - 1], self.betas[t]))
+        mean = (math.sqrt(ab_prev) * beta / (1 - ab)) * x0 + (math.sqrt(1 - beta) * (1 - ab_prev) / (1 - ab)) * x_t
+        return mean, (1 - ab_prev) / (1 - ab) * beta
 
     def sigma_to_t(self, sigma: torch.Tensor) -> torch.Tensor:
         """Fractional timestep of a sigma, by linear interpolation in log-sigma (as k-diffusion)."""
