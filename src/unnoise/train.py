@@ -69,10 +69,13 @@ class Trainer:
             probability ``config.label_dropout`` so the model also learns the unconditional denoiser.
         run_dir: where checkpoints, ``metrics.jsonl`` and ``loss.png`` go (None: nothing written).
         info: extra JSON stored in the checkpoint config (e.g. data statistics).
+        augment: optional ``augment(x0, generator) -> x0`` applied to each training batch (e.g. a random
+            horizontal flip of images, :func:`unnoise.data.images.random_flip`).
     """
 
     def __init__(self, denoiser: Denoiser, schedule, data: torch.Tensor, config: TrainConfig | None = None,
-                 labels: torch.Tensor | None = None, run_dir: str | None = None, info: dict | None = None):
+                 labels: torch.Tensor | None = None, run_dir: str | None = None, info: dict | None = None,
+                 augment=None):
         self.config = config or TrainConfig()
         self.config.validate()
         if data.ndim < 2 or data.shape[0] < 1:
@@ -88,6 +91,7 @@ class Trainer:
         self.labels = None if labels is None else labels.long().to(self.device)
         self.run_dir = run_dir
         self.info = info or {}
+        self.augment = augment
         self.generator = torch.Generator().manual_seed(self.config.seed)
         self.opt = torch.optim.AdamW(self.denoiser.parameters(), lr=self.config.lr,
                                      weight_decay=self.config.weight_decay)
@@ -103,6 +107,8 @@ class Trainer:
         n = self.config.batch_size
         idx = torch.randint(0, len(self.data), (n,), generator=self.generator).to(self.device)
         x0 = self.data[idx]
+        if self.augment is not None:
+            x0 = self.augment(x0, self.generator)
         cond = None
         if self.labels is not None:
             cond = self.labels[idx].clone()
