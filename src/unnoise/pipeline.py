@@ -34,20 +34,28 @@ def unstandardise(x: torch.Tensor, stats: dict | None) -> torch.Tensor:
 def train_model(data: torch.Tensor, run_dir: str | None, net: str = "mlp", net_config: dict | None = None,
                 parameterization: str = "eps", schedule: str | schedules.Schedule = "ddpm",
                 schedule_config: dict | None = None, config: TrainConfig | None = None,
-                normalize: bool = True, labels=None, progress: bool = True) -> Trainer:
-    """Build a denoiser for ``data`` and train it; returns the finished :class:`Trainer`."""
+                normalize: bool = True, labels=None, progress: bool = True, info: dict | None = None,
+                augment=None) -> Trainer:
+    """Build a denoiser for ``data`` and train it; returns the finished :class:`Trainer`.
+
+    ``info`` is merged into the checkpoint config (e.g. image size, class names); ``augment`` is the
+    Trainer's per-batch augmentation hook.
+    """
     sched = schedules.get(schedule, **(schedule_config or {}))
     normed, stats = standardise(data, normalize)
     net_config = dict(net_config or {})
     net_config.setdefault("shape", list(data.shape[1:]))
     model = nets.build(net, **net_config)
     denoiser = Denoiser(model, parameterization, sched.process, sigma_data=float(normed.std()))
-    info = {"data": {"shape": list(data.shape[1:]), "normalization": stats, "num_examples": len(data)}}
-    trainer = Trainer(denoiser, sched, normed, config, labels=labels, run_dir=run_dir, info=info)
+    run_info = {"data": {"shape": list(data.shape[1:]), "normalization": stats, "num_examples": len(data)}}
+    run_info.update(info or {})
+    trainer = Trainer(denoiser, sched, normed, config, labels=labels, run_dir=run_dir, info=run_info,
+                      augment=augment)
     if progress:
         print(f"training {net} with {nets.count_parameters(model):,} parameters on {len(data):,} examples "
               f"of shape {tuple(data.shape[1:])} ({parameterization}-prediction, {sched.name} schedule, "
               f"device {trainer.device})")
+        print(nets.summary(model))
     trainer.fit(progress=progress)
     return trainer
 
