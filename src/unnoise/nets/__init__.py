@@ -6,10 +6,12 @@ from torch import nn
 
 from .embeddings import NoiseLevelEmbedding, SinusoidalEmbedding
 from .dit import DiT
+from .diffwave import DiffWave
 from .mlp import MLP
 from .unet import UNet
 
 NETS: dict[str, type] = {"mlp": MLP, "unet": UNet, "dit": DiT}
+NETS["diffwave"] = DiffWave
 
 
 def register(name: str, cls: type) -> None:
@@ -66,5 +68,5 @@ def summary(net: nn.Module, max_depth: int = 1) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["DiT", "MLP", "NETS", "NoiseLevelEmbedding", "SinusoidalEmbedding", "UNet", "build", "count_parameters",
+__all__ = ["DiT", "DiffWave", "MLP", "NETS", "NoiseLevelEmbedding", "SinusoidalEmbedding", "UNet", "build", "count_parameters",
            "name_of", "register", "summary"]

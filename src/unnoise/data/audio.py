@@ -1,0 +1,240 @@
+"""Audio: WAV files in and out, resampling, folders of clips, and a built-in synthetic set.
+
+Audio is a float tensor ``(channels, length)`` with values in ``[-1, 1]``.  Integer PCM is mapped by
+dividing by ``2^(bits-1)`` (so 16-bit ``k`` becomes ``k / 32768``); writing 16-bit PCM multiplies back
+and rounds, which makes a 16-bit read / write round trip bit-exact.  No torchaudio: files go through
+SciPy (PCM 8/16/24/32-bit and 32/64-bit IEEE float) and resampling through a polyphase filter.
+"""
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from fractions import Fraction
+
+import numpy as np
+import torch
+
+WAV_FORMATS = ("pcm16", "float32")
+
+
+# ----------------------------------------------------------------------------- conversions
+def _to_float(arr: np.ndarray, path: str) -> np.ndarray:
+    """Integer or float samples -> float32 in [-1, 1], shape (frames, channels)."""
+    if arr.dtype == np.uint8:  # 8-bit WAV is unsigned with its zero at 128
+        out = (arr.astype(np.float32) - 128.0) / 128.0
+    elif np.issubdtype(arr.dtype, np.signedinteger):
+        out = arr.astype(np.float32) / float(2 ** (8 * arr.dtype.itemsize - 1))
+    elif np.issubdtype(arr.dtype, np.floating):
+        out = arr.astype(np.float32)
+    else:
+        raise ValueError(f"{path}: unsupported WAV sample type {arr.dtype}")
+    return out[:, None] if out.ndim == 1 else out
+
+
+def convert_channels(audio: torch.Tensor, channels: int, what: str = "audio") -> torch.Tensor:
+    """Mono <-> stereo conversion of ``(C, L)`` audio: mono is duplicated, stereo is averaged.
+
+    Any other mismatch (e.g. 6 channels to 2) has no unique answer and raises ``ValueError``.
+    """
+    have = audio.shape[0]
+    if have == channels:
+        return audio
+    if have == 1:
+        return audio.expand(channels, -1).clone()
+    if channels == 1:
+        return audio.mean(0, keepdim=True)
+    raise ValueError(f"{what} has {have} channels but {channels} are needed; only mono <-> multichannel "
+                     "conversion is automatic, so convert the file (e.g. down-mix) first")
+
+
+def resample(audio: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Tensor:
+    """Resample ``(C, L)`` audio from ``orig_rate`` to ``new_rate`` Hz (polyphase FIR, SciPy).
+
+    The output has ``ceil(L * new_rate / orig_rate)`` samples.  The anti-aliasing filter is SciPy's
+    default Kaiser window, so content above the lower Nyquist frequency is removed.
+    """
+    if orig_rate <= 0 or new_rate <= 0:
+        raise ValueError(f"sample rates must be positive, got {orig_rate} and {new_rate}")
+    if orig_rate == new_rate:
+        return audio
+    from scipy.signal import resample_poly
+    ratio = Fraction(int(new_rate), int(orig_rate))
+    out = resample_poly(audio.double().numpy(), ratio.numerator, ratio.denominator, axis=-1)
+    return torch.from_numpy(np.ascontiguousarray(out)).to(audio.dtype)
+
+
+# ----------------------------------------------------------------------------- files
+def read_wav(path: str, sample_rate: int | None = None, channels: int | None = None,
+             allow_resample: bool = True) -> tuple[torch.Tensor, int]:
+    """Read a WAV file as ``(audio, rate)``: ``audio`` is float32 ``(channels, length)`` in [-1, 1].
+
+    Args:
+        sample_rate: wanted rate in Hz; a file at another rate is resampled (or, with
+            ``allow_resample=False``, rejected with a ``ValueError``).  None keeps the file's rate.
+        channels: wanted channel count; mono and stereo convert into each other (see
+            :func:`convert_channels`).  None keeps the file's channels.
+    """
+    from scipy.io import wavfile
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"audio file {path!r} does not exist")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", wavfile.WavFileWarning)  # unknown extra chunks are harmless
+            rate, arr = wavfile.read(path)
+    except Exception as err:
+        raise ValueError(f"{path}: not a readable WAV file ({err})") from None
+    audio = torch.from_numpy(np.ascontiguousarray(_to_float(arr, path).T))
+    if audio.shape[1] == 0:
+        raise ValueError(f"{path}: the file holds no samples")
+    if not torch.isfinite(audio).all():
+        raise ValueError(f"{path}: the file contains NaN or inf samples")
+    if channels is not None:
+        audio = convert_channels(audio, channels, path)
+    if sample_rate is not None and sample_rate != rate:
+        if not allow_resample:
+            raise ValueError(f"{path}: sample rate is {rate} Hz but {sample_rate} Hz is needed; allow "
+                             "resampling or convert the file")
+        audio, rate = resample(audio, rate, sample_rate), sample_rate
+    return audio, int(rate)
+
+
+def write_wav(path: str, audio: torch.Tensor, sample_rate: int, format: str = "pcm16") -> None:
+    """Write ``(channels, length)`` (or ``(length,)``) audio in [-1, 1] to a WAV file.
+
+    ``format``: ``pcm16`` (16-bit integer; values are rounded to ``k / 32768`` and clipped to the
+    representable range) or ``float32`` (IEEE float, stored as given).
+    """
+    from scipy.io import wavfile
+    if format not in WAV_FORMATS:
+        raise ValueError(f"unknown WAV format {format!r}; choose one of {', '.join(WAV_FORMATS)}")
+    audio = torch.as_tensor(audio).detach().cpu()
+    if audio.ndim == 1:
+        audio = audio[None]
+    if audio.ndim != 2:
+        raise ValueError(f"audio must have shape (channels, length), got {tuple(audio.shape)}")
+    if not 0 < int(sample_rate) < 2**32:
+        raise ValueError(f"sample rate must be a positive integer (Hz), got {sample_rate}")
+    if not torch.isfinite(audio).all():
+        raise ValueError("audio contains NaN or inf; nothing was written")
+    arr = audio.double().numpy().T  # (frames, channels)
+    if format == "pcm16":
+        data = np.clip(np.round(arr * 32768.0), -32768, 32767).astype(np.int16)
+    else:
+        data = arr.astype(np.float32)
+    if data.shape[1] == 1:
+        data = data[:, 0]
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    wavfile.write(path, int(sample_rate), data)
+
+
+# ----------------------------------------------------------------------------- folders of clips
+class AudioFolder:
+    """Every ``.wav`` file under ``root`` (recursively), at one rate and channel count, in memory.
+
+    Args:
+        root: a folder of WAV files.
+        sample_rate: files at another rate are resampled to it.
+        channels: mono and stereo files are converted to this many channels.
+        clip_length: length in samples of the crops :meth:`crops` returns; shorter files are
+            zero-padded at the end.
+    """
+
+    def __init__(self, root: str, sample_rate: int = 8000, channels: int = 1, clip_length: int = 2048):
+        if not os.path.isdir(root):
+            raise FileNotFoundError(f"audio folder {root!r} does not exist")
+        if clip_length < 1:
+            raise ValueError(f"clip_length must be positive, got {clip_length}")
+        paths = sorted(os.path.join(d, f) for d, _, files in os.walk(root) for f in files
+                       if f.lower().endswith(".wav"))
+        if not paths:
+            raise ValueError(f"no .wav files found under {root!r}")
+        self.paths, self.sample_rate, self.channels, self.clip_length = paths, sample_rate, channels, clip_length
+        self.audio = [read_wav(p, sample_rate, channels)[0] for p in paths]
+
+    def __len__(self) -> int:
+        return len(self.audio)
+
+    def crops(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` random crops ``(n, channels, clip_length)``: a file drawn uniformly, then an offset."""
+        if n < 1:
+            raise ValueError(f"number of crops must be positive, got {n}")
+        out = torch.zeros(n, self.channels, self.clip_length)
+        files = torch.randint(0, len(self.audio), (n,), generator=generator).tolist()
+        for i, f in enumerate(files):
+            a = self.audio[f]
+            room = a.shape[1] - self.clip_length
+            start = int(torch.randint(0, room + 1, (1,), generator=generator)) if room > 0 else 0
+            piece = a[:, start:start + self.clip_length]
+            out[i, :, :piece.shape[1]] = piece
+        return out
+
+
+def load_audio_folder(root: str, n: int, clip_length: int = 2048, sample_rate: int = 8000, channels: int = 1,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """``n`` random crops of the WAV files under ``root``: ``(n, channels, clip_length)`` in [-1, 1]."""
+    return AudioFolder(root, sample_rate, channels, clip_length).crops(n, generator)
+
+
+# ----------------------------------------------------------------------------- synthetic set
+# a pentatonic scale (C major pentatonic, two octaves from C4): consonant chords, distinct pitches
+PITCHES_HZ = tuple(261.63 * 2 ** (s / 12) for s in (0, 2, 4, 7, 9, 12, 14, 16, 19, 21))
+
+
+def adsr(length: int, attack, decay, sustain, release) -> torch.Tensor:
+    """Piecewise-linear ADSR envelopes of ``length`` samples, float64.
+
+    ``attack``, ``decay`` and ``release`` are fractions of the clip (floats, or ``(n,)`` tensors for
+    ``n`` envelopes at once); the level rises 0 -> 1, falls to ``sustain``, holds, and falls to 0
+    over the last ``release`` fraction.  Returns ``(length,)`` or ``(n, length)``.
+    """
+    params = [torch.as_tensor(v, dtype=torch.float64) for v in (attack, decay, sustain, release)]
+    batched = params[0].ndim > 0
+    a, dec, sus, rel = (p.reshape(-1, 1) for p in params)
+    t = torch.linspace(0, 1, length, dtype=torch.float64)[None]
+    d, r = a + dec, 1 - rel
+    env = torch.where(t < a, t / a.clamp_min(1e-9),
+                      torch.where(t < d, 1 - (1 - sus) * (t - a) / dec.clamp_min(1e-9),
+                                  torch.where(t < r, sus + 0 * t, sus * (1 - t) / rel.clamp_min(1e-9))))
+    env = env.clamp(0, 1)
+    return env if batched else env[0]
+
+
+def synthetic_audio(n: int, length: int = 2048, sample_rate: int = 8000, max_notes: int = 3,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+    """``n`` synthetic mono clips ``(n, 1, length)`` in [-1, 1]: notes and chords with ADSR envelopes.
+
+    Each clip holds 1 to ``max_notes`` distinct pitches from :data:`PITCHES_HZ`, each a sum of three
+    harmonics (amplitudes 1, t/2, t/4 with a per-clip timbre t in [0.3, 1]) with random phases, under
+    one ADSR envelope; the clip is scaled to a peak amplitude drawn from [0.3, 0.8].
+    """
+    if n < 1 or length < 1:
+        raise ValueError(f"n and length must be positive, got n={n}, length={length}")
+    if not 1 <= max_notes <= len(PITCHES_HZ):
+        raise ValueError(f"max_notes must be between 1 and {len(PITCHES_HZ)}, got {max_notes}")
+    if PITCHES_HZ[-1] * 3 >= sample_rate / 2:
+        raise ValueError(f"sample rate {sample_rate} Hz is too low for the third harmonic of "
+                         f"{PITCHES_HZ[-1]:.0f} Hz; use at least {math.ceil(PITCHES_HZ[-1] * 6)} Hz")
+    g, f64 = generator, torch.float64
+    # all random choices up front, in a fixed order, so a seed fixes the whole set
+    count = torch.randint(1, max_notes + 1, (n,), generator=g)
+    order = torch.rand(n, len(PITCHES_HZ), generator=g).argsort(1)[:, :max_notes]  # distinct pitches
+    phase = 2 * math.pi * torch.rand(n, max_notes, 3, generator=g, dtype=f64)
+    timbre = 0.3 + 0.7 * torch.rand(n, 1, generator=g, dtype=f64)
+    u = torch.rand(n, 4, generator=g, dtype=f64)
+    peak = 0.3 + 0.5 * torch.rand(n, 1, generator=g, dtype=f64)
+
+    freqs = torch.tensor(PITCHES_HZ, dtype=f64)[order]  # (n, M)
+    on = (torch.arange(max_notes)[None] < count[:, None]).to(f64)  # (n, M): which notes sound
+    harmonic = torch.arange(1, 4, dtype=f64)
+    amps = torch.cat([torch.ones_like(timbre), 0.5 * timbre, 0.25 * timbre], 1)  # (n, 3)
+    env = adsr(length, 0.02 + 0.1 * u[:, 0], 0.05 + 0.15 * u[:, 1], 0.4 + 0.5 * u[:, 2], 0.05 + 0.25 * u[:, 3])
+    t = torch.arange(length, dtype=f64) / sample_rate
+    out = torch.empty(n, 1, length)
+    for lo in range(0, n, 128):  # chunks bound the (chunk, notes, harmonics, length) intermediate
+        sl = slice(lo, lo + 128)
+        arg = 2 * math.pi * (freqs[sl, :, None, None] * harmonic[None, None, :, None]) * t + phase[sl, ..., None]
+        clip = (on[sl, :, None, None] * amps[sl, None, :, None] * torch.sin(arg)).sum((1, 2)) * env[sl]
+        out[sl, 0] = (clip / clip.abs().amax(1, keepdim=True).clamp_min(1e-12) * peak[sl]).float()
+    return out

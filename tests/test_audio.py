@@ -1,0 +1,228 @@
+"""Audio: WAV input/output, resampling, folders of clips, the synthetic set, spectral features,
+the DiffWave backbone, a short training run and inpainting in time."""
+from __future__ import annotations
+
+import math
+import os
+import wave
+
+import numpy as np
+import pytest
+import torch
+
+import unnoise
+from unnoise import spectral
+from unnoise.data.audio import (PITCHES_HZ, AudioFolder, adsr, convert_channels, load_audio_folder, read_wav,
+                                resample, synthetic_audio, write_wav)
+from unnoise.nets.diffwave import DiffWave
+
+
+def _stdlib_write(path, ints: np.ndarray, rate: int, width: int = 2):
+    """Write integer frames ``(frames, channels)`` with the standard library, as an independent writer."""
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(ints.shape[1])
+        w.setsampwidth(width)
+        w.setframerate(rate)
+        w.writeframes(np.ascontiguousarray(ints).astype({1: "u1", 2: "<i2", 4: "<i4"}[width]).tobytes())
+
+
+def _stdlib_read(path):
+    with wave.open(str(path), "rb") as w:
+        assert w.getsampwidth() == 2
+        frames = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+        return frames.reshape(-1, w.getnchannels()), w.getframerate()
+
+
+# ----------------------------------------------------------------------------- WAV files
+@pytest.mark.parametrize("channels", [1, 2])
+def test_pcm16_round_trip_is_bit_exact(tmp_path, channels):
+    rng = np.random.default_rng(channels)
+    ints = rng.integers(-32768, 32768, size=(1001, channels), dtype=np.int64)
+    ints[:2] = [[-32768] * channels, [32767] * channels]  # the extremes survive too
+    src = tmp_path / "src.wav"
+    _stdlib_write(src, ints, 11025)
+    audio, rate = read_wav(str(src))
+    assert rate == 11025 and audio.shape == (channels, 1001) and audio.dtype == torch.float32
+    assert torch.equal(audio, torch.from_numpy(ints.T / 32768.0).float())  # k -> k / 32768 exactly
+    out = tmp_path / "out.wav"
+    write_wav(str(out), audio, rate)
+    back, back_rate = _stdlib_read(out)
+    assert back_rate == 11025 and np.array_equal(back, ints)
+    assert torch.equal(read_wav(str(out))[0], audio)
+
+
+def test_float32_round_trip_and_pcm_clipping(tmp_path):
+    x = torch.randn(2, 513, generator=torch.Generator().manual_seed(0)) * 0.4
+    write_wav(str(tmp_path / "f.wav"), x, 8000, format="float32")
+    y, rate = read_wav(str(tmp_path / "f.wav"))
+    assert rate == 8000 and torch.equal(y, x)
+    # PCM clips out-of-range values to the representable extremes instead of wrapping around
+    write_wav(str(tmp_path / "c.wav"), torch.tensor([[1.5, -1.5, 1.0, -1.0]]), 8000)
+    ints, _ = _stdlib_read(tmp_path / "c.wav")
+    assert ints[:, 0].tolist() == [32767, -32768, 32767, -32768]
+
+
+def test_other_pcm_widths(tmp_path):
+    _stdlib_write(tmp_path / "u8.wav", np.array([[0], [128], [255]]), 8000, width=1)
+    assert read_wav(str(tmp_path / "u8.wav"))[0].tolist() == [[-1.0, 0.0, 127 / 128]]
+    _stdlib_write(tmp_path / "i32.wav", np.array([[-2**31], [0], [2**30]]), 8000, width=4)
+    assert read_wav(str(tmp_path / "i32.wav"))[0].tolist() == [[-1.0, 0.0, 0.5]]
+
+
+def test_channel_conversion_and_rejections(tmp_path):
+    stereo = torch.tensor([[0.5, -0.25, 0.0], [0.25, 0.25, 1.0]])
+    write_wav(str(tmp_path / "s.wav"), stereo, 8000)
+    mono, _ = read_wav(str(tmp_path / "s.wav"), channels=1)
+    assert torch.allclose(mono, stereo.mean(0, keepdim=True), atol=1 / 32768)
+    up = convert_channels(mono, 2)
+    assert up.shape == (2, 3) and torch.equal(up[0], up[1])
+    with pytest.raises(ValueError, match="3 channels but 2 are needed"):
+        convert_channels(torch.zeros(3, 10), 2)
+    with pytest.raises(ValueError, match="sample rate is 8000 Hz but 16000 Hz is needed"):
+        read_wav(str(tmp_path / "s.wav"), sample_rate=16000, allow_resample=False)
+    (tmp_path / "bad.wav").write_bytes(b"RIFF not really a wave file")
+    with pytest.raises(ValueError, match="not a readable WAV file"):
+        read_wav(str(tmp_path / "bad.wav"))
+    with pytest.raises(FileNotFoundError):
+        read_wav(str(tmp_path / "missing.wav"))
+    with pytest.raises(ValueError, match="NaN"):
+        write_wav(str(tmp_path / "nan.wav"), torch.tensor([[0.0, float("nan")]]), 8000)
+    with pytest.raises(ValueError, match="unknown WAV format"):
+        write_wav(str(tmp_path / "x.wav"), torch.zeros(1, 4), 8000, format="mp3")
+
+
+def test_resampling_keeps_a_tone_and_removes_aliases(tmp_path):
+    rate, n = 16000, 16000
+    t = np.arange(n) / rate
+    tone = 0.5 * np.sin(2 * np.pi * 440 * t) + 0.3 * np.sin(2 * np.pi * 5000 * t)  # 5 kHz > 4 kHz Nyquist
+    write_wav(str(tmp_path / "hi.wav"), torch.from_numpy(tone).float()[None], rate, format="float32")
+    low, new_rate = read_wav(str(tmp_path / "hi.wav"), sample_rate=8000)
+    assert new_rate == 8000 and low.shape == (1, 8000)
+    expect = 0.5 * np.sin(2 * np.pi * 440 * np.arange(8000) / 8000)
+    # away from the edges (filter start-up) the 440 Hz tone is kept and the 5 kHz tone is gone:
+    # a 5 kHz tone would alias to 3 kHz at 8 kHz, so any leak would show as a large residual
+    err = np.abs(low[0, 200:-200].numpy() - expect[200:-200]).max()
+    assert err < 5e-3
+    # 3 -> 2 rate change keeps the length ratio exactly
+    assert resample(torch.zeros(2, 300), 48000, 32000).shape == (2, 200)
+
+
+# ----------------------------------------------------------------------------- folders and synthetic audio
+def test_audio_folder_crops(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    clip_a = torch.linspace(-0.9, 0.9, 500)[None]
+    write_wav(str(tmp_path / "a.wav"), clip_a, 8000, format="float32")
+    os.makedirs(tmp_path / "sub")
+    write_wav(str(tmp_path / "sub" / "b.wav"), torch.full((2, 40), 0.25), 16000, format="float32")  # short, stereo
+    folder = AudioFolder(str(tmp_path), sample_rate=8000, channels=1, clip_length=64)
+    assert len(folder) == 2 and folder.audio[1].shape == (1, 20)  # resampled 16 k -> 8 k, down-mixed
+    crops = folder.crops(50, g)
+    assert crops.shape == (50, 1, 64)
+    starts = set()
+    for c in crops:
+        if torch.all(c[0, 20:] == 0):  # the short file, zero-padded at the end
+            assert torch.allclose(c[0, 5:15], torch.full((10,), 0.25), atol=0.02)
+        else:  # a crop of the ramp: exactly a contiguous piece of it
+            start = int(torch.argmin((clip_a[0] - c[0, 0]).abs()))
+            assert torch.equal(c[0], clip_a[0, start:start + 64])
+            starts.add(start)
+    assert len(starts) > 5  # random offsets, not one fixed crop
+    again = load_audio_folder(str(tmp_path), 50, clip_length=64, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(again, crops)  # the seed fixes the crops
+    with pytest.raises(ValueError, match="clip_length must be positive"):
+        AudioFolder(str(tmp_path), clip_length=0)
+    os.makedirs(tmp_path / "empty")
+    with pytest.raises(ValueError, match="no .wav files"):
+        AudioFolder(str(tmp_path / "empty"))
+
+
+def test_synthetic_audio_properties():
+    x = synthetic_audio(64, 2048, 8000, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (64, 1, 2048)
+    peaks = x.abs().amax((1, 2))
+    assert torch.all(peaks >= 0.3 - 1e-6) and torch.all(peaks <= 0.8 + 1e-6)
+    assert torch.equal(x, synthetic_audio(64, 2048, 8000, generator=torch.Generator().manual_seed(0)))
+    # single notes: the strongest frequency is one of the scale's pitches (to within one FFT bin)
+    one = synthetic_audio(16, 8000, 8000, max_notes=1, generator=torch.Generator().manual_seed(1))
+    spec = torch.fft.rfft(one[:, 0].double()).abs()
+    top = spec.argmax(1).double()  # 1 Hz bins for one second at 8 kHz
+    dist = (top[:, None] - torch.tensor(PITCHES_HZ, dtype=torch.float64)[None]).abs().min(1).values
+    assert torch.all(dist <= 1.0)
+    env = adsr(101, 0.1, 0.2, 0.5, 0.3)
+    assert env[[0, 10, 30, 50, 70, 85, 100]].tolist() == pytest.approx([0, 1, 0.5, 0.5, 0.5, 0.25, 0], abs=1e-9)
+    with pytest.raises(ValueError, match="too low"):
+        synthetic_audio(1, 100, sample_rate=4000)
+
+
+# ----------------------------------------------------------------------------- spectral features
+def test_mel_filterbank_and_frechet_distance():
+    fb = mel_fb = spectral.mel_filterbank(16, 256, 8000)
+    assert mel_fb.shape == (16, 129) and torch.all(fb >= 0)
+    assert torch.all((fb.max(1).values > 0.5) & (fb.max(1).values <= 1))
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(400, 5, generator=g, dtype=torch.float64) @ torch.randn(5, 5, generator=g, dtype=torch.float64)
+    shift = torch.arange(5, dtype=torch.float64)
+    # b = 2a + c has covariance 4 S_a, so the distance is |mu_a - mu_b|^2 + tr(S_a + 4 S_a - 2 * 2 S_a)
+    b = 2 * a + shift
+    expect = float(((a.mean(0) - b.mean(0)) ** 2).sum() + torch.trace(torch.cov(a.T)))
+    assert spectral.frechet_distance(a, b) == pytest.approx(expect, rel=1e-9)
+    assert spectral.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
+    from scipy.linalg import sqrtm
+    c = torch.randn(300, 5, generator=g, dtype=torch.float64)
+    sa, sc = torch.cov(a.T).numpy(), torch.cov(c.T).numpy()
+    ref = ((a.mean(0) - c.mean(0)) ** 2).sum().item() + np.trace(sa + sc - 2 * np.real(sqrtm(sa @ sc)))
+    assert spectral.frechet_distance(a, c) == pytest.approx(ref, rel=1e-6)
+
+
+def test_spectral_features_separate_real_from_noise():
+    g = torch.Generator().manual_seed(0)
+    real = synthetic_audio(192, 1024, generator=g)
+    fa, fb = spectral.clip_features(real[:96], 8000), spectral.clip_features(real[96:], 8000)
+    noise = torch.randn(96, 1, 1024, generator=g) * real.std()
+    floor, far = spectral.frechet_distance(fa, fb), spectral.frechet_distance(fa, spectral.clip_features(noise, 8000))
+    assert far > 10 * floor
+    sc = spectral.spectral_convergence(real[:4], real[:4])
+    assert torch.all(sc == 0)
+
+
+# ----------------------------------------------------------------------------- DiffWave
+def _perturbed_net(net):
+    # a fresh DiffWave outputs exactly 0 (zero-initialised output layer); give it random weights
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())) * 0.3)
+    return net
+
+
+@pytest.mark.parametrize("length", [1, 7, 257, 1001])
+def test_diffwave_keeps_any_length(length):
+    net = DiffWave(shape=(2, 64), residual_channels=8, layers=4, dilation_cycle=3, emb_dim=16)
+    x = torch.randn(3, 2, length)
+    out = net(x, torch.zeros(3))
+    assert out.shape == x.shape and torch.all(out == 0)  # starts at F = 0
+    assert _perturbed_net(net)(x, torch.zeros(3)).abs().sum() > 0
+
+
+def test_diffwave_receptive_field_is_non_causal_and_exact():
+    net = _perturbed_net(DiffWave(channels=1, residual_channels=8, layers=5, dilation_cycle=3, emb_dim=16)).double()
+    assert net.receptive_field == 1 + 2 * (1 + 2 + 4 + 1 + 2)
+    x = torch.randn(1, 1, 101, dtype=torch.float64, requires_grad=True)
+    net(x, torch.zeros(1, dtype=torch.float64))[0, 0, 50].backward()
+    reach = (x.grad[0, 0].abs() > 0).nonzero().flatten()
+    half = (net.receptive_field - 1) // 2
+    # output 50 sees exactly the inputs 50 - half .. 50 + half: past and future (non-causal)
+    assert reach.min() == 50 - half and reach.max() == 50 + half
+
+
+def test_diffwave_config_rebuilds_and_checks_input():
+    net = _perturbed_net(DiffWave(shape=[1, 128], residual_channels=8, layers=3, dilation_cycle=2, emb_dim=16,
+                                  num_classes=3))
+    twin = unnoise.nets.build("diffwave", **net.config)
+    twin.load_state_dict(net.state_dict())
+    x, c = torch.randn(2, 1, 50), torch.tensor([0.1, -0.5])
+    assert torch.equal(twin(x, c, torch.tensor([0, 3])), net(x, c, torch.tensor([0, 3])))
+    assert unnoise.nets.name_of(net) == "diffwave"
+    with pytest.raises(ValueError, match=r"expects \(batch, 1, length\)"):
+        net(torch.randn(2, 2, 50), c)
+    with pytest.raises(ValueError, match="use the U-Net"):
+        DiffWave(shape=(1, 16, 16))
