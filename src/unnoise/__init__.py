@@ -7,6 +7,7 @@ from . import analytic, checkpoint, data, denoiser, losses, metrics, nets, sampl
 from .denoiser import Denoiser
 from .samplers import sample
 from .train import TrainConfig, Trainer
+from . import editing  # noqa: E402
 
 __version__ = "0.1.0"
 
