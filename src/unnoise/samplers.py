@@ -71,7 +71,7 @@ def check_sigmas(sigmas) -> torch.Tensor:
     return sigmas
 
 
-def sample(denoiser, x: torch.Tensor, sigmas, sampler: str = "ddim", generator: torch.Generator | None = None,
+def sample(denoiser, x: torch.Tensor, sigmas, sampler: str = "dpmpp_2m", generator: torch.Generator | None = None,
            cond=None, callback: Callable | None = None, progress: bool = False, return_nfe: bool = False,
            **options):
     """Run ``sampler`` from ``x`` at ``sigmas[0]`` down the grid; return the sample at ``sigmas[-1]``.
@@ -79,7 +79,8 @@ def sample(denoiser, x: torch.Tensor, sigmas, sampler: str = "ddim", generator: 
     Args:
         denoiser: any callable ``D(x, sigma[, cond])`` (an analytic mixture, a trained model, a guided combination).
         x: ``(batch, ...)`` start, typically ``torch.randn(shape) * sigmas[0]``.
-        sigmas: decreasing grid, e.g. ``schedule.sampling_sigmas(steps)``.
+        sigmas: decreasing grid, e.g. ``schedule.sampling_sigmas(steps)``, or an :class:`AutoSigmas`
+            (a step budget whose grid :func:`optimize_sigmas` chooses for this denoiser and sampler).
         sampler: a name from :func:`available`.
         generator: randomness of stochastic samplers.
         cond: conditioning passed to the denoiser as its third argument.
@@ -89,6 +90,11 @@ def sample(denoiser, x: torch.Tensor, sigmas, sampler: str = "ddim", generator: 
         **options: sampler-specific options (see :func:`sampler_options`).
     """
     fn = _get(sampler)
+    if isinstance(sigmas, AutoSigmas):
+        if cond is not None:
+            raise ValueError("AutoSigmas cannot see the conditioning; call optimize_sigmas with a denoiser "
+                             "that closes over it and pass the grid it returns")
+        sigmas = sigmas.grid(denoiser, tuple(x.shape[1:]), sampler, options)
     sigmas = check_sigmas(sigmas).to(device=x.device, dtype=x.dtype)
     if not torch.all(torch.isfinite(x)):
         raise ValueError("the starting x contains NaN or inf")
@@ -192,3 +198,625 @@ def euler(denoiser, x, sigmas, *, callback=None, progress=False):
         x = x + (s_next - s) * (x - den) / s
         _cb(callback, i, x, den, s)
     return x
+
+
+def _check_positive_int(name, value):
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _check_nonneg(name, value):
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+@register("heun")
+def heun(denoiser, x, sigmas, *, callback=None, progress=False):
+    """Heun's 2nd-order method on the probability-flow ODE (EDM, Karras et al. 2022, Algorithm 1).
+
+    Each step takes an Euler step with slope ``d = (x - D(x, sigma)) / sigma`` and corrects it with the
+    average of ``d`` and the slope at the Euler point.  The step to ``sigma = 0`` has no slope there
+    (division by zero), so it stays Euler, which lands exactly on ``D``: ``2 N - 1`` evaluations for
+    ``N`` steps ending at 0.
+    """
+    for i in _steps(sigmas, progress):
+        s, s_next = float(sigmas[i]), float(sigmas[i + 1])
+        den = denoiser(x, s)
+        d = (x - den) / s
+        x_pred = x + (s_next - s) * d
+        if s_next > 0:
+            d_next = (x_pred - denoiser(x_pred, s_next)) / s_next
+            x = x + (s_next - s) * 0.5 * (d + d_next)
+        else:
+            x = x_pred
+        _cb(callback, i, x, den, s)
+    return x
+
+
+@register("rk45")
+def rk45(denoiser, x, sigmas, *, rtol: float = 1e-4, atol: float = 1e-4, callback=None, progress=False):
+    """Adaptive Dormand-Prince 5(4) on the probability-flow ODE, with error control.
+
+    In ``t = log sigma`` the ODE reads ``dx/dt = sigma dx/dsigma = x - D(x, e^t)``: its right-hand side
+    stays O(|x|) at every noise level, so one tolerance fits the whole range (in sigma itself the slope
+    blows up like ``1/sigma`` near the data).  Only the grid's endpoints matter: it integrates from
+    ``sigmas[0]`` to the last positive sigma and, when the grid ends at 0, finishes with the exact
+    limit ``x = D(x, sigma_min)`` (the ODE's ``sigma -> 0`` endpoint is the denoiser's output at the
+    smallest noise it was asked about).  The evaluations spent are counted by :func:`sample`
+    (``return_nfe=True``).
+    """
+    if rtol <= 0 or atol <= 0:
+        raise ValueError(f"rtol and atol must be positive, got rtol={rtol}, atol={atol}")
+    from .ode import odeint_adaptive
+
+    s0 = float(sigmas[0])
+    s_end = float(sigmas[-2]) if float(sigmas[-1]) == 0 else float(sigmas[-1])
+    if s_end < s0:
+        x, _ = odeint_adaptive(lambda t, y: y - denoiser(y, math.exp(t)), x, math.log(s0), math.log(s_end),
+                               rtol=rtol, atol=atol)
+    den = x
+    if float(sigmas[-1]) == 0:
+        den = denoiser(x, s_end)
+        x = den
+    _cb(callback, len(sigmas) - 2, x, den, s_end)
+    return x
+
+
+@register("edm")
+def edm_stochastic(denoiser, x, sigmas, *, S_churn: float = 0.0, S_tmin: float = 0.0, S_tmax: float = float("inf"),
+                   S_noise: float = 1.0, generator=None, callback=None, progress=False):
+    """EDM's stochastic sampler (Karras et al. 2022, Algorithm 2).
+
+    At each level inside ``[S_tmin, S_tmax]`` it first raises the noise from ``sigma`` to
+    ``sigma_hat = sigma (1 + gamma)``, ``gamma = min(S_churn / N, sqrt(2) - 1)``, by adding fresh noise of
+    variance ``S_noise^2 (sigma_hat^2 - sigma^2)`` (exact for the forward process when ``S_noise = 1``),
+    then takes a Heun step of the probability-flow ODE from ``sigma_hat`` to the next level (Euler on
+    the last step to 0).  ``S_churn = 0`` is exactly :func:`heun`.
+    """
+    for name, v in (("S_churn", S_churn), ("S_noise", S_noise), ("S_tmin", S_tmin)):
+        _check_nonneg(name, v)
+    if not S_tmax >= S_tmin:
+        raise ValueError(f"S_tmax must be >= S_tmin, got {S_tmax} < {S_tmin}")
+    n = len(sigmas) - 1
+    gamma_max = min(S_churn / n, math.sqrt(2.0) - 1.0)
+    for i in _steps(sigmas, progress):
+        s, s_next = float(sigmas[i]), float(sigmas[i + 1])
+        gamma = gamma_max if S_tmin <= s <= S_tmax else 0.0
+        s_hat = s * (1.0 + gamma)
+        if gamma > 0:
+            x = x + math.sqrt(s_hat**2 - s**2) * S_noise * noise_like(x, generator)
+        den = denoiser(x, s_hat)
+        d = (x - den) / s_hat
+        x_pred = x + (s_next - s_hat) * d
+        if s_next > 0:
+            d_next = (x_pred - denoiser(x_pred, s_next)) / s_next
+            x = x + (s_next - s_hat) * 0.5 * (d + d_next)
+        else:
+            x = x_pred
+        _cb(callback, i, x, den, s)
+    return x
+
+
+# ----------------------------------------------------------------------------- score-based (Langevin / SDE)
+def _score(denoiser, x, sigma):
+    """Tweedie: ``grad log p_sigma(x) = (D(x, sigma) - x) / sigma^2``; also returns ``D``."""
+    den = denoiser(x, sigma)
+    return (den - x) / sigma**2, den
+
+
+@register("langevin")
+def annealed_langevin(denoiser, x, sigmas, *, n_steps_each: int = 10, eps_step: float | None = None,
+                      denoise_final: bool = True, generator=None, callback=None, progress=False):
+    """Annealed Langevin dynamics (NCSN, Song & Ermon 2019, Algorithm 1).
+
+    For every positive level ``sigma_i`` of the grid it runs ``n_steps_each`` steps of unadjusted
+    Langevin dynamics on ``p_sigma_i``:
+    ``x <- x + (alpha_i / 2) score(x, sigma_i) + sqrt(alpha_i) z`` with
+    ``alpha_i = eps_step * sigma_i^2 / sigma_L^2`` (``sigma_L`` the smallest positive level), so every
+    level mixes at the same rate relative to its width.  ``eps_step`` defaults to ``0.2 sigma_L^2``
+    (Song & Ermon's 2e-5 at ``sigma_L = 0.01``).  When the grid ends at 0 and ``denoise_final`` is set,
+    the sample is finished with one denoising step ``x = D(x, sigma_L)`` (Jolicoeur-Martineau et al.
+    2021), which removes the leftover ``sigma_L`` noise.  Evaluations: ``n_steps_each`` per level (+1).
+    """
+    _check_positive_int("n_steps_each", n_steps_each)
+    levels = [float(s) for s in sigmas if float(s) > 0]
+    sigma_l = levels[-1]
+    if eps_step is None:
+        eps_step = 0.2 * sigma_l**2
+    if not eps_step > 0:
+        raise ValueError(f"eps_step must be positive, got {eps_step}")
+    for i in (tqdm(range(len(levels)), desc="langevin", leave=False) if progress else range(len(levels))):
+        s = levels[i]
+        alpha = eps_step * s**2 / sigma_l**2
+        for _ in range(n_steps_each):
+            score, den = _score(denoiser, x, s)
+            x = x + 0.5 * alpha * score + math.sqrt(alpha) * noise_like(x, generator)
+        _cb(callback, i, x, den, s)
+    if float(sigmas[-1]) == 0 and denoise_final:
+        x = denoiser(x, sigma_l)
+    return x
+
+
+@register("euler_maruyama")
+def euler_maruyama(denoiser, x, sigmas, *, generator=None, callback=None, progress=False):
+    """Euler-Maruyama on the reverse-time SDE (Song et al. 2021) in the scale-free variable.
+
+    Forward: ``x_sigma = x_0 + sigma eps`` is the SDE ``dx = g dW`` with ``g^2 = d(sigma^2)/dsigma = 2 sigma``
+    (time = sigma).  Its reverse (Anderson 1982) is ``dx = -g^2 score dsigma + g dW_bar`` run with
+    ``dsigma < 0``, so a step from ``sigma`` to ``sigma' < sigma`` is
+    ``x' = x + 2 sigma (sigma - sigma') score + sqrt(2 sigma (sigma - sigma')) z``.  The step to 0 returns
+    the noise-free mean ``D(x, sigma)`` (the usual final denoising).  VP models are covered since
+    ``x_t = s x``.
+    """
+    for i in _steps(sigmas, progress):
+        s, s_next = float(sigmas[i]), float(sigmas[i + 1])
+        score, den = _score(denoiser, x, s)
+        if s_next == 0:
+            x = den
+        else:
+            ds = s - s_next
+            x = x + 2 * s * ds * score + math.sqrt(2 * s * ds) * noise_like(x, generator)
+        _cb(callback, i, x, den, s)
+    return x
+
+
+def _langevin_correct(denoiser, x, sigma, snr, generator):
+    """One Langevin corrector step with Song et al. (2021)'s signal-to-noise step rule.
+
+    ``step = 2 (snr |z| / |score|)^2`` per example (norms over all coordinates), which makes the drift
+    ``step * score`` exactly ``snr`` times the injected noise ``sqrt(2 step) z`` in norm.
+    """
+    score, _ = _score(denoiser, x, sigma)
+    z = noise_like(x, generator)
+    dims = tuple(range(1, x.ndim))
+    z_norm = torch.linalg.vector_norm(z, dim=dims, keepdim=True)
+    g_norm = torch.linalg.vector_norm(score, dim=dims, keepdim=True).clamp_min(1e-30)
+    step = 2 * (snr * z_norm / g_norm) ** 2
+    return x + step * score + torch.sqrt(2 * step) * z
+
+
+@register("pc")
+def predictor_corrector(denoiser, x, sigmas, *, predictor: str = "reverse_diffusion", n_corrector: int = 1,
+                        snr: float = 0.16, generator=None, callback=None, progress=False):
+    """Predictor-corrector sampling (Song et al. 2021, Algorithm 2 for VE SDEs).
+
+    At each level: ``n_corrector`` Langevin corrector steps at ``sigma`` (see :func:`_langevin_correct`),
+    then one predictor step to the next level, either
+
+    * ``"reverse_diffusion"``: the reverse of the discretised forward chain,
+      ``x' = x + (sigma^2 - sigma'^2) score + sqrt(sigma^2 - sigma'^2) z``, or
+    * ``"euler_maruyama"``: see :func:`euler_maruyama`.
+
+    The step to 0 returns the predictor's noise-free mean, ``D(x, sigma)``.
+    Evaluations: ``n_corrector + 1`` per step.
+    """
+    if predictor not in ("reverse_diffusion", "euler_maruyama"):
+        raise ValueError(f"predictor must be 'reverse_diffusion' or 'euler_maruyama', got {predictor!r}")
+    if not isinstance(n_corrector, int) or n_corrector < 0:
+        raise ValueError(f"n_corrector must be an integer >= 0, got {n_corrector!r}")
+    if not snr > 0:
+        raise ValueError(f"snr must be positive, got {snr}")
+    for i in _steps(sigmas, progress):
+        s, s_next = float(sigmas[i]), float(sigmas[i + 1])
+        for _ in range(n_corrector):
+            x = _langevin_correct(denoiser, x, s, snr, generator)
+        score, den = _score(denoiser, x, s)
+        if s_next == 0:
+            x = den
+        else:
+            var = s**2 - s_next**2 if predictor == "reverse_diffusion" else 2 * s * (s - s_next)
+            x = x + var * score + math.sqrt(var) * noise_like(x, generator)
+        _cb(callback, i, x, den, s)
+    return x
+
+
+# ----------------------------------------------------------------------------- gradient estimation
+@register("gradient_estimation")
+def gradient_estimation(denoiser, x, sigmas, *, gamma: float = 2.0, mu: float = 0.0, generator=None,
+                        callback=None, progress=False):
+    """Gradient-estimation sampler (Permenter & Yuan 2023).
+
+    DDIM reads as gradient descent on the squared distance to the data manifold, with
+    ``eps = (x - D)/sigma`` its (scaled) gradient: ``x' = x - (sigma - sigma') eps``.  Since the network's
+    error on that gradient is correlated between steps, the sampler uses the extrapolated estimate
+    ``eps_bar = gamma eps_t + (1 - gamma) eps_prev`` (``gamma = 2`` is their choice; the first step uses
+    ``eps_t``).  Noise mixing ``mu in [0, 1)`` splits the target level as
+    ``sigma' = sigma^mu sigma_p^(1 - mu)``: descend to ``sigma_p`` and add back fresh noise of std
+    ``sqrt(sigma'^2 - sigma_p^2)``, i.e. ``x' = x - (sigma - sigma_p) eps_bar + sqrt(sigma'^2 - sigma_p^2) z``.
+    ``gamma = 1, mu = 0`` is exactly DDIM; ``mu = 1/2`` gives ``sigma_p = sigma'^2 / sigma``, DDIM with
+    ``eta = 1`` (DDPM's posterior).
+    """
+    if not (isinstance(gamma, (int, float)) and math.isfinite(gamma) and gamma > 0):
+        raise ValueError(f"gamma must be a positive number (1 = DDIM, 2 = recommended), got {gamma!r}")
+    if not 0.0 <= mu < 1.0:
+        raise ValueError(f"mu must be in [0, 1) (0 = deterministic, 0.5 = DDPM-like), got {mu!r}")
+    eps_prev = None
+    for i in _steps(sigmas, progress):
+        s, s_next = float(sigmas[i]), float(sigmas[i + 1])
+        den = denoiser(x, s)
+        eps = (x - den) / s
+        eps_bar = eps if eps_prev is None else gamma * eps + (1.0 - gamma) * eps_prev
+        s_p = (s_next / s**mu) ** (1.0 / (1.0 - mu))
+        x = x - (s - s_p) * eps_bar
+        extra = math.sqrt(max(s_next**2 - s_p**2, 0.0))
+        if extra > 0:
+            x = x + extra * noise_like(x, generator)
+        eps_prev = eps
+        _cb(callback, i, x, den, s)
+    return x
+
+
+# ----------------------------------------------------------------------------- flow matching
+@register("flow_euler")
+def flow_euler(denoiser, x, sigmas, *, callback=None, progress=False):
+    """Euler in the rectified-flow time ``t = sigma / (1 + sigma)`` on ``x_t = (1 - t) x_0 + t eps``.
+
+    The velocity ``u = eps - x_0`` follows from the denoiser as ``u = (x_t - D) / t`` with
+    ``x_t = x / (1 + sigma)``; steps are linear in ``t``: ``x_t' = x_t + (t' - t) u``.  (Algebraically
+    this equals DDIM/:func:`euler` on the same sigma grid: ``x_t' = (1 - t') D + t' eps``.)
+    """
+    for i in _steps(sigmas, progress):
+        s, s_next = float(sigmas[i]), float(sigmas[i + 1])
+        t, t_next = s / (1 + s), s_next / (1 + s_next)
+        xt = x / (1 + s)
+        den = denoiser(x, s)
+        xt = xt + (t_next - t) * (xt - den) / t
+        x = xt * (1 + s_next)
+        _cb(callback, i, x, den, s)
+    return x
+
+
+@register("flow_heun")
+def flow_heun(denoiser, x, sigmas, *, callback=None, progress=False):
+    """Heun (2nd order) in the rectified-flow time ``t = sigma / (1 + sigma)``; Euler on the step to t = 0.
+
+    Velocity ``u(x_t, t) = (x_t - D(x_t / (1 - t), sigma(t))) / t``; see :func:`flow_euler`.
+    """
+    for i in _steps(sigmas, progress):
+        s, s_next = float(sigmas[i]), float(sigmas[i + 1])
+        t, t_next = s / (1 + s), s_next / (1 + s_next)
+        xt = x / (1 + s)
+        den = denoiser(x, s)
+        u = (xt - den) / t
+        xt_pred = xt + (t_next - t) * u
+        if s_next > 0:
+            u_next = (xt_pred - denoiser(xt_pred * (1 + s_next), s_next)) / t_next
+            xt = xt + (t_next - t) * 0.5 * (u + u_next)
+        else:
+            xt = xt_pred
+        x = xt * (1 + s_next)
+        _cb(callback, i, x, den, s)
+    return x
+
+
+# ----------------------------------------------------------------------------- exponential integrators
+# With lambda = -log sigma the probability-flow ODE is linear in x:  d(x / sigma)/d lambda = D e^lambda.
+# Over a step h = lambda_t - lambda_s = log(sigma_s / sigma_t) its exact solution is
+#     x_t = (sigma_t / sigma_s) x_s + int_0^h e^{-(h - u)} D(lambda_s + u) du,
+# and expanding D in a Taylor series around lambda_s gives the weights
+#     int_0^h e^{-(h-u)} du = 1 - e^{-h},  int_0^h e^{-(h-u)} u du = h - 1 + e^{-h},
+#     int_0^h e^{-(h-u)} u^2/2 du = (h^2 - 2 h + 2 - 2 e^{-h}) / 2.
+# Multistep solvers estimate the derivatives of D from previous steps (one evaluation per step).
+# These are exactly the VP (x_t = alpha_t x) data-prediction formulas divided by alpha_t.
+def _effective_order(order, n_hist, i, n, s_next, lower_order_final):
+    """Order used at step ``i`` of ``n``: warm-up, lower order at the end of short runs, first order to 0."""
+    eff = min(order, n_hist)
+    if lower_order_final and n < 15:  # as in DPM-Solver / diffusers: steadier for few steps
+        if i == n - 1:
+            eff = 1
+        elif i == n - 2:
+            eff = min(eff, 2)
+    if s_next == 0:  # lambda = inf: every first-order exponential step lands exactly on D
+        eff = 1
+    return eff
+
+
+def _check_order(order, max_order):
+    if not isinstance(order, int) or isinstance(order, bool) or not 1 <= order <= max_order:
+        raise ValueError(f"order must be an integer in [1, {max_order}], got {order!r}")
+
+
+def _dpmpp_multistep(denoiser, x, sigmas, order, lower_order_final, callback, progress):
+    n = len(sigmas) - 1
+    hist: list[tuple[float, torch.Tensor]] = []  # (lambda, D), most recent last
+    for i in _steps(sigmas, progress):
+        s, s_next = float(sigmas[i]), float(sigmas[i + 1])
+        den = denoiser(x, s)
+        hist = (hist + [(-math.log(s), den)])[-order:]
+        eff = _effective_order(order, len(hist), i, n, s_next, lower_order_final)
+        if eff == 1 or s_next == 0:
+            x = den if s_next == 0 else (s_next / s) * x - math.expm1(-math.log(s / s_next)) * den
+        else:
+            h = math.log(s / s_next)
+            phi1 = -math.expm1(-h)  # 1 - e^{-h}
+            lam0, m0 = hist[-1]
+            lam1, m1 = hist[-2]
+            r0 = (lam0 - lam1) / h
+            if eff == 2:
+                # DPM-Solver++(2M), Lu et al. 2022 Algorithm 2: D0 + (D0 - D1) / (2 r0) in the first-order weight
+                x = (s_next / s) * x + phi1 * (m0 + (m0 - m1) / (2 * r0))
+            else:
+                lam2, m2 = hist[-3]
+                r1 = (lam1 - lam2) / h
+                d1_0, d1_1 = (m0 - m1) / r0, (m1 - m2) / r1  # ~ h D' at the midpoints of the last two intervals
+                d1 = d1_0 + r0 / (r0 + r1) * (d1_0 - d1_1)  # ~ h D'(lambda_s)
+                d2 = (d1_0 - d1_1) / (r0 + r1)  # ~ h^2 D'' / 2
+                c1 = (h - phi1) / h  # (h - 1 + e^{-h}) / h
+                c2 = 0.5 - (h - phi1) / h**2  # DPM-Solver's multistep weight for d2
+                x = (s_next / s) * x + phi1 * m0 + c1 * d1 + c2 * d2
+        _cb(callback, i, x, den, s)
+    return x
+
+
+@register("dpmpp_2m")
+def dpmpp_2m(denoiser, x, sigmas, *, lower_order_final: bool = True, callback=None, progress=False):
+    """DPM-Solver++(2M) (Lu et al. 2022): second-order multistep exponential integrator, one NFE per step.
+
+    Data-prediction form in the scale-free variable: with ``h = log(sigma / sigma')`` and
+    ``r = h_prev / h``, ``x' = (sigma'/sigma) x + (1 - e^{-h}) (D + (D - D_prev) / (2 r))``.
+    The first step is first order (no history; = DDIM); with ``lower_order_final`` runs of fewer than 15
+    steps finish with a first-order step; the step to 0 is always ``x = D``.  Deterministic.
+    """
+    return _dpmpp_multistep(denoiser, x, sigmas, 2, lower_order_final, callback, progress)
+
+
+@register("dpmpp_3m")
+def dpmpp_3m(denoiser, x, sigmas, *, lower_order_final: bool = True, callback=None, progress=False):
+    """DPM-Solver++(3M) (Lu et al. 2022): third-order multistep in data-prediction form, one NFE per step.
+
+    Uses the last three denoiser outputs for ``D'`` and ``D''`` estimates in the weights listed above
+    (the weight of the ``D''`` term is the one of the reference implementation, so results agree with
+    diffusers' ``DPMSolverMultistepScheduler(solver_order=3)``).  Warm-up: orders 1, 2, 3; with
+    ``lower_order_final`` runs under 15 steps use orders 2 and 1 on the last two steps.
+    """
+    return _dpmpp_multistep(denoiser, x, sigmas, 3, lower_order_final, callback, progress)
+
+
+def _unipc_rhos(h, rks, variant, full):
+    """UniPC's weights for the divided differences ``D1_k = (m_k - m0) / r_k``.
+
+    They solve ``sum_k rho_k r_k^(j-1) = j! psi_j(h) / B(h)`` for ``j = 1..p`` (order conditions of the
+    Taylor expansion in lambda), where ``psi_1 = (e^{-h} - 1)/(-h) - 1``, ``psi_{j+1} = psi_j/(-h) - 1/(j+1)!``
+    and ``B(h) = e^{-h} - 1`` (bh2) or ``-h`` (bh1).  The predictor drops the last condition (its final
+    node r = 1 is the unknown next value); order 2 predictor / order 1 corrector use the closed form 1/2.
+    """
+    hh = -h
+    B = math.expm1(hh) if variant == "bh2" else hh
+    p = len(rks)
+    psi, fact, b = math.expm1(hh) / hh - 1.0, 1.0, []
+    for j in range(1, p + 1):
+        b.append(psi * fact / B)
+        fact *= j + 1
+        psi = psi / hh - 1.0 / fact
+    R = torch.tensor([[r ** (j - 1) for r in rks] for j in range(1, p + 1)], dtype=torch.float64)
+    b = torch.tensor(b, dtype=torch.float64)
+    if full:
+        rho = [0.5] if p == 1 else torch.linalg.solve(R, b).tolist()
+    else:
+        rho = [] if p == 1 else [0.5] if p == 2 else torch.linalg.solve(R[:-1, :-1], b[:-1]).tolist()
+    return rho, B
+
+
+def _unipc_update(x, hist, lam_t, order, variant, m_t=None):
+    """UniP step (``m_t is None``) or UniC correction of the step from ``hist[-1]`` to ``lam_t``."""
+    lam0, m0 = hist[-1]
+    h = lam_t - lam0
+    prev = hist[-order:-1][::-1]  # the order - 1 outputs before m0, most recent first
+    rks = [(lam_k - lam0) / h for lam_k, _ in prev] + [1.0]
+    rho, B = _unipc_rhos(h, rks, variant, full=m_t is not None)
+    out = math.exp(-h) * x - math.expm1(-h) * m0
+    terms = [rho[k] * (m_k - m0) / rks[k] for k, (_, m_k) in enumerate(prev)]
+    if m_t is not None:
+        terms.append(rho[-1] * (m_t - m0))
+    return out - B * sum(terms) if terms else out
+
+
+@register("unipc")
+def unipc(denoiser, x, sigmas, *, order: int = 2, variant: str = "bh2", lower_order_final: bool = True,
+          disable_corrector=(), callback=None, progress=False):
+    """UniPC (Zhao et al. 2023): multistep predictor UniP-p plus corrector UniC, one NFE per step.
+
+    The corrector re-does the previous step once the denoiser output at its end is known (that output
+    is needed anyway for the next step, so correction is free): ``x`` is replaced by the UniC value
+    computed from the previous start, its history and the new output, while the history keeps the
+    output at the uncorrected point.  ``order`` in 1..3, ``variant`` ``"bh2"`` (recommended for guided
+    / few-step sampling) or ``"bh1"``; ``disable_corrector`` lists step indices whose result is not
+    corrected.  With ``lower_order_final`` step ``i`` of ``n`` uses order ``min(order, n - i)``.
+    """
+    _check_order(order, 3)
+    if variant not in ("bh1", "bh2"):
+        raise ValueError(f"variant must be 'bh1' or 'bh2', got {variant!r}")
+    n = len(sigmas) - 1
+    hist: list[tuple[float, torch.Tensor]] = []
+    x_last, order_last = None, None
+    for i in _steps(sigmas, progress):
+        s, s_next = float(sigmas[i]), float(sigmas[i + 1])
+        den = denoiser(x, s)
+        lam = -math.log(s)
+        if x_last is not None and (i - 1) not in disable_corrector:
+            x = _unipc_update(x_last, hist, lam, order_last, variant, m_t=den)
+        hist = (hist + [(lam, den)])[-order:]
+        eff = min(order, n - i) if lower_order_final else order
+        eff = min(eff, len(hist))
+        x_last, order_last = x, eff
+        if s_next == 0:
+            x = den  # first order into sigma = 0 lands on D
+        else:
+            x = _unipc_update(x, hist, -math.log(s_next), eff, variant)
+        _cb(callback, i, x, den, s)
+    return x
+
+
+def _deis_weights(us, u_s, rho_s, rho_t):
+    """``int_{rho_s}^{rho_t} L_j(log rho) d rho`` for the Lagrange basis ``L_j`` on nodes ``us`` (log-rho).
+
+    With ``u = log rho``, ``d rho = e^u du`` and ``int e^u u^k du = e^u sum_m (-1)^m k!/(k-m)! u^(k-m)``;
+    the antiderivative vanishes at rho = 0.
+    """
+    import numpy as np
+
+    def anti(k, rho):
+        if rho == 0:
+            return 0.0
+        u = math.log(rho)
+        return rho * sum((-1) ** m * math.factorial(k) / math.factorial(k - m) * u ** (k - m) for m in range(k + 1))
+
+    weights = []
+    for j, uj in enumerate(us):
+        others = [uk for k, uk in enumerate(us) if k != j]
+        poly = np.poly(others) / np.prod([uj - uk for uk in others]) if others else np.array([1.0])
+        coeffs = poly[::-1]  # coeffs[k] multiplies u^k
+        weights.append(sum(c * (anti(k, rho_t) - anti(k, rho_s)) for k, c in enumerate(coeffs)))
+    return weights
+
+
+@register("deis")
+def deis(denoiser, x, sigmas, *, order: int = 3, lower_order_final: bool = True, callback=None, progress=False):
+    """DEIS (Zhang & Chen 2023), multistep "log-rho" variant: exponential integrator with polynomial eps.
+
+    In the scale-free variable (``rho = sigma``) the probability-flow ODE is ``dx/d rho = eps(x, rho)``
+    exactly, so ``x_t = x_s + int eps d rho``; DEIS interpolates ``eps`` through the last ``order``
+    outputs by a polynomial in ``log rho`` and integrates it in closed form (:func:`_deis_weights`).
+    Order 1 is DDIM.  Warm-up and final lower orders as in :func:`dpmpp_3m`; the step to 0 is ``x = D``.
+    """
+    _check_order(order, 3)
+    n = len(sigmas) - 1
+    hist: list[tuple[float, torch.Tensor]] = []  # (log sigma, eps)
+    for i in _steps(sigmas, progress):
+        s, s_next = float(sigmas[i]), float(sigmas[i + 1])
+        den = denoiser(x, s)
+        hist = (hist + [(math.log(s), (x - den) / s)])[-order:]
+        eff = _effective_order(order, len(hist), i, n, s_next, lower_order_final)
+        if s_next == 0:
+            x = den
+        else:
+            used = hist[-eff:]
+            w = _deis_weights([u for u, _ in used], math.log(s), s, s_next)
+            x = x + sum(wj * e for wj, (_, e) in zip(w, used))
+        _cb(callback, i, x, den, s)
+    return x
+
+
+# ----------------------------------------------------------------------------- choosing the grid
+def _warped_grid(steps, sigma_min, sigma_max, rho, offsets):
+    """Karras grid with exponent ``rho`` whose log-sigmas are shifted by a piecewise-linear function of
+    the step index through ``offsets`` at equally spaced interior knots (zero at both ends); then 0."""
+    ramp = torch.linspace(0, 1, steps, dtype=torch.float64)
+    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    log_sig = rho * torch.log(hi + ramp * (lo - hi))
+    if len(offsets):
+        xs = torch.linspace(0, 1, len(offsets) + 2, dtype=torch.float64)
+        ys = torch.tensor([0.0, *offsets, 0.0], dtype=torch.float64)
+        idx = torch.searchsorted(xs, ramp, right=True).clamp(1, len(xs) - 1)
+        w = (ramp - xs[idx - 1]) / (xs[idx] - xs[idx - 1])
+        log_sig = log_sig + ys[idx - 1] + w * (ys[idx] - ys[idx - 1])
+    return torch.cat([torch.exp(log_sig), torch.zeros(1, dtype=torch.float64)])
+
+
+def optimize_sigmas(denoiser, shape, steps: int, sampler: str = "dpmpp_2m", sigma_min: float = 0.002,
+                    sigma_max: float = 80.0, *, pilot: int = 64, knots: int = 3, rho: float = 7.0,
+                    generator: torch.Generator | None = None, max_evals: int = 80, reference_tol: float = 1e-5,
+                    dtype=torch.float32, **options) -> torch.Tensor:
+    """Choose the sampling grid for a step budget by minimising the error against a fine ODE solve.
+
+    A pilot batch ``x_T = sigma_max * randn(pilot, *shape)`` is solved once accurately (:func:`rk45`
+    with ``rtol = atol = reference_tol``, finishing with ``D(x, sigma_min)``), and the grid is chosen to
+    minimise the RMS difference between ``sampler`` on that grid and the reference, from the same
+    starts.  The grid is a Karras grid (exponent ``rho``) between ``sigma_min`` and ``sigma_max``
+    whose interior log-sigmas may also move by a piecewise-linear offset through ``knots`` free values;
+    ``(log rho, offsets)`` are found by a derivative-free coordinate (pattern) search within
+    ``max_evals`` sampler runs.  The result is never worse on the pilot than the Karras start.
+
+    Args:
+        denoiser: ``D(x, sigma)``.
+        shape: shape of one example (without the batch dimension).
+        steps: the step budget (the grid has ``steps + 1`` entries, last 0).
+        sampler: a deterministic sampler name; ``**options`` are its options.
+        pilot: pilot batch size.
+
+    Returns:
+        ``(steps + 1,)`` float32 decreasing grid ending at 0.
+    """
+    _check_positive_int("steps", steps)
+    _check_positive_int("pilot", pilot)
+    if not 0 < sigma_min < sigma_max:
+        raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+    if not isinstance(knots, int) or knots < 0:
+        raise ValueError(f"knots must be an integer >= 0, got {knots!r}")
+    _get(sampler)
+    shape = tuple(shape)
+    x_T = torch.randn((pilot, *shape), generator=generator, dtype=dtype) * sigma_max
+    ref = sample(denoiser, x_T, torch.tensor([sigma_max, sigma_min, 0.0]), sampler="rk45",
+                 rtol=reference_tol, atol=reference_tol)
+    knots = min(knots, max(steps - 2, 0))  # interior points only
+    if steps < 2:
+        return _warped_grid(steps, sigma_min, sigma_max, rho, []).to(torch.float32)
+
+    def run(grid, seed=0):
+        g = torch.Generator().manual_seed(seed)
+        return sample(denoiser, x_T.clone(), grid.to(dtype), sampler=sampler, generator=g, **options)
+
+    start = _warped_grid(steps, sigma_min, sigma_max, rho, [0.0] * knots)
+    if not torch.equal(run(start, 0), run(start, 1)):
+        raise ValueError(f"optimize_sigmas needs a deterministic sampler; {sampler!r} with options {options} "
+                         "draws noise (its error against the ODE solution is not a grid property)")
+
+    evals = 0
+
+    def loss(theta):
+        nonlocal evals
+        evals += 1
+        grid = _warped_grid(steps, sigma_min, sigma_max, math.exp(theta[0]), theta[1:])
+        if not torch.all(grid[1:] < grid[:-1]) or not torch.all(torch.isfinite(grid)):
+            return float("inf")
+        out = run(grid)
+        err = float(((out - ref) ** 2).mean().sqrt())
+        return err if math.isfinite(err) else float("inf")
+
+    theta = [math.log(rho)] + [0.0] * knots
+    best = loss(theta)
+    step = [0.5] + [0.5] * knots
+    while evals < max_evals and max(step) > 1e-3:
+        improved = False
+        for k in range(len(theta)):
+            for sign in (1.0, -1.0):
+                if evals >= max_evals:
+                    break
+                trial = list(theta)
+                trial[k] += sign * step[k]
+                val = loss(trial)
+                if val < best:
+                    theta, best, improved = trial, val, True
+                    break
+        if not improved:
+            step = [st / 2 for st in step]
+    return _warped_grid(steps, sigma_min, sigma_max, math.exp(theta[0]), theta[1:]).to(torch.float32)
+
+
+class AutoSigmas:
+    """A step budget whose grid :func:`optimize_sigmas` picks for the denoiser and sampler it is used with.
+
+    Pass it as ``sigmas`` to :func:`sample`: ``unnoise.sample(D, x, AutoSigmas(10, 0.002, 80.0),
+    sampler="dpmpp_2m")``; ``x`` must start at ``sigma_max``.  The grid is optimised on the first call
+    and cached per (denoiser, example shape, sampler, options); ``.last`` holds the grid last used.
+    """
+
+    def __init__(self, steps: int, sigma_min: float, sigma_max: float, pilot: int = 64, seed: int = 0,
+                 **search_options):
+        _check_positive_int("steps", steps)
+        self.steps, self.sigma_min, self.sigma_max = steps, sigma_min, sigma_max
+        self.pilot, self.seed, self.search_options = pilot, seed, search_options
+        self._cache: dict = {}
+        self.last = None
+
+    def grid(self, denoiser, shape, sampler, options) -> torch.Tensor:
+        key = (id(denoiser), tuple(shape), sampler, tuple(sorted((k, repr(v)) for k, v in options.items())))
+        if key not in self._cache:
+            self._cache[key] = optimize_sigmas(
+                denoiser, shape, self.steps, sampler, self.sigma_min, self.sigma_max, pilot=self.pilot,
+                generator=torch.Generator().manual_seed(self.seed), **self.search_options, **options)
+        self.last = self._cache[key]
+        return self.last
+
+    def __repr__(self):
+        return f"AutoSigmas(steps={self.steps}, sigma_min={self.sigma_min}, sigma_max={self.sigma_max})"
