@@ -1,12 +1,28 @@
 """Checkpoints: weights as safetensors plus a JSON config; never a pickle.
 
-A run directory holds ``config.json`` (network, denoiser, schedule, data statistics, training
-options and step) and ``model.safetensors`` (``model.*`` raw weights and ``ema.*`` EMA weights).
+A run directory holds, at the top level, what sampling needs:
+
+* ``config.json`` (network, denoiser, schedule, data statistics, training options and step) and
+* ``model.safetensors`` (``model.*`` raw weights and ``ema.*`` EMA weights);
+
+and, for resuming, ``checkpoints/step_NNNNNNNN/`` directories (the last K kept) each holding
+``config.json``, ``model.safetensors``, ``state.safetensors`` (optimizer moments, gradient-scaler
+and RNG states as tensors; RNG states are byte tensors) and ``state.json`` (step, data position,
+counters and the non-tensor parts of the optimizer state), plus ``checkpoints/latest`` naming the
+newest complete one.
+
+Every file is written to a temporary name, flushed, fsynced and renamed; a step directory is
+assembled under a temporary name and renamed as a whole, and ``latest`` is updated only after
+that rename.  A crash (or ``kill -9``, or a full disk) at any moment therefore leaves the previous
+checkpoint complete and ``latest`` pointing at a complete directory.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
+import signal
 import tempfile
 
 import torch
@@ -18,6 +34,54 @@ from .denoiser import Denoiser
 
 FORMAT = "unnoise-checkpoint"
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
+STATE_NAME, STATE_JSON = "state.safetensors", "state.json"
+CHECKPOINTS_DIR, LATEST_NAME = "checkpoints", "latest"
+STEP_FILES = (CONFIG_NAME, WEIGHTS_NAME, STATE_NAME, STATE_JSON)
+_STEP_RE = re.compile(r"^step_(\d+)$")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp/mkdtemp create private 0600/0700 entries; finished checkpoints get the usual permissions
+_FILE_MODE, _DIR_MODE = 0o666 & ~_umask(), 0o777 & ~_umask()
+
+# ----------------------------------------------------------------------------- fault injection
+# Crash-safety is only believable if it is tested by crashing.  UNNOISE_FAULT="STAGE" or
+# "STAGE@N" makes the process SIGKILL itself the N-th time (default 1st) it reaches STAGE:
+#   "before_replace"  - inside atomic_write_bytes, temporary file written but not yet renamed
+#   "before_rename"   - step directory fully written under its temporary name, not yet renamed
+#   "before_latest"   - step directory renamed, ``latest`` not yet updated
+_fault_counts: dict[str, int] = {}
+
+
+def fault_point(stage: str) -> None:
+    spec = os.environ.get("UNNOISE_FAULT")
+    if not spec:
+        return
+    name, _, nth = spec.partition("@")
+    if name != stage:
+        return
+    _fault_counts[stage] = _fault_counts.get(stage, 0) + 1
+    if _fault_counts[stage] == int(nth or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+# ----------------------------------------------------------------------------- atomic writes
+def _fsync_dir(directory: str) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # some platforms cannot open directories; the rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_bytes(path: str, write) -> None:
@@ -28,33 +92,50 @@ def atomic_write_bytes(path: str, write) -> None:
     try:
         write(tmp)
         with open(tmp, "rb+") as f:
+            f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _FILE_MODE)
+        fault_point("before_replace")
         os.replace(tmp, path)
+        _fsync_dir(directory)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
 
 
-def save(run_dir: str, denoiser: Denoiser, schedule, ema: Denoiser | None = None, info: dict | None = None) -> None:
-    """Write ``run_dir/config.json`` and ``run_dir/model.safetensors``."""
-    os.makedirs(run_dir, exist_ok=True)
-    config = {
+def _write_json(path: str, obj) -> None:
+    def write(p):
+        with open(p, "w") as f:
+            json.dump(obj, f, indent=2)
+    atomic_write_bytes(path, write)
+
+
+# ----------------------------------------------------------------------------- sampling checkpoint
+def _model_config(denoiser: Denoiser, schedule, info: dict | None) -> dict:
+    return {
         "format": FORMAT, "version": 1,
         "net": {"name": nets.name_of(denoiser.net), "config": denoiser.net.config},
         "denoiser": denoiser.describe(),
         "schedule": schedule.config(),
         **(info or {}),
     }
+
+
+def _weights(denoiser: Denoiser, ema: Denoiser | None) -> dict[str, torch.Tensor]:
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in denoiser.net.state_dict().items()}
     if ema is not None:
         tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.net.state_dict().items()})
-    atomic_write_bytes(os.path.join(run_dir, WEIGHTS_NAME), lambda p: save_file(tensors, p))
+    return tensors
 
-    def write_json(p):
-        with open(p, "w") as f:
-            json.dump(config, f, indent=2)
-    atomic_write_bytes(os.path.join(run_dir, CONFIG_NAME), write_json)
+
+def save(run_dir: str, denoiser: Denoiser, schedule, ema: Denoiser | None = None, info: dict | None = None) -> None:
+    """Write ``run_dir/config.json`` and ``run_dir/model.safetensors`` (each atomically)."""
+    os.makedirs(run_dir, exist_ok=True)
+    config = _model_config(denoiser, schedule, info)
+    tensors = _weights(denoiser, ema)
+    atomic_write_bytes(os.path.join(run_dir, WEIGHTS_NAME), lambda p: save_file(tensors, p))
+    _write_json(os.path.join(run_dir, CONFIG_NAME), config)
 
 
 def read_config(run_dir: str) -> dict:
@@ -66,31 +147,273 @@ def read_config(run_dir: str) -> dict:
     try:
         with open(path) as f:
             config = json.load(f)
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path} is not valid JSON ({err}); the checkpoint is corrupt") from None
-    if config.get("format") != FORMAT:
-        raise ValueError(f"{path} is not an unnoise checkpoint config (format={config.get('format')!r})")
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        fmt = config.get("format") if isinstance(config, dict) else None
+        raise ValueError(f"{path} is not an unnoise checkpoint config (format={fmt!r})")
+    for key in ("net", "denoiser", "schedule"):
+        if key not in config:
+            raise ValueError(f"{path} has no {key!r} entry; the checkpoint config is incomplete")
     return config
+
+
+def read_tensors(path: str) -> dict[str, torch.Tensor]:
+    """Load a safetensors file (never a pickle); a missing, truncated or corrupt file is a clear error."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} is missing")
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, RuntimeError, ValueError) as err:
+        raise ValueError(f"{path} is corrupt or truncated ({err}); use an earlier checkpoint") from None
+
+
+def load_state_checked(module: torch.nn.Module, state: dict[str, torch.Tensor], path: str, what: str) -> None:
+    """``module.load_state_dict(state)`` with an error naming ``path`` and every mismatch."""
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = [f"{k}: file has {tuple(state[k].shape)}, network expects {tuple(v.shape)}"
+              for k, v in expected.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    problems = []
+    if shapes:
+        problems.append("shape mismatch (" + "; ".join(shapes[:5]) + (" ..." if len(shapes) > 5 else "") + ")")
+    if missing:
+        problems.append(f"missing tensors {missing[:5]}" + (" ..." if len(missing) > 5 else ""))
+    if unexpected:
+        problems.append(f"unexpected tensors {unexpected[:5]}" + (" ..." if len(unexpected) > 5 else ""))
+    if problems:
+        raise ValueError(f"{path}: the {what} weights do not match the network described in {CONFIG_NAME}: "
+                         + ", ".join(problems) + "; the weights come from a different model")
+    module.load_state_dict(state)
+
+
+def build_from_config(config: dict):
+    """Rebuild ``(denoiser, schedule)`` with fresh weights from a checkpoint config."""
+    try:
+        net = nets.build(config["net"]["name"], **config["net"]["config"])
+        denoiser = Denoiser(net, **config["denoiser"])
+        sched_cfg = dict(config["schedule"])
+        schedule = schedules.get(sched_cfg.pop("name"), **sched_cfg)
+    except TypeError as err:
+        raise ValueError(f"{CONFIG_NAME} describes a model this version cannot build ({err})") from None
+    return denoiser, schedule
 
 
 def load(run_dir: str, ema: bool = True, device: str | torch.device = "cpu"):
     """Load a run directory: returns ``(denoiser, schedule, config)``; the EMA weights by default."""
     config = read_config(run_dir)
-    net = nets.build(config["net"]["name"], **config["net"]["config"])
-    denoiser = Denoiser(net, **config["denoiser"])
-    sched_cfg = dict(config["schedule"])
-    schedule = schedules.get(sched_cfg.pop("name"), **sched_cfg)
+    denoiser, schedule = build_from_config(config)
     path = os.path.join(run_dir, WEIGHTS_NAME)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} is missing")
-    try:
-        tensors = load_file(path)
-    except (SafetensorError, OSError, RuntimeError) as err:
-        raise ValueError(f"{path} is corrupt or truncated ({err})") from None
+    tensors = read_tensors(path)
     prefix = "ema." if ema and any(k.startswith("ema.") for k in tensors) else "model."
     state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as err:
-        raise ValueError(f"{path} does not match the network in {CONFIG_NAME}: {err}") from None
+    load_state_checked(denoiser.net, state, path, prefix.rstrip("."))
     return denoiser.to(device).eval(), schedule, config
+
+
+# ----------------------------------------------------------------------------- nested state <-> safetensors + JSON
+def flatten_state(obj, tensors: dict[str, torch.Tensor], prefix: str):
+    """Split a nested state (dicts, lists, tuples, numbers, tensors) into JSON and named tensors.
+
+    Tensors become ``{"__tensor__": name}`` and are added to ``tensors``; dicts with non-string
+    keys (e.g. optimizer state indexed by parameter number) and tuples are tagged so that
+    :func:`unflatten_state` restores them exactly.
+    """
+    if isinstance(obj, torch.Tensor):
+        tensors[prefix] = obj.detach().cpu().contiguous().clone()
+        return {"__tensor__": prefix}
+    if isinstance(obj, dict):
+        if all(isinstance(k, str) for k in obj):
+            return {k: flatten_state(v, tensors, f"{prefix}.{k}") for k, v in obj.items()}
+        return {"__items__": [[k, flatten_state(v, tensors, f"{prefix}.{k}")] for k, v in obj.items()]}
+    if isinstance(obj, tuple):
+        return {"__tuple__": [flatten_state(v, tensors, f"{prefix}.{i}") for i, v in enumerate(obj)]}
+    if isinstance(obj, list):
+        return [flatten_state(v, tensors, f"{prefix}.{i}") for i, v in enumerate(obj)]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"cannot store {type(obj).__name__} at {prefix!r} in a checkpoint")
+
+
+def unflatten_state(obj, tensors: dict[str, torch.Tensor], path: str = "state"):
+    """Inverse of :func:`flatten_state`."""
+    if isinstance(obj, dict):
+        if "__tensor__" in obj:
+            try:
+                return tensors[obj["__tensor__"]]
+            except KeyError:
+                raise ValueError(f"{path}: tensor {obj['__tensor__']!r} is missing; the checkpoint is corrupt") from None
+        if "__items__" in obj:
+            return {k: unflatten_state(v, tensors, path) for k, v in obj["__items__"]}
+        if "__tuple__" in obj:
+            return tuple(unflatten_state(v, tensors, path) for v in obj["__tuple__"])
+        return {k: unflatten_state(v, tensors, path) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [unflatten_state(v, tensors, path) for v in obj]
+    return obj
+
+
+# ----------------------------------------------------------------------------- training checkpoints
+def step_dir_name(step: int) -> str:
+    return f"step_{step:08d}"
+
+
+def list_step_dirs(run_dir: str) -> list[tuple[int, str]]:
+    """Complete-looking ``(step, path)`` checkpoint directories, oldest first."""
+    root = os.path.join(run_dir, CHECKPOINTS_DIR)
+    if not os.path.isdir(root):
+        return []
+    out = []
+    for name in os.listdir(root):
+        m = _STEP_RE.match(name)
+        path = os.path.join(root, name)
+        if m and all(os.path.exists(os.path.join(path, f)) for f in STEP_FILES):
+            out.append((int(m.group(1)), path))
+    return sorted(out)
+
+
+def latest_checkpoint(run_dir: str) -> str:
+    """Path of the newest complete step directory of a run (via ``checkpoints/latest``)."""
+    if not os.path.isdir(run_dir):
+        raise FileNotFoundError(f"run directory {run_dir!r} does not exist")
+    root = os.path.join(run_dir, CHECKPOINTS_DIR)
+    pointer = os.path.join(root, LATEST_NAME)
+    if os.path.exists(pointer):
+        with open(pointer) as f:
+            name = f.read().strip()
+        path = os.path.join(root, name)
+        if _STEP_RE.match(name) and all(os.path.exists(os.path.join(path, x)) for x in STEP_FILES):
+            return path
+    found = list_step_dirs(run_dir)
+    if not found:
+        raise FileNotFoundError(f"{run_dir!r} has no complete training checkpoint under {CHECKPOINTS_DIR}/ "
+                                "to resume from; start a new run instead")
+    return found[-1][1]
+
+
+def save_training_checkpoint(run_dir: str, step: int, denoiser: Denoiser, schedule, ema: Denoiser | None,
+                             info: dict, state_tensors: dict[str, torch.Tensor], state_json: dict,
+                             keep: int = 3) -> str:
+    """Write ``run_dir/checkpoints/step_<step>/`` atomically, point ``latest`` at it, refresh the
+    top-level sampling checkpoint and delete all but the newest ``keep`` step directories.
+
+    Returns the step directory.  Raises ``OSError`` (e.g. disk full) with the previous
+    checkpoint left intact.
+    """
+    root = os.path.join(run_dir, CHECKPOINTS_DIR)
+    os.makedirs(root, exist_ok=True)
+    _remove_stale_temporaries(root)
+    final = os.path.join(root, step_dir_name(step))
+    tmp = tempfile.mkdtemp(dir=root, prefix=f".tmp-{step_dir_name(step)}-")
+    try:
+        config = _model_config(denoiser, schedule, info)
+        weights = _weights(denoiser, ema)
+        _write_file(os.path.join(tmp, WEIGHTS_NAME), lambda p: save_file(weights, p))
+        _write_file(os.path.join(tmp, STATE_NAME), lambda p: save_file(state_tensors, p))
+        _write_file(os.path.join(tmp, STATE_JSON), lambda p: _dump_json(p, state_json))
+        _write_file(os.path.join(tmp, CONFIG_NAME), lambda p: _dump_json(p, config))
+        for name in STEP_FILES:
+            os.chmod(os.path.join(tmp, name), _FILE_MODE)
+        os.chmod(tmp, _DIR_MODE)
+        _fsync_dir(tmp)
+        fault_point("before_rename")
+        if os.path.exists(final):  # re-saving a step (e.g. stopped right after a resume)
+            old = tempfile.mkdtemp(dir=root, prefix=".tmp-old-")
+            os.rename(final, os.path.join(old, "x"))
+            os.rename(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, final)
+        _fsync_dir(root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    fault_point("before_latest")
+    atomic_write_bytes(os.path.join(root, LATEST_NAME), lambda p: _write_text(p, step_dir_name(step) + "\n"))
+    save(run_dir, denoiser, schedule, ema=ema, info=info)
+    for _, path in list_step_dirs(run_dir)[:-keep] if keep > 0 else []:
+        if path != final:
+            shutil.rmtree(path, ignore_errors=True)
+    return final
+
+
+def _write_file(path: str, write) -> None:
+    write(path)
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def _dump_json(path: str, obj) -> None:
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=2)
+
+
+def _write_text(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def _remove_stale_temporaries(root: str) -> None:
+    """Delete half-written step directories left by a crash (never complete ones)."""
+    for name in os.listdir(root):
+        if name.startswith(".tmp-"):
+            path = os.path.join(root, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                try:
+                    os.remove(path)
+                except OSError:
+                    pass
+
+
+def load_training_checkpoint(path: str):
+    """Read a step directory: returns ``(config, weights, state_tensors, state_json)``."""
+    config = read_config(path)
+    weights = read_tensors(os.path.join(path, WEIGHTS_NAME))
+    state_tensors = read_tensors(os.path.join(path, STATE_NAME))
+    json_path = os.path.join(path, STATE_JSON)
+    try:
+        with open(json_path) as f:
+            state_json = json.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{json_path} is missing; the checkpoint is incomplete") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{json_path} is not valid JSON ({err}); the checkpoint is corrupt") from None
+    if not isinstance(state_json, dict) or "step" not in state_json:
+        raise ValueError(f"{json_path} has no 'step' entry; the checkpoint is corrupt")
+    return config, weights, state_tensors, state_json
+
+
+# ----------------------------------------------------------------------------- pre-flight checks
+def estimate_checkpoint_bytes(num_params: int, bytes_per_param: int = 4) -> int:
+    """Bytes of one step directory plus the top-level copy: raw + EMA weights twice, two Adam moments."""
+    return num_params * bytes_per_param * 6 + (1 << 20)
+
+
+def check_run_dir(run_dir: str, needed_bytes: int = 0) -> None:
+    """Fail before training if ``run_dir`` cannot be created, written, or has too little free space.
+
+    Writes and deletes a probe file (``os.access`` is not enough: it says yes to root on a
+    read-only mount).  ``needed_bytes`` is compared with the free space of the file system.
+    """
+    try:
+        os.makedirs(run_dir, exist_ok=True)
+    except OSError as err:
+        raise PermissionError(f"cannot create run directory {run_dir!r} ({err.strerror or err}); "
+                              "choose another --out") from None
+    if not os.path.isdir(run_dir):
+        raise PermissionError(f"run directory {run_dir!r} exists but is not a directory; choose another --out")
+    try:
+        fd, probe = tempfile.mkstemp(dir=run_dir, prefix=".tmp-probe-")
+        os.close(fd)
+        os.remove(probe)
+    except OSError as err:
+        raise PermissionError(f"run directory {run_dir!r} is not writable ({err.strerror or err}); "
+                              "fix its permissions or choose another --out") from None
+    free = shutil.disk_usage(run_dir).free
+    if needed_bytes and free < needed_bytes:
+        raise OSError(28, f"not enough free space for checkpoints in {run_dir!r}: need about "
+                          f"{needed_bytes / 2**20:.1f} MiB, {free / 2**20:.1f} MiB free; free some space, "
+                          "lower --keep-checkpoints or choose another --out")

@@ -1,20 +1,54 @@
-"""Training loop: AdamW, EMA of weights, gradient clipping, progress bar, checkpoints."""
+"""Training loop: AdamW, EMA, warm-up + cosine LR, mixed precision, gradient accumulation,
+data-parallel training over processes, crash-safe checkpoints and exact resume.
+
+How randomness is organised (this is what makes 1 and N processes, and resumed and
+uninterrupted runs, agree):
+
+* ``batch_size`` is the *global* batch of one optimizer step (all processes, all accumulation
+  micro-batches together).
+* Every process draws the *whole* global batch's randomness from identically seeded generators:
+  the example indices from an epoch permutation (seeded by ``(seed, epoch)``, so the data position
+  is just ``(epoch, offset)``), sigmas and label dropout from ``generator`` (CPU) and the noise from
+  ``noise_generator`` (on the training device).  Rank ``r`` of ``W`` then takes rows
+  ``[r B/W, (r+1) B/W)`` and splits them into ``grad_accum`` micro-batches.  DDP averages the
+  gradients, so the update equals the single-process update on the same global batch up to
+  float summation order.  Only the local rows of the data are gathered; drawing the noise for the
+  whole global batch costs one RNG call of ``B`` examples per process, small next to the network.
+* A checkpoint stores all generator states (as byte tensors), the global torch RNG of every rank
+  (used by dropout), the data position, the optimizer moments and the step, so ``--resume``
+  continues bitwise identically on the same hardware.
+
+Data loading: the data set is one in-memory tensor, and a batch is one index gather.  On CPU
+and for data that fits on the GPU there is nothing for worker processes to do (they would add
+inter-process copies to a microsecond gather), so there are none.  Data larger than half the free
+GPU memory stays in pinned host memory and each batch is gathered on the host and copied with
+``non_blocking=True``.
+"""
 from __future__ import annotations
 
+import contextlib
+import importlib
 import copy
 import json
 import math
 import os
+import signal
+import threading
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import torch
 from tqdm.auto import tqdm
 
-from . import checkpoint
+from . import checkpoint, nets
+from . import distributed as dist
 from .data import check_finite
 from .denoiser import Denoiser
 from .losses import WEIGHTINGS, denoising_loss
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+LR_DECAYS = ("none", "cosine")
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -25,9 +59,25 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+class TrainingDiverged(FloatingPointError, ValueError):
+    """Too many consecutive steps with a NaN/inf loss or gradient."""
+
+
 @dataclass
 class TrainConfig:
-    """Options of a training run (all stored in the checkpoint's config.json)."""
+    """Options of a training run (all stored in the checkpoint's config.json).
+
+    ``batch_size`` is the global batch per optimizer step: it is split evenly over the processes
+    and then over ``grad_accum`` micro-batches.  The learning rate rises linearly over ``warmup``
+    steps, then stays at ``lr`` (``lr_decay="none"``) or follows a cosine down to ``min_lr`` at
+    ``steps`` (``"cosine"``).  ``precision``: ``fp32``, ``bf16`` (autocast, CPU or CUDA) or
+    ``fp16`` (autocast + gradient scaling, CUDA only).  A step whose loss or gradient is NaN/inf is
+    skipped (no update, no EMA) and counted; ``max_bad_steps`` of them in a row stop the run.
+    ``checkpoint_every``/``sample_every``: steps between training checkpoints / preview samples
+    (0 = only at the end / never); ``keep_checkpoints`` step directories are kept.
+    ``resume_from``: a run directory (or ``step_*`` directory) whose newest checkpoint the trainer
+    loads on construction (see :meth:`Trainer.resume`).
+    """
 
     steps: int = 2000
     batch_size: int = 256
@@ -44,6 +94,17 @@ class TrainConfig:
     checkpoint_every: int = 0
     device: str = "auto"
     extra: dict = field(default_factory=dict)
+    lr_decay: str = "none"
+    min_lr: float = 0.0
+    grad_accum: int = 1
+    precision: str = "fp32"
+    compile: bool = False
+    compile_backend: str = "inductor"
+    keep_checkpoints: int = 3
+    max_bad_steps: int = 10
+    sample_every: int = 0
+    tensorboard: bool = False
+    resume_from: str = ""
 
     def validate(self):
         if self.steps < 1 or self.batch_size < 1:
@@ -56,10 +117,111 @@ class TrainConfig:
             raise ValueError(f"unknown weighting {self.weighting!r}; choose one of {', '.join(WEIGHTINGS)}")
         if not 0 <= self.label_dropout < 1:
             raise ValueError(f"label_dropout must be in [0, 1), got {self.label_dropout}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
+        if self.lr_decay not in LR_DECAYS:
+            raise ValueError(f"unknown lr_decay {self.lr_decay!r}; choose one of {', '.join(LR_DECAYS)}")
+        if not 0 <= self.min_lr <= self.lr:
+            raise ValueError(f"min_lr must be in [0, lr={self.lr}], got {self.min_lr}")
+        for name in ("grad_accum", "max_bad_steps", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        for name in ("warmup", "checkpoint_every", "keep_checkpoints", "sample_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+
+def lr_at(config: TrainConfig, step: int) -> float:
+    """Learning rate of optimizer step ``step`` (0-based): linear warm-up, then constant or cosine.
+
+    warm-up: ``lr (step + 1) / warmup`` for ``step < warmup``; cosine: with
+    ``t = (step - warmup) / (steps - warmup)``, ``min_lr + (lr - min_lr) (1 + cos(pi t)) / 2``.
+    """
+    w = config.warmup
+    if w and step < w:
+        return config.lr * (step + 1) / w
+    if config.lr_decay == "cosine":
+        t = min(1.0, (step - w) / max(1, config.steps - w))
+        return config.min_lr + (config.lr - config.min_lr) * 0.5 * (1.0 + math.cos(math.pi * t))
+    return config.lr
+
+
+class EpochSampler:
+    """Example indices without replacement, epoch after epoch; the permutation of epoch ``e`` is
+    ``randperm(N)`` under seed ``(seed, e)``, so the state is just ``(epoch, offset)``."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed = n, seed
+        self.epoch, self.offset = 0, 0
+        self._perm_epoch, self._perm = -1, None
+
+    def _permutation(self) -> torch.Tensor:
+        if self._perm_epoch != self.epoch:
+            g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) % (2**63))
+            self._perm, self._perm_epoch = torch.randperm(self.n, generator=g), self.epoch
+        return self._perm
+
+    def take(self, k: int) -> torch.Tensor:
+        """The next ``k`` indices ``(k,)`` (crossing into the next epoch when needed)."""
+        parts = []
+        while k > 0:
+            chunk = self._permutation()[self.offset:self.offset + k]
+            parts.append(chunk)
+            self.offset += len(chunk)
+            k -= len(chunk)
+            if self.offset == self.n:
+                self.epoch, self.offset = self.epoch + 1, 0
+        return torch.cat(parts)
+
+    def state(self) -> dict:
+        return {"epoch": self.epoch, "offset": self.offset, "num_examples": self.n}
+
+    def load_state(self, state: dict) -> None:
+        if state.get("num_examples") != self.n:
+            raise ValueError(f"the checkpoint was trained on {state.get('num_examples')} examples but this run has "
+                             f"{self.n}; resume with the same data")
+        self.epoch, self.offset = int(state["epoch"]), int(state["offset"])
+
+
+class _LossModule(torch.nn.Module):
+    """The denoiser plus its loss in one ``forward``, so DDP and torch.compile see a single module."""
+
+    def __init__(self, denoiser: Denoiser, weighting: str, min_snr_gamma: float):
+        super().__init__()
+        self.denoiser = denoiser
+        self.weighting, self.min_snr_gamma = weighting, min_snr_gamma
+
+    def forward(self, x0, sigma, noise, cond=None):
+        return denoising_loss(self.denoiser, x0, sigma, self.weighting, cond=cond, noise=noise,
+                              min_snr_gamma=self.min_snr_gamma, reduce=False)
+
+
+_EXCEPTIONS = {"PermissionError": PermissionError, "FileNotFoundError": FileNotFoundError,
+               "ValueError": ValueError, "OSError": OSError}
+
+
+def _on_rank0(fn, device):
+    """Run ``fn`` on rank 0 only; if it raises, every rank raises the same kind of error."""
+    err = None
+    if dist.is_main():
+        try:
+            fn()
+        except (OSError, ValueError) as e:
+            err = e
+    msg = dist.broadcast_text("" if err is None else f"{type(err).__name__}\0{err}", device)
+    if err is not None:
+        raise err
+    if msg:
+        name, text = msg.split("\0", 1)
+        raise _EXCEPTIONS.get(name, RuntimeError)(f"(rank 0) {text}")
 
 
 class Trainer:
     """Trains a :class:`Denoiser` on an in-memory tensor of examples ``(N, ...)``.
+
+    The same code runs in one process or in N processes started by ``torchrun`` (one per device;
+    gloo on CPU, NCCL on CUDA): only rank 0 prints and writes files, losses and metrics are
+    averaged over ranks.
 
     Args:
         denoiser: the wrapped network.
@@ -70,74 +232,179 @@ class Trainer:
         run_dir: where checkpoints, ``metrics.jsonl`` and ``loss.png`` go (None: nothing written).
         info: extra JSON stored in the checkpoint config (e.g. data statistics).
         augment: optional ``augment(x0, generator) -> x0`` applied to each training batch (e.g. a random
-            horizontal flip of images, :func:`unnoise.data.images.random_flip`).
+            horizontal flip of images, :func:`unnoise.data.images.random_flip`).  It sees the whole
+            global batch ``(batch_size, ...)`` and the CPU ``generator``, so runs on 1 and N processes
+            augment identically.
     """
 
     def __init__(self, denoiser: Denoiser, schedule, data: torch.Tensor, config: TrainConfig | None = None,
                  labels: torch.Tensor | None = None, run_dir: str | None = None, info: dict | None = None,
                  augment=None):
-        self.config = config or TrainConfig()
-        self.config.validate()
+        self.config = cfg = config or TrainConfig()
+        cfg.validate()
         if data.ndim < 2 or data.shape[0] < 1:
             raise ValueError(f"training data must have shape (N, ...), got {tuple(data.shape)}")
         check_finite(data, "training data")
         if labels is not None and len(labels) != len(data):
             raise ValueError(f"{len(labels)} labels for {len(data)} examples")
-        self.device = resolve_device(self.config.device)
+        device = resolve_device(cfg.device)
+        if cfg.precision == "fp16" and device.type != "cuda":
+            raise ValueError("--precision fp16 needs a CUDA device (gradient scaling); use bf16 on CPU")
+        if cfg.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ValueError("this GPU does not support bf16; use --precision fp16")
+        if cfg.tensorboard:
+            try:
+                importlib.import_module("torch.utils.tensorboard")
+            except ImportError:
+                raise ValueError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
+        self.device = dist.setup(device)
+        self.rank, self.world_size = dist.rank(), dist.world_size()
+        per_rank = cfg.batch_size // self.world_size
+        if cfg.batch_size % (self.world_size * cfg.grad_accum):
+            raise ValueError(f"batch size {cfg.batch_size} must be divisible by processes x grad_accum = "
+                             f"{self.world_size} x {cfg.grad_accum}; choose a multiple of "
+                             f"{self.world_size * cfg.grad_accum}")
+        self.local_batch, self.micro_batch = per_rank, per_rank // cfg.grad_accum
+
         self.denoiser = denoiser.to(self.device)
+        model = _LossModule(self.denoiser, cfg.weighting, cfg.min_snr_gamma)
+        if dist.active():
+            from torch.nn.parallel import DistributedDataParallel
+            # DDP broadcasts rank 0's weights at construction, so every rank starts identical
+            model = DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if cfg.compile:
+            model = torch.compile(model, backend=cfg.compile_backend)
+        self.model = model
         self.ema = copy.deepcopy(self.denoiser).eval().requires_grad_(False)
         self.schedule = schedule
-        self.data = data.to(self.device)
-        self.labels = None if labels is None else labels.long().to(self.device)
+        self.data = self._place_data(data)
+        self.labels = None if labels is None else labels.long().to(self.data.device)
         self.run_dir = run_dir
         self.info = info or {}
         self.augment = augment
-        self.generator = torch.Generator().manual_seed(self.config.seed)
-        self.opt = torch.optim.AdamW(self.denoiser.parameters(), lr=self.config.lr,
-                                     weight_decay=self.config.weight_decay)
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.noise_generator = torch.Generator(self.device).manual_seed(cfg.seed + 1_000_003)
+        self.sampler = EpochSampler(len(data), cfg.seed)
+        self.opt = torch.optim.AdamW(self.denoiser.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == "fp16")
         self.step_count = 0
+        self.skipped_steps = 0
+        self.bad_in_row = 0
+        self.loss_smooth = None
+        self.last_grad_norm = float("nan")
         self.history: list[dict] = []
+        self.stopped_by: str | None = None  # "SIGINT"/"SIGTERM" when fit() stopped early on a signal
+        self.sample_fn = None  # optional sample_fn(trainer, path): preview writer for non-vector data
+        self._stop_signal = None
+        self._tb = None
         if run_dir:
-            os.makedirs(run_dir, exist_ok=True)
-            if not os.access(run_dir, os.W_OK):
-                raise PermissionError(f"run directory {run_dir!r} is not writable")
+            n_params = sum(p.numel() for p in self.denoiser.parameters())
+            need = checkpoint.estimate_checkpoint_bytes(n_params) * (cfg.keep_checkpoints + 1)
+            _on_rank0(lambda: checkpoint.check_run_dir(run_dir, need), self.device)
+        if cfg.resume_from:
+            self.resume(cfg.resume_from)
 
-    # ------------------------------------------------------------------ one step
+    # ------------------------------------------------------------------ data
+    def _place_data(self, data: torch.Tensor) -> torch.Tensor:
+        if self.device.type != "cuda":
+            return data.to(self.device)
+        free, _ = torch.cuda.mem_get_info(self.device)
+        if data.numel() * data.element_size() < free // 2:
+            return data.to(self.device)
+        return data.pin_memory()  # too big for the GPU: gather on the host, copy asynchronously
+
     def _batch(self):
-        n = self.config.batch_size
-        idx = torch.randint(0, len(self.data), (n,), generator=self.generator).to(self.device)
-        x0 = self.data[idx]
+        """This rank's rows of the next global batch: ``(x0, sigma, noise, cond)``, each ``(B/W, ...)``."""
+        cfg, n = self.config, self.config.batch_size
+        idx = self.sampler.take(n)
+        sigma = self.schedule.sample_training_sigmas(n, self.generator)
+        drop = torch.rand(n, generator=self.generator) < cfg.label_dropout if self.labels is not None else None
+        noise = torch.randn((n, *self.data.shape[1:]), generator=self.noise_generator, device=self.device,
+                            dtype=self.data.dtype)
+        rows = slice(self.rank * self.local_batch, (self.rank + 1) * self.local_batch)
         if self.augment is not None:
-            x0 = self.augment(x0, self.generator)
+            x0 = self.augment(self._gather(idx), self.generator)[rows]
+        else:
+            x0 = self._gather(idx[rows])
         cond = None
         if self.labels is not None:
-            cond = self.labels[idx].clone()
-            drop = torch.rand(n, generator=self.generator).to(self.device) < self.config.label_dropout
-            null = getattr(self.denoiser.net, "num_classes", 0)
-            cond[drop] = null
-        sigma = self.schedule.sample_training_sigmas(n, self.generator).to(self.device)
-        noise = torch.randn(x0.shape, generator=self.generator).to(self.device)
-        return x0, sigma, noise, cond
+            cond = self.labels[idx[rows].to(self.labels.device)].to(self.device)
+            null = getattr(self.denoiser.net, "num_classes", None)
+            if null is None:
+                null = getattr(self.denoiser.net, "config", {}).get("num_classes", 0)
+            cond = torch.where(drop[rows].to(self.device), torch.full_like(cond, null), cond)
+        return x0, sigma[rows].to(self.device), noise[rows], cond
 
+    def _gather(self, idx):
+        x = self.data[idx.to(self.data.device)]
+        return x.to(self.device, non_blocking=True)
+
+    # ------------------------------------------------------------------ one step
     def _lr(self) -> float:
-        w = self.config.warmup
-        return self.config.lr * min(1.0, (self.step_count + 1) / w) if w else self.config.lr
+        return lr_at(self.config, self.step_count)
+
+    def _autocast(self):
+        if self.config.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.config.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
 
     def step(self) -> float:
+        """One optimizer step on the next global batch; returns its loss averaged over all ranks.
+
+        A NaN/inf loss or gradient skips the update (and the EMA), counted in ``skipped_steps``.
+        """
+        cfg = self.config
         self.denoiser.train()
-        x0, sigma, noise, cond = self._batch()
+        lr = self._lr()
         for group in self.opt.param_groups:
-            group["lr"] = self._lr()
-        loss = denoising_loss(self.denoiser, x0, sigma, self.config.weighting, cond=cond, noise=noise,
-                              min_snr_gamma=self.config.min_snr_gamma)
+            group["lr"] = lr
+        x0, sigma, noise, cond = self._batch()
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.config.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.denoiser.parameters(), self.config.grad_clip)
-        self.opt.step()
-        self._update_ema()
+        loss_sum = torch.zeros((), device=self.device, dtype=torch.float32)
+        m = self.micro_batch
+        for i in range(cfg.grad_accum):
+            rows = slice(i * m, (i + 1) * m)
+            last = i == cfg.grad_accum - 1
+            # gradients are all-reduced once, on the last micro-batch
+            sync = contextlib.nullcontext() if last or not dist.active() else self._ddp().no_sync()
+            with sync:
+                with self._autocast():
+                    per_example = self.model(x0[rows], sigma[rows], noise[rows],
+                                             None if cond is None else cond[rows])
+                loss = per_example.float().mean()
+                self.scaler.scale(loss / cfg.grad_accum).backward()
+            loss_sum += per_example.detach().float().sum()
+        # one collective for the loss and for "a rank was asked to stop"
+        stats = torch.stack([loss_sum, torch.tensor(float(self._stop_signal is not None), device=self.device)])
+        dist.all_reduce_sum(stats)
+        loss_value = float(stats[0]) / cfg.batch_size
+        self._stop_agreed = bool(stats[1] > 0)
+
+        self.scaler.unscale_(self.opt)
+        grads = [p.grad for p in self.denoiser.parameters() if p.grad is not None]
+        grad_norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
+        self.last_grad_norm = float(grad_norm)
+        if math.isfinite(loss_value) and math.isfinite(self.last_grad_norm):
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grads_with_norm_(self.denoiser.parameters(), cfg.grad_clip, grad_norm)
+            self.scaler.step(self.opt)
+            self.scaler.update()
+            self._update_ema()
+            self.bad_in_row = 0
+        else:
+            self.skipped_steps += 1
+            if self.scaler.is_enabled() and math.isfinite(loss_value):
+                self.scaler.update()  # an fp16 overflow: lower the scale, not a sign of divergence
+            else:
+                self.bad_in_row += 1
+            self.opt.zero_grad(set_to_none=True)
         self.step_count += 1
-        return float(loss.detach())
+        return loss_value
+
+    def _ddp(self):
+        model = self.model
+        return getattr(model, "_orig_mod", model)  # unwrap torch.compile
 
     @torch.no_grad()
     def _update_ema(self):
@@ -148,46 +415,247 @@ class Trainer:
         for b_ema, b in zip(self.ema.buffers(), self.denoiser.buffers()):
             b_ema.copy_(b)
 
+    def request_stop(self, reason: str = "request") -> None:
+        """Ask :meth:`fit` to save a checkpoint and return after the current step (all ranks agree)."""
+        self._stop_signal = reason
+
     # ------------------------------------------------------------------ the loop
     def fit(self, progress: bool = True) -> list[dict]:
-        """Train for ``config.steps`` steps; returns the logged history."""
+        """Train until ``config.steps``; returns the logged history.
+
+        SIGINT/SIGTERM (or :meth:`request_stop`) finish the current step, save a checkpoint and
+        return early with ``stopped_by`` set.  Raises :class:`TrainingDiverged` after
+        ``max_bad_steps`` consecutive non-finite steps (the last checkpoint stays as it was).
+        """
         cfg = self.config
-        bar = tqdm(total=cfg.steps, initial=self.step_count, desc="training", disable=not progress,
+        main = dist.is_main()
+        bar = tqdm(total=cfg.steps, initial=self.step_count, desc="training", disable=not (progress and main),
                    dynamic_ncols=True)
-        running, t0, seen = None, time.perf_counter(), 0
-        while self.step_count < cfg.steps:
-            loss = self.step()
-            if not math.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss} at step {self.step_count}; lower the learning rate")
-            running = loss if running is None else 0.98 * running + 0.02 * loss
-            seen += cfg.batch_size
-            bar.update(1)
-            if self.step_count % cfg.log_every == 0 or self.step_count == cfg.steps:
-                rate = seen / (time.perf_counter() - t0)
-                bar.set_postfix(loss=f"{running:.4f}", ex_s=f"{rate:.0f}")
-                record = {"step": self.step_count, "loss": loss, "loss_smooth": running, "lr": self._lr(),
-                          "examples_per_s": rate}
-                self.history.append(record)
-                self._log(record)
-            if cfg.checkpoint_every and self.step_count % cfg.checkpoint_every == 0:
+        handlers = self._install_signal_handlers()
+        t_last, seen = time.perf_counter(), 0
+        self._stop_agreed = False
+        try:
+            while self.step_count < cfg.steps:
+                loss = self.step()
+                if self.bad_in_row >= cfg.max_bad_steps:
+                    last = checkpoint.latest_checkpoint(self.run_dir) if self.run_dir and \
+                        checkpoint.list_step_dirs(self.run_dir) else "none written"
+                    raise TrainingDiverged(
+                        f"{self.bad_in_row} steps in a row had a NaN/inf loss or gradient (step {self.step_count}, "
+                        f"{self.skipped_steps} skipped in all); stopping without saving. Last good checkpoint: "
+                        f"{last}. Lower the learning rate, check the data, or raise --max-bad-steps")
+                if math.isfinite(loss):
+                    self.loss_smooth = loss if self.loss_smooth is None else 0.98 * self.loss_smooth + 0.02 * loss
+                seen += cfg.batch_size
+                bar.update(1)
+                if self.step_count % cfg.log_every == 0 or self.step_count == cfg.steps:
+                    now = time.perf_counter()
+                    rate = seen / max(now - t_last, 1e-9)
+                    t_last, seen = now, 0
+                    bar.set_postfix(loss=f"{self.loss_smooth if self.loss_smooth is not None else float('nan'):.4f}",
+                                    ex_s=f"{rate:.0f}", skipped=self.skipped_steps)
+                    self._log({"step": self.step_count, "loss": loss,
+                               "loss_smooth": self.loss_smooth if self.loss_smooth is not None else float("nan"),
+                               "lr": lr_at(cfg, self.step_count - 1), "grad_norm": self.last_grad_norm,
+                               "examples_per_s": rate, "skipped_steps": self.skipped_steps,
+                               "epoch": self.sampler.epoch})
+                if self._stop_agreed:
+                    self.stopped_by = self._stop_signal or "another rank"
+                    self.save()
+                    break
+                if cfg.checkpoint_every and self.step_count % cfg.checkpoint_every == 0 and self.step_count < cfg.steps:
+                    self.save()
+                if cfg.sample_every and self.step_count % cfg.sample_every == 0:
+                    self.write_samples()
+            else:
                 self.save()
-        bar.close()
-        self.save()
+        finally:
+            for sig, old in handlers.items():
+                signal.signal(sig, old)
+            bar.close()
+            if self._tb is not None:
+                self._tb.flush()
         return self.history
 
-    def _log(self, record):
-        if self.run_dir:
-            with open(os.path.join(self.run_dir, "metrics.jsonl"), "a") as f:
-                f.write(json.dumps(record) + "\n")
+    def _install_signal_handlers(self) -> dict:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def handler(signum, frame):
+            if self._stop_signal is not None and signum == signal.SIGINT:
+                raise KeyboardInterrupt  # second Ctrl-C: stop now (files are written atomically)
+            self._stop_signal = signal.Signals(signum).name
+
+        return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def _log(self, record: dict) -> None:
+        self.history.append(record)
+        if not (self.run_dir and dist.is_main()):
+            return
+        clean = {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in record.items()}
+        with open(os.path.join(self.run_dir, "metrics.jsonl"), "a") as f:
+            f.write(json.dumps(clean) + "\n")
+        if self.config.tensorboard:
+            if self._tb is None:
+                from torch.utils.tensorboard import SummaryWriter
+                self._tb = SummaryWriter(os.path.join(self.run_dir, "tensorboard"))
+            for k, v in clean.items():
+                if k != "step" and v is not None:
+                    self._tb.add_scalar(f"train/{k}", v, record["step"])
+
+    # ------------------------------------------------------------------ previews
+    @torch.no_grad()
+    def write_samples(self, n: int = 1000, steps: int = 50) -> str | None:
+        """Write ``run_dir/samples/step_<step>.png``: EMA samples (DDIM, fixed starting noise) beside
+        the data for vector data, or whatever ``sample_fn(trainer, path)`` draws.  Rank 0 only."""
+        if not (self.run_dir and dist.is_main()):
+            return None
+        out_dir = os.path.join(self.run_dir, "samples")
+        os.makedirs(out_dir, exist_ok=True)
+        path = os.path.join(out_dir, f"step_{self.step_count:08d}.png")
+        if self.sample_fn is not None:
+            self.sample_fn(self, path)
+            return path
+        if self.data.ndim != 2 or self.data.shape[1] < 2:
+            return None
+        from .pipeline import unstandardise
+        from .plotting import plot_points
+        from .samplers import sample
+        n = min(n, len(self.data))
+        g = torch.Generator().manual_seed(self.config.seed + 7)
+        sigmas = self.schedule.sampling_sigmas(steps)
+        x = (torch.randn((n, *self.data.shape[1:]), generator=g) * sigmas[0]).to(self.device)
+        out = sample(self.ema, x, sigmas, sampler="ddim", generator=g).cpu()
+        stats = self.info.get("data", {}).get("normalization") if isinstance(self.info.get("data"), dict) else None
+        ref = self.data[torch.randperm(len(self.data), generator=g)[:n].to(self.data.device)].cpu()
+        plot_points({"data": unstandardise(ref, stats), f"EMA samples, step {self.step_count}": unstandardise(out, stats)},
+                    path)
+        return path
+
+    # ------------------------------------------------------------------ checkpoints
+    def _state(self) -> tuple[dict, dict]:
+        """Everything beyond the weights needed to continue exactly: ``(tensors, json)``."""
+        tensors: dict[str, torch.Tensor] = {}
+        opt_json = checkpoint.flatten_state(self.opt.state_dict(), tensors, "optim")
+        scaler_json = checkpoint.flatten_state(self.scaler.state_dict(), tensors, "scaler")
+        tensors["rng.generator"] = self.generator.get_state()
+        tensors["rng.noise"] = self.noise_generator.get_state()
+        # dropout draws from the global RNG of each rank: keep every rank's
+        for r, s in enumerate(dist.gather_bytes(torch.get_rng_state(), self.device)):
+            tensors[f"rng.torch.rank{r}"] = s
+        if self.device.type == "cuda":
+            for r, s in enumerate(dist.gather_bytes(torch.cuda.get_rng_state(self.device), self.device)):
+                tensors[f"rng.cuda.rank{r}"] = s
+        meta = {"step": self.step_count, "data": self.sampler.state(), "skipped_steps": self.skipped_steps,
+                "bad_in_row": self.bad_in_row, "loss_smooth": self.loss_smooth, "world_size": self.world_size,
+                "device_type": self.device.type, "lr": self._lr(), "optimizer": opt_json, "scaler": scaler_json}
+        return tensors, meta
+
+    def _check_finite_weights(self):
+        for name, module in (("weights", self.denoiser), ("EMA weights", self.ema)):
+            for pname, p in module.named_parameters():
+                if not torch.isfinite(p).all():
+                    raise FloatingPointError(f"refusing to write a checkpoint: {name} {pname!r} contain NaN/inf "
+                                             f"at step {self.step_count}")
 
     def save(self):
-        """Write the checkpoint (raw and EMA weights) and the loss curve to ``run_dir``."""
+        """Write a training checkpoint (``run_dir/checkpoints/step_*``, ``latest``), the top-level
+        ``config.json``/``model.safetensors`` and the loss curve.  All ranks must call it; rank 0 writes.
+
+        A failed write (e.g. disk full) raises ``OSError`` and leaves the previous checkpoint intact.
+        """
         if not self.run_dir:
             return
+        self._check_finite_weights()
+        tensors, meta = self._state()  # a collective: every rank takes part
         info = dict(self.info)
         info["train"] = {k: v for k, v in asdict(self.config).items()}
         info["step"] = self.step_count
-        checkpoint.save(self.run_dir, self.denoiser, self.schedule, ema=self.ema, info=info)
-        if self.history:
-            from .plotting import plot_loss
-            plot_loss(self.history, os.path.join(self.run_dir, "loss.png"))
+
+        def write():
+            try:
+                checkpoint.save_training_checkpoint(self.run_dir, self.step_count, self.denoiser, self.schedule,
+                                                    self.ema, info, tensors, meta, keep=self.config.keep_checkpoints)
+            except OSError as err:
+                prev = checkpoint.list_step_dirs(self.run_dir)
+                kept = f"the previous checkpoint {prev[-1][1]} is intact" if prev else "no earlier checkpoint exists"
+                raise OSError(err.errno, f"could not write the checkpoint of step {self.step_count} to "
+                                         f"{self.run_dir!r} ({err.strerror or err}); {kept}") from None
+            if self.history:
+                from .plotting import plot_loss
+                plot_loss(self.history, os.path.join(self.run_dir, "loss.png"))
+        _on_rank0(write, self.device)
+
+    def resume(self, source: str) -> str:
+        """Load the newest complete checkpoint of run directory ``source`` (or a ``step_*``
+        directory) into this trainer: weights, EMA, optimizer, scaler, RNG states, data position,
+        step and logged history.  Returns the checkpoint path.  Raises ``ValueError`` naming the
+        file when it is corrupt or belongs to a different model."""
+        is_step_dir = os.path.exists(os.path.join(source, checkpoint.STATE_NAME))
+        path = source if is_step_dir else checkpoint.latest_checkpoint(source)
+        config, weights, st, meta = checkpoint.load_training_checkpoint(path)
+        mine = {"net": {"name": nets.name_of(self.denoiser.net), "config": self.denoiser.net.config},
+                "denoiser": self.denoiser.describe(), "schedule": self.schedule.config()}
+        for key, value in mine.items():
+            if json.loads(json.dumps(value)) != config.get(key):
+                raise ValueError(f"{os.path.join(path, checkpoint.CONFIG_NAME)} was written for a different model: "
+                                 f"its {key} is {config.get(key)} but this run has {value}; resume with the "
+                                 "same model options")
+        data_info = json.loads(json.dumps(self.info.get("data"))) if "data" in self.info else None
+        if data_info is not None and config.get("data") is not None and data_info != config["data"]:
+            raise ValueError(f"{os.path.join(path, checkpoint.CONFIG_NAME)} was trained on different data "
+                             f"(its data entry {config['data']} differs from this run's {data_info}); "
+                             "resume with the same data")
+        wpath = os.path.join(path, checkpoint.WEIGHTS_NAME)
+        for prefix, module in (("model.", self.denoiser.net), ("ema.", self.ema.net)):
+            state = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
+            checkpoint.load_state_checked(module, state, wpath, prefix.rstrip("."))
+        spath = os.path.join(path, checkpoint.STATE_NAME)
+        try:
+            self.opt.load_state_dict(checkpoint.unflatten_state(meta["optimizer"], st, spath))
+            if self.scaler.is_enabled() and meta.get("scaler"):
+                self.scaler.load_state_dict(checkpoint.unflatten_state(meta["scaler"], st, spath))
+        except (KeyError, ValueError, RuntimeError) as err:
+            raise ValueError(f"{spath}: optimizer state does not fit this model ({err})") from None
+        self.sampler.load_state(meta["data"])
+        self.generator.set_state(st["rng.generator"])
+        exact = meta.get("device_type") == self.device.type and meta.get("world_size") == self.world_size
+        if meta.get("device_type") == self.device.type:
+            self.noise_generator.set_state(st["rng.noise"])
+        else:  # a generator state of another device type cannot be restored; stay deterministic
+            self.noise_generator.manual_seed(self.config.seed + 1_000_003 + int(meta["step"]))
+        own = st.get(f"rng.torch.rank{self.rank}")
+        if own is not None:
+            torch.set_rng_state(own)
+        cuda = st.get(f"rng.cuda.rank{self.rank}")
+        if cuda is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(cuda, self.device)
+        if not exact and dist.is_main():
+            warnings.warn(f"{path} was written by {meta.get('world_size')} process(es) on {meta.get('device_type')}; "
+                          f"continuing on {self.world_size} on {self.device.type} follows the same data order but is "
+                          "not bitwise identical to an uninterrupted run", stacklevel=2)
+        self.step_count = int(meta["step"])
+        self.skipped_steps = int(meta.get("skipped_steps", 0))
+        self.bad_in_row = int(meta.get("bad_in_row", 0))
+        self.loss_smooth = meta.get("loss_smooth")
+        run_dir = os.path.dirname(os.path.dirname(os.path.abspath(path)))
+        self.history = self._read_history(os.path.join(run_dir, "metrics.jsonl"))
+        if self.run_dir and dist.is_main():  # drop log lines written after the checkpoint
+            lines = "".join(json.dumps(h) + "\n" for h in self.history)
+            checkpoint.atomic_write_bytes(os.path.join(self.run_dir, "metrics.jsonl"),
+                                          lambda p: checkpoint._write_text(p, lines))
+        self.history = [{k: (float("nan") if v is None else v) for k, v in h.items()} for h in self.history]
+        return path
+
+    def _read_history(self, path: str) -> list[dict]:
+        out = []
+        if os.path.exists(path):
+            with open(path) as f:
+                for line in f:
+                    try:
+                        rec = json.loads(line)
+                    except json.JSONDecodeError:
+                        break  # a line cut short by a crash ends the usable log
+                    if rec.get("step", 0) <= self.step_count:
+                        out.append(rec)
+        return out

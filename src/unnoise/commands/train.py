@@ -1,21 +1,25 @@
 """``unnoise train``: train a diffusion model on vector data (a built-in set or your file)."""
 from __future__ import annotations
 
+import os
+import sys
+
 from .. import data as data_mod
 from .. import losses, schedules
 from ..denoiser import PARAMETERIZATIONS
 from ..pipeline import train_model
 from ..train import TrainConfig
 from .common import add_device_arg
+from .train_images import add_image_args
 
 
 def register(sub):
     p = sub.add_parser("train", help="train a model on vectors (.npy/.csv or a built-in 2-D set)",
                        description="Train a diffusion model on vector data and write a run directory "
                                    "(config.json, model.safetensors, metrics.jsonl, loss.png).")
-    p.add_argument("--data", required=True,
+    p.add_argument("--data", default=None,
                    help=f"a .npy/.npz/.csv file of shape (N, ...) or a built-in set: {', '.join(sorted(data_mod.TOY_DATASETS))}")
-    p.add_argument("--out", required=True, help="run directory to write")
+    p.add_argument("--out", default=None, help="run directory to write")
     p.add_argument("--num-points", type=int, default=20000, help="points drawn from a built-in set (default: 20000)")
     p.add_argument("--width", type=int, default=256, help="MLP hidden width (default: 256)")
     p.add_argument("--depth", type=int, default=4, help="MLP residual blocks (default: 4)")
@@ -35,19 +39,127 @@ def register(sub):
                    help="train on the raw values instead of per-feature standardised ones")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     add_device_arg(p)
+    add_image_args(p)
+    add_scaling_args(p)
     p.set_defaults(func=run)
+    _PARSERS.append(p)
+
+
+# ---------------------------------------------------------------- scaling, precision, checkpoints
+_PARSERS: list = []
+# options that may differ when a run is resumed; everything else is taken from the stored run
+RESUME_OVERRIDES = ("steps", "device", "precision", "compile", "checkpoint_every", "keep_checkpoints",
+                    "max_bad_steps", "sample_every", "log_every", "tensorboard")
+
+
+def add_scaling_args(p) -> None:
+    """Options of the training loop itself: precision, compile, accumulation, LR decay, checkpoints."""
+    g = p.add_argument_group("training loop (also under torchrun: torchrun --nproc_per_node N -m unnoise train ...)")
+    g.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+                   help="fp32, bf16 autocast (CPU or CUDA) or fp16 autocast with gradient scaling (CUDA only)")
+    g.add_argument("--compile", action="store_true", help="compile the model with torch.compile")
+    g.add_argument("--grad-accum", type=int, default=1,
+                   help="split each batch into this many micro-batches (same result, less memory; default: 1)")
+    g.add_argument("--lr-decay", default="none", choices=("none", "cosine"),
+                   help="learning rate after warm-up: constant or cosine decay to --min-lr (default: none)")
+    g.add_argument("--min-lr", type=float, default=0.0, help="final learning rate of the cosine decay (default: 0)")
+    g.add_argument("--checkpoint-every", type=int, default=500,
+                   help="steps between resumable checkpoints in OUT/checkpoints/ (default: 500; 0 = only at the end)")
+    g.add_argument("--keep-checkpoints", type=int, default=3, help="how many checkpoints to keep (default: 3)")
+    g.add_argument("--max-bad-steps", type=int, default=10,
+                   help="stop after this many steps in a row with a NaN/inf loss or gradient (default: 10)")
+    g.add_argument("--sample-every", type=int, default=0,
+                   help="write a plot of EMA samples to OUT/samples/ every this many steps (default: 0 = never)")
+    g.add_argument("--log-every", type=int, default=25, help="steps between lines of metrics.jsonl (default: 25)")
+    g.add_argument("--tensorboard", action="store_true",
+                   help="also write TensorBoard logs to OUT/tensorboard (needs the tensorboard package)")
+    g.add_argument("--resume", default=None, metavar="RUN_DIR",
+                   help="continue the run in RUN_DIR from its newest checkpoint, with its stored options "
+                        f"(these may be changed: {', '.join('--' + o.replace('_', '-') for o in RESUME_OVERRIDES)})")
+
+
+def loop_options(args) -> dict:
+    """TrainConfig keywords from the training-loop options."""
+    return dict(precision=args.precision, compile=args.compile, grad_accum=args.grad_accum,
+                lr_decay=args.lr_decay, min_lr=args.min_lr, checkpoint_every=args.checkpoint_every,
+                keep_checkpoints=args.keep_checkpoints, max_bad_steps=args.max_bad_steps,
+                sample_every=args.sample_every, log_every=args.log_every, tensorboard=args.tensorboard,
+                resume_from=args.resume or "")
+
+
+def resolve_resume(args):
+    """For ``--resume RUN_DIR``: the stored options of the run, with the allowed overrides applied."""
+    import argparse
+
+    from .. import checkpoint
+    if not args.resume:
+        if not args.data or not args.out:
+            raise ValueError("--data and --out are required (or --resume RUN_DIR to continue a run)")
+        return args
+    path = checkpoint.latest_checkpoint(args.resume)
+    saved = checkpoint.read_config(path).get("command")
+    if not isinstance(saved, dict):
+        raise ValueError(f"{os.path.join(path, checkpoint.CONFIG_NAME)} has no stored command options (the run was "
+                         "not started by 'unnoise train'); resume it from Python with Trainer.resume")
+    merged = dict(vars(args))
+    merged.update(saved)
+    parser = _PARSERS[-1] if _PARSERS else None
+    for name in RESUME_OVERRIDES:
+        if parser is not None and getattr(args, name) != parser.get_default(name):
+            merged[name] = getattr(args, name)
+    merged.update(out=args.resume, resume=args.resume, func=args.func)
+    return argparse.Namespace(**merged)
+
+
+def command_record(args) -> dict:
+    """The JSON-able options of this command, stored in the checkpoint so --resume can rebuild the run."""
+    skip = {"func", "resume", "command"}
+    return {k: v for k, v in vars(args).items()
+            if k not in skip and (v is None or isinstance(v, (bool, int, float, str, list)))}
+
+
+def finish(trainer, out: str) -> int:
+    """Report how the run ended; exit status 128 + signal number when stopped by SIGINT/SIGTERM."""
+    import signal
+
+    from .. import distributed
+    code = 0
+    if trainer.stopped_by:
+        num = getattr(signal, trainer.stopped_by, None)
+        code = 128 + int(num) if num is not None else 1
+        if distributed.is_main():
+            print(f"stopped by {trainer.stopped_by} at step {trainer.step_count}; checkpoint saved. "
+                  f"Continue with: unnoise train --resume {out}")
+    elif distributed.is_main():
+        print(f"wrote {out}/ (config.json, model.safetensors, checkpoints/, metrics.jsonl, loss.png)")
+    distributed.cleanup()
+    return code
 
 
 def run(args):
     import torch
+    args = resolve_resume(args)
+    from ..data.images import is_image_spec
+    if is_image_spec(args.data):  # --data digits or a folder of images
+        from . import train as train_cmd
+        from .train_images import run_images
+        return run_images(args, train_cmd)
+    torch.manual_seed(args.seed)  # the network's initial weights (and dropout) follow the seed
     g = torch.Generator().manual_seed(args.seed)
     x = data_mod.load_vectors(args.data, n=args.num_points, generator=g)
     if x.ndim != 2:
         x = x.reshape(x.shape[0], -1)
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay,
                       grad_clip=args.grad_clip, weighting=args.weighting, warmup=args.warmup, seed=args.seed,
-                      device=args.device)
-    train_model(x, args.out, net_config={"width": args.width, "depth": args.depth},
-                parameterization=args.parameterization, schedule=args.schedule, config=cfg,
-                normalize=not args.no_normalize)
-    print(f"wrote {args.out}/ (config.json, model.safetensors, metrics.jsonl, loss.png)")
+                      device=args.device, **loop_options(args))
+    try:
+        trainer = train_model(x, args.out, net_config={"width": args.width, "depth": args.depth},
+                              parameterization=args.parameterization, schedule=args.schedule, config=cfg,
+                              normalize=not args.no_normalize, info={"command": command_record(args)},
+                              progress=int(os.environ.get("RANK", "0")) == 0)
+    except OSError as err:
+        if isinstance(err, (FileNotFoundError, PermissionError)):
+            raise
+        print(f"unnoise train: error: {err.strerror or err}", file=sys.stderr)
+        return 1
+    return finish(trainer, args.out)
