@@ -13,6 +13,7 @@ from ..plotting import plot_points, plot_trajectory
 from ..train import TrainConfig
 
 DEMOS = {name: "2-D point set" for name in TOY_DATASETS}
+DEMOS["digits"] = "8x8 handwritten digits, class-conditional U-Net with guidance"
 
 
 def register(sub):
@@ -30,6 +31,9 @@ def register(sub):
 
 
 def run(args):
+    if args.name == "digits":
+        from .demo_digits import run as run_digits
+        return run_digits(args)
     t0 = time.perf_counter()
     g = torch.Generator().manual_seed(args.seed)
     data = toy_dataset(args.name, 20000, g)

@@ -8,6 +8,7 @@ import torch
 
 from ..pipeline import sample_model
 from .common import add_device_arg, add_sampling_args, parse_options
+from .train_images import add_image_sample_args, is_image_run, run_sample_images
 
 
 def register(sub):
@@ -15,19 +16,27 @@ def register(sub):
                        description="Sample from a run directory written by 'unnoise train' and save them "
                                    "as .npy (or .csv), optionally with a scatter plot.")
     p.add_argument("--checkpoint", required=True, help="run directory written by 'unnoise train'")
-    p.add_argument("--n", type=int, default=1000, help="number of samples (default: 1000)")
-    p.add_argument("--out", default="samples.npy", help="output file, .npy or .csv (default: samples.npy)")
+    p.add_argument("--n", type=int, default=1000, help="number of samples (default: 1000; 100 for image runs)")
+    p.add_argument("--out", default="samples.npy",
+                   help="output file, .npy or .csv (default: samples.npy); .png writes an image grid for image runs")
     p.add_argument("--plot", default=None, help="also write a scatter plot of the first two coordinates (PNG)")
     p.add_argument("--raw-weights", action="store_true", help="use the raw weights instead of the EMA weights")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     add_sampling_args(p)
     add_device_arg(p)
+    add_image_sample_args(p)
     p.set_defaults(func=run)
 
 
 def run(args):
     from ..checkpoint import load
     from ..train import resolve_device
+    if is_image_run(args.checkpoint):  # trained on digits or an image folder
+        if args.out == "samples.npy":
+            args.out = "samples.png"
+        if args.n == 1000:  # the vector default; a 10x10 grid for images
+            args.n = 100
+        return run_sample_images(args, parse_options(args.option))
     if args.n < 1:
         raise ValueError(f"--n must be positive, got {args.n}")
     ext = os.path.splitext(args.out)[1].lower()

@@ -1,0 +1,274 @@
+"""Guidance as denoiser combinators: each takes a denoiser and returns another ``D(x, sigma, cond)``,
+so it works with every sampler.
+
+Classifier-free guidance (Ho & Salimans 2022).  One network learns both ``D(x, sigma, y)`` and the
+unconditional ``D(x, sigma, null)`` (label dropout to the null class).  The guided denoiser
+
+    D_w = D_null + w (D_y - D_null)
+
+is, through Tweedie's ``D = x + sigma^2 grad log p_sigma(x)``, the denoiser of the tilted density
+``p(x) p(y | x)^w``: ``w = 0`` is unconditional, ``w = 1`` conditional, ``w > 1`` sharpens the class.
+
+Classifier guidance (Dhariwal & Nichol 2021).  Bayes gives ``log p_sigma(x | y) = log p_sigma(x) +
+log p(y | x, sigma) - log p(y)``; the last term does not depend on ``x``, so
+
+    grad log p_sigma(x | y) = grad log p_sigma(x) + grad_x log p(y | x, sigma)
+
+and by Tweedie ``D(x, sigma | y) = x + sigma^2 grad log p_sigma(x | y)``, i.e.
+
+    D_guided = D(x, sigma) + w sigma^2 grad_x log p(y | x, sigma)
+
+with ``w = 1`` the exact conditional denoiser and ``w`` the usual guidance scale.  ``p(y | x, sigma)``
+is a classifier of *noisy* inputs (:class:`NoisyClassifier`), trained by :func:`train_classifier`.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .denoiser import expand_sigma
+from .nets.embeddings import NoiseLevelEmbedding
+from .nets.mlp import ResidualBlock
+from .nets.unet import _CONV, Downsample, ResBlock
+
+
+def _null_cond(cond, null_label: int):
+    """The unconditional version of ``cond``: labels -> the null class, context dropped."""
+    if isinstance(cond, dict):
+        out = {k: v for k, v in cond.items() if k not in ("labels", "context", "context_mask")}
+        if "labels" in cond:
+            out["labels"] = torch.full_like(torch.as_tensor(cond["labels"]), null_label)
+        return out
+    return torch.full_like(torch.as_tensor(cond), null_label)
+
+
+def _num_classes_of(denoiser) -> int:
+    for obj in (denoiser, getattr(denoiser, "net", None)):
+        n = getattr(obj, "num_classes", 0)
+        if n:
+            return int(n)
+    return 0
+
+
+class ClassifierFreeGuidance(nn.Module):
+    """``D(x, sigma, cond) = D(x, sigma, null) + scale * (D(x, sigma, cond) - D(x, sigma, null))``.
+
+    Args:
+        denoiser: a class-conditional denoiser ``D(x, sigma, cond)``; ``cond`` = labels ``(B,)`` (or
+            a dict with ``"labels"``/``"context"``, whose unconditional version has labels set to the
+            null class and the context dropped).
+        scale: guidance weight ``w``; 0 gives exactly the unconditional and 1 exactly the conditional
+            denoiser (each then costs one call instead of two).
+        null_label: index of the null class (default: the network's ``num_classes``).
+    """
+
+    def __init__(self, denoiser, scale: float, null_label: int | None = None):
+        if null_label is None:
+            null_label = _num_classes_of(denoiser)
+            if not null_label:
+                raise ValueError("classifier-free guidance needs a class-conditional denoiser (num_classes > 0) "
+                                 "or an explicit null_label")
+        super().__init__()
+        self.denoiser, self.scale, self.null_label = denoiser, float(scale), int(null_label)
+
+    def forward(self, x: torch.Tensor, sigma, cond=None) -> torch.Tensor:
+        if cond is None:
+            raise ValueError("classifier-free guidance needs cond (the class labels to guide towards)")
+        if self.scale == 1.0:
+            return self.denoiser(x, sigma, cond)
+        uncond = self.denoiser(x, sigma, _null_cond(cond, self.null_label))
+        if self.scale == 0.0:
+            return uncond
+        return uncond + self.scale * (self.denoiser(x, sigma, cond) - uncond)
+
+
+def cfg(denoiser, scale: float, null_label: int | None = None) -> ClassifierFreeGuidance:
+    """Classifier-free guided denoiser; see :class:`ClassifierFreeGuidance`."""
+    return ClassifierFreeGuidance(denoiser, scale, null_label)
+
+
+class ClassifierGuidance(nn.Module):
+    """``D(x, sigma, y) = D(x, sigma) + scale * sigma^2 * grad_x log p(y | x, sigma)``.
+
+    Args:
+        denoiser: unconditional denoiser ``D(x, sigma)`` (called without cond).
+        classifier: callable ``(x, sigma) -> (B, K)`` logits of ``p(y | x, sigma)`` on scale-free noisy
+            inputs ``x = x_0 + sigma eps`` (normalised here by a log-softmax).
+        scale: guidance weight (1 = the exact conditional denoiser if the classifier is exact).
+    """
+
+    def __init__(self, denoiser, classifier, scale: float = 1.0):
+        super().__init__()
+        self.denoiser, self.classifier, self.scale = denoiser, classifier, float(scale)
+
+    def log_prob_grad(self, x: torch.Tensor, sigma, labels: torch.Tensor) -> torch.Tensor:
+        """``grad_x log p(y | x, sigma)`` for integer ``labels`` ``(B,)``, shaped like ``x``."""
+        labels = torch.as_tensor(labels, device=x.device).long().reshape(-1)
+        if labels.shape[0] == 1 and x.shape[0] > 1:
+            labels = labels.expand(x.shape[0])
+        with torch.enable_grad():
+            xg = x.detach().requires_grad_(True)
+            logp = F.log_softmax(self.classifier(xg, sigma).double(), dim=1)
+            picked = logp.gather(1, labels[:, None]).sum()
+            (grad,) = torch.autograd.grad(picked, xg)
+        return grad.to(x.dtype)
+
+    def forward(self, x: torch.Tensor, sigma, cond=None) -> torch.Tensor:
+        den = self.denoiser(x, sigma)
+        if cond is None or self.scale == 0.0:
+            return den
+        labels = cond["labels"] if isinstance(cond, dict) else cond
+        return den + self.scale * expand_sigma(sigma, x) ** 2 * self.log_prob_grad(x, sigma, labels)
+
+
+# ---------------------------------------------------------------------------------------- classifier
+class NoisyClassifier(nn.Module):
+    """Classifier of noisy inputs ``p(y | x_0 + sigma eps, sigma)``: ``(x, sigma) -> (B, num_classes)`` logits.
+
+    Inputs are scaled to unit variance by ``1 / sqrt(sigma^2 + sigma_data^2)`` and the network is
+    conditioned on ``log(sigma) / 4`` by scale-shift in every block.  Images ``(C, *spatial)`` get a
+    small conv net (U-Net encoder blocks, global average pool); vectors ``(d,)`` a residual MLP.
+
+    Args:
+        shape: one example's shape.  num_classes: number of classes.
+        width: channels (conv) or hidden width (MLP).  depth: blocks / downsampling levels.
+        sigma_data: data standard deviation (input scaling).
+    """
+
+    def __init__(self, shape, num_classes: int, width: int = 32, depth: int = 2, sigma_data: float = 0.5,
+                 emb_dim: int = 64):
+        super().__init__()
+        shape = [int(s) for s in shape]
+        if num_classes < 2:
+            raise ValueError(f"a classifier needs at least 2 classes, got {num_classes}")
+        self.config = dict(shape=shape, num_classes=num_classes, width=width, depth=depth, sigma_data=sigma_data,
+                           emb_dim=emb_dim)
+        self.shape, self.num_classes, self.sigma_data = tuple(shape), num_classes, float(sigma_data)
+        self.embed = NoiseLevelEmbedding(emb_dim)
+        self.image = len(shape) >= 2
+        if self.image:
+            dims = len(shape) - 1
+            if dims not in _CONV:
+                raise ValueError(f"classifier supports 1-D to 3-D data, got shape {shape}")
+            self.inp = _CONV[dims](shape[0], width, 3, padding=1)
+            blocks, ch = [], width
+            for i in range(depth):
+                blocks += [ResBlock(dims, ch, width * 2**i, emb_dim, 0.0)]
+                ch = width * 2**i
+                if i < depth - 1:
+                    blocks.append(Downsample(dims, ch))
+            self.blocks = nn.ModuleList(blocks)
+            self.norm = nn.GroupNorm(1, ch)
+        else:
+            self.inp = nn.Linear(shape[0], width)
+            self.blocks = nn.ModuleList(ResidualBlock(width, emb_dim, 0.0) for _ in range(depth))
+            self.norm, ch = nn.LayerNorm(width), width
+        self.head = nn.Linear(ch, num_classes)
+
+    def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        if tuple(x.shape[1:]) != self.shape:
+            raise ValueError(f"classifier built for examples of shape {self.shape}, got {tuple(x.shape[1:])}")
+        s = expand_sigma(sigma, x)
+        emb = self.embed(torch.log(s.reshape(-1).clamp_min(1e-20)) / 4)
+        h = self.inp(x * torch.rsqrt(s**2 + self.sigma_data**2))
+        for block in self.blocks:
+            h = block(h) if isinstance(block, Downsample) else block(h, emb)
+        if self.image:
+            h = F.silu(self.norm(h)).mean(dim=tuple(range(2, h.ndim)))
+        else:
+            h = F.silu(self.norm(h))
+        return self.head(h)
+
+
+def train_classifier(classifier: NoisyClassifier, data: torch.Tensor, labels: torch.Tensor, schedule,
+                     steps: int = 1000, batch_size: int = 128, lr: float = 1e-3, seed: int = 0,
+                     augment=None, progress: bool = True) -> list[dict]:
+    """Fit ``classifier`` by cross-entropy on ``x_0 + sigma eps`` with sigmas from the schedule's training
+    distribution (so it is accurate where guidance uses it).
+
+    Args:
+        data: ``(N, ...)`` clean examples; labels: ``(N,)`` integers in ``[0, num_classes)``.
+        augment: optional ``augment(x0, generator) -> x0`` applied per batch.
+    Returns: history of ``{"step", "loss", "accuracy"}`` records (every 25 steps and the last).
+    """
+    from tqdm.auto import tqdm
+    labels = torch.as_tensor(labels).long()
+    if len(labels) != len(data):
+        raise ValueError(f"{len(labels)} labels for {len(data)} examples")
+    if labels.min() < 0 or labels.max() >= classifier.num_classes:
+        raise ValueError(f"labels must lie in [0, {classifier.num_classes}), got range "
+                         f"[{int(labels.min())}, {int(labels.max())}]")
+    device = next(classifier.parameters()).device
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(classifier.parameters(), lr=lr, weight_decay=1e-4)
+    history, running = [], None
+    classifier.train()
+    for step in tqdm(range(1, steps + 1), desc="classifier", disable=not progress, dynamic_ncols=True):
+        idx = torch.randint(0, len(data), (batch_size,), generator=g)
+        x0, y = data[idx], labels[idx]
+        if augment is not None:
+            x0 = augment(x0, g)
+        sigma = schedule.sample_training_sigmas(batch_size, g)
+        x = x0 + expand_sigma(sigma, x0) * torch.randn(x0.shape, generator=g)
+        logits = classifier(x.to(device), sigma.to(device))
+        loss = F.cross_entropy(logits, y.to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        acc = float((logits.argmax(1).cpu() == y).float().mean())
+        running = (float(loss), acc) if running is None else (0.95 * running[0] + 0.05 * float(loss),
+                                                              0.95 * running[1] + 0.05 * acc)
+        if step % 25 == 0 or step == steps:
+            history.append({"step": step, "loss": float(loss), "loss_smooth": running[0], "accuracy": running[1]})
+    classifier.eval()
+    return history
+
+
+CLASSIFIER_CONFIG, CLASSIFIER_WEIGHTS = "classifier.json", "classifier.safetensors"
+
+
+def save_classifier(out_dir: str, classifier: NoisyClassifier, info: dict | None = None) -> None:
+    """Write ``classifier.safetensors`` and ``classifier.json`` (config + ``info``) to ``out_dir``."""
+    from safetensors.torch import save_file
+
+    from .checkpoint import atomic_write_bytes
+    os.makedirs(out_dir, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in classifier.state_dict().items()}
+    atomic_write_bytes(os.path.join(out_dir, CLASSIFIER_WEIGHTS), lambda p: save_file(tensors, p))
+    config = {"format": "unnoise-classifier", "version": 1, "config": classifier.config, **(info or {})}
+
+    def write_json(p):
+        with open(p, "w") as f:
+            json.dump(config, f, indent=2)
+    atomic_write_bytes(os.path.join(out_dir, CLASSIFIER_CONFIG), write_json)
+
+
+def load_classifier(out_dir: str, device="cpu"):
+    """Load a directory written by :func:`save_classifier`: returns ``(classifier, config)``."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+    cfg_path, w_path = os.path.join(out_dir, CLASSIFIER_CONFIG), os.path.join(out_dir, CLASSIFIER_WEIGHTS)
+    for p in (cfg_path, w_path):
+        if not os.path.exists(p):
+            raise FileNotFoundError(f"{p} is missing: {out_dir!r} is not a directory written by 'unnoise train-classifier'")
+    try:
+        with open(cfg_path) as f:
+            config = json.load(f)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{cfg_path} is not valid JSON ({err})") from None
+    if config.get("format") != "unnoise-classifier":
+        raise ValueError(f"{cfg_path} is not an unnoise classifier config")
+    classifier = NoisyClassifier(**config["config"])
+    try:
+        classifier.load_state_dict(load_file(w_path))
+    except (SafetensorError, OSError, RuntimeError) as err:
+        raise ValueError(f"{w_path} is corrupt or does not match {CLASSIFIER_CONFIG} ({err})") from None
+    return classifier.to(device).eval(), config
+
+
+__all__ = ["ClassifierFreeGuidance", "ClassifierGuidance", "NoisyClassifier", "cfg", "load_classifier",
+           "save_classifier", "train_classifier"]
