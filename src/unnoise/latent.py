@@ -1,0 +1,223 @@
+"""Latent diffusion: diffusion on an autoencoder's scaled latents, with images in and out.
+
+The diffusion model is an ordinary denoiser over latents ``z = (mu(x) - shift) * scale`` (``mu`` the
+autoencoder's posterior mean, ``scale``/``shift`` estimated so the latents have zero mean and unit
+variance), so every sampler, guidance method and editing routine runs unchanged on them.  The
+:class:`LatentCodec` maps images to latents and back; the :class:`LatentPipeline` wraps a trained
+latent denoiser with its codec and offers image-level sampling and editing:
+
+* ``sample``: latents from noise with any sampler, decoded;
+* ``img2img``: encode, SDEdit in latent space, decode;
+* ``inpaint``: the pixel mask becomes a latent mask (a latent cell is known only when every pixel
+  it covers is known), the latents are inpainted, decoded, and the known pixels are pasted back, so
+  they come out exactly as given.
+
+A run directory trained with ``unnoise train --latent AE_DIR`` stores ``{"latent": {...}}`` in its
+config (the autoencoder's directory, scale, shift and image shape); :func:`load_latent_run` reads it.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+
+from . import editing
+from .nets.autoencoder import Autoencoder, load_autoencoder
+from .samplers import sample
+
+
+def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 2.0) -> float:
+    """Peak signal-to-noise ratio in dB over whole tensors, ``10 log10(range^2 / MSE)`` (range 2 for [-1, 1])."""
+    mse = float(((x.double() - y.double()) ** 2).mean())
+    return float("inf") if mse == 0 else 10.0 * torch.log10(torch.tensor(data_range**2 / mse)).item()
+
+
+class LatentCodec:
+    """Images ``(B, C, H, W)`` <-> scaled latents ``(B, c, H/f, W/f)`` through a KL autoencoder.
+
+    Args:
+        autoencoder: a trained :class:`~unnoise.nets.autoencoder.Autoencoder`.
+        scale, shift: latents are ``(mu - shift) * scale``.
+        source: the autoencoder's directory (stored in run configs so the run can find it again).
+    """
+
+    def __init__(self, autoencoder: Autoencoder, scale: float = 1.0, shift: float = 0.0, source: str | None = None):
+        self.autoencoder = autoencoder.eval()
+        self.scale, self.shift, self.source = float(scale), float(shift), source
+
+    @classmethod
+    def from_dir(cls, directory: str, device="cpu") -> "LatentCodec":
+        model, cfg = load_autoencoder(directory, device)
+        return cls(model, cfg.get("scale", 1.0), cfg.get("shift", 0.0), os.path.abspath(directory))
+
+    @property
+    def device(self):
+        return next(self.autoencoder.parameters()).device
+
+    @property
+    def factor(self) -> int:
+        return self.autoencoder.downsample
+
+    def latent_shape(self, image_shape) -> tuple:
+        return self.autoencoder.latent_shape(tuple(image_shape))
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """``(B, C, H, W)`` images -> ``(B, c, h, w)`` scaled latents (posterior means), on the images' device."""
+        out = [self.autoencoder.encode(images[i:i + batch_size].to(self.device)).mode().to(images.device)
+               for i in range(0, len(images), batch_size)]
+        return (torch.cat(out) - self.shift) * self.scale
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor, batch_size: int = 256, clamp: bool = True) -> torch.Tensor:
+        """``(B, c, h, w)`` scaled latents -> ``(B, C, H, W)`` images (clamped to [-1, 1] by default)."""
+        out = [self.autoencoder.decode(latents[i:i + batch_size].to(self.device) / self.scale + self.shift)
+               .to(latents.device) for i in range(0, len(latents), batch_size)]
+        x = torch.cat(out)
+        return x.clamp(-1, 1) if clamp else x
+
+    def latent_mask(self, mask: torch.Tensor) -> torch.Tensor:
+        """Pixel keep-mask ``(..., H, W)`` (1 = known) -> latent keep-mask ``(..., H/f, W/f)``.
+
+        A latent cell counts as known only if every pixel of its ``f x f`` patch is known, so the
+        generated latent region covers the whole hole.
+        """
+        m = torch.as_tensor(mask, dtype=torch.float32)
+        lead = m.shape[:-2]
+        flat = m.reshape(-1, 1, *m.shape[-2:])
+        if flat.shape[-1] % self.factor or flat.shape[-2] % self.factor:
+            raise ValueError(f"mask size {tuple(m.shape[-2:])} is not divisible by the downsampling factor {self.factor}")
+        hole = F.max_pool2d(1 - flat, self.factor)
+        return (1 - hole).reshape(*lead, *hole.shape[-2:])
+
+    def describe(self, image_shape) -> dict:
+        return {"autoencoder": self.source, "scale": self.scale, "shift": self.shift,
+                "image_shape": list(image_shape), "latent_shape": list(self.latent_shape(image_shape))}
+
+
+class LatentPipeline:
+    """A latent denoiser with its schedule and codec: sampling and editing with images in and out.
+
+    Args:
+        denoiser: ``D(z, sigma[, cond])`` over scaled latents (a trained model, guided or not).
+        schedule: gives the sampling grids.
+        codec: the :class:`LatentCodec` the model was trained with.
+        image_shape: ``(C, H, W)`` of the images.
+    """
+
+    def __init__(self, denoiser, schedule, codec: LatentCodec, image_shape):
+        self.denoiser, self.schedule, self.codec = denoiser, schedule, codec
+        self.image_shape = tuple(image_shape)
+        self.latent_shape = codec.latent_shape(self.image_shape)
+
+    def _device(self):
+        return next(self.denoiser.parameters()).device if isinstance(self.denoiser, torch.nn.Module) else self.codec.device
+
+    def sample(self, n: int, sampler: str = "ddim", steps: int = 50, spacing=None, generator=None, cond=None,
+               return_latents: bool = False, progress: bool = False, **options) -> torch.Tensor:
+        """``n`` images ``(n, C, H, W)`` in [-1, 1] (and the latents when ``return_latents``)."""
+        sigmas = self.schedule.sampling_sigmas(steps, spacing)
+        z = torch.randn(n, *self.latent_shape, generator=generator) * sigmas[0]
+        z = sample(self.denoiser, z.to(self._device()), sigmas, sampler=sampler, generator=generator, cond=cond,
+                   progress=progress, **options)
+        images = self.codec.decode(z).cpu()
+        return (images, z.cpu()) if return_latents else images
+
+    def img2img(self, images: torch.Tensor, strength: float, sampler: str = "ddim", steps: int = 50, spacing=None,
+                generator=None, cond=None, **options) -> torch.Tensor:
+        """SDEdit in latent space; ``strength = 0`` returns ``images`` unchanged."""
+        self._check(images)
+        if float(strength) == 0.0:
+            editing.img2img(None, images, self.schedule.sampling_sigmas(steps, spacing), 0.0)  # validates
+            return images.clone()
+        z = self.codec.encode(images.to(self._device()))
+        out = editing.img2img(self.denoiser, z, self.schedule.sampling_sigmas(steps, spacing), strength,
+                              sampler=sampler, cond=cond, generator=generator, **options)
+        return self.codec.decode(out).cpu()
+
+    def inpaint(self, images: torch.Tensor, mask, sampler: str = "ddpm", steps: int = 50, spacing=None,
+                generator=None, cond=None, method: str = "replace", jump_length: int = 10, jump_n_sample: int = 1,
+                particles: int = 16, **options) -> torch.Tensor:
+        """Fill ``mask == 0`` pixels of ``images`` ``(B, C, H, W)``; pixels with ``mask == 1`` are returned exactly.
+
+        ``method``: ``replace`` (with RePaint resampling when ``jump_n_sample > 1``) or ``smc``
+        (see :mod:`unnoise.editing`).  ``mask`` broadcasts against ``(B, 1, H, W)`` or ``(B, C, H, W)``;
+        a pixel is known when it is known in every channel.
+        """
+        self._check(images)
+        pix = torch.as_tensor(mask, dtype=images.dtype)
+        while pix.ndim < 4:
+            pix = pix.unsqueeze(0)
+        if pix.ndim != 4 or pix.shape[1] not in (1, images.shape[1]) or tuple(pix.shape[2:]) != images.shape[2:] \
+                or pix.shape[0] not in (1, images.shape[0]):
+            raise ValueError(f"mask of shape {tuple(torch.as_tensor(mask).shape)} does not fit images of shape "
+                             f"{tuple(images.shape)}; give (H, W), (1 or C, H, W) or (B, 1 or C, H, W)")
+        pix = pix.expand(images.shape[0], -1, -1, -1)
+        if not torch.all((pix == 0) | (pix == 1)):
+            raise ValueError("mask must hold only 0 (generate) and 1 (keep)")
+        pix_all = pix.amin(1, keepdim=True)  # known in every channel
+        dev = self._device()
+        z_known = self.codec.encode(images.to(dev))
+        lat_keep = self.codec.latent_mask(pix_all).to(dev).expand(-1, self.latent_shape[0], -1, -1)
+        sigmas = self.schedule.sampling_sigmas(steps, spacing)
+        if method == "replace":
+            z = editing.inpaint(self.denoiser, z_known, lat_keep, sigmas, sampler=sampler, cond=cond,
+                                generator=generator, jump_length=jump_length, jump_n_sample=jump_n_sample, **options)
+        elif method == "smc":
+            z = editing.inpaint_smc(self.denoiser, z_known, lat_keep, sigmas, particles=particles, cond=cond,
+                                    generator=generator)
+        else:
+            raise ValueError(f"unknown inpainting method {method!r}; choose replace or smc")
+        decoded = self.codec.decode(z).cpu()
+        keep = torch.broadcast_to(pix, images.shape).bool()
+        return torch.where(keep, images, decoded)
+
+    def _check(self, images):
+        if images.ndim != 4 or tuple(images.shape[1:]) != self.image_shape:
+            raise ValueError(f"images must have shape (B, {', '.join(map(str, self.image_shape))}), "
+                             f"got {tuple(images.shape)}")
+
+
+def load_latent_run(run_dir: str, device="cpu", ema: bool = True, autoencoder: str | None = None) -> tuple:
+    """Load a run trained with ``--latent``: ``(LatentPipeline, config)``.
+
+    ``autoencoder`` overrides the stored autoencoder directory (e.g. after moving the files).
+    """
+    from .checkpoint import load
+    denoiser, schedule, config = load(run_dir, ema=ema, device=device)
+    info = config.get("latent")
+    if not info:
+        raise ValueError(f"{run_dir!r} is not a latent diffusion run (train one with 'unnoise train --latent AE_DIR')")
+    ae_dir = autoencoder or info["autoencoder"]
+    if not os.path.isdir(ae_dir):
+        raise FileNotFoundError(f"the run's autoencoder {ae_dir!r} is missing; pass its new location "
+                                "(--autoencoder DIR)")
+    codec = LatentCodec.from_dir(ae_dir, device)
+    if abs(codec.scale - info["scale"]) > 1e-9 * max(1.0, abs(info["scale"])):
+        raise ValueError(f"the autoencoder in {ae_dir!r} has latent scale {codec.scale}, but the run was trained "
+                         f"with {info['scale']}: it is a different autoencoder")
+    return LatentPipeline(denoiser, schedule, codec, info["image_shape"]), config
+
+
+def train_latent(images: torch.Tensor, autoencoder_dir: str, run_dir: str | None, net: str = "unet",
+                 net_config: dict | None = None, labels=None, info: dict | None = None, progress: bool = True,
+                 encode_batch: int = 256, **train_kwargs):
+    """Encode ``images`` with the autoencoder in ``autoencoder_dir`` and train a diffusion model on the latents.
+
+    ``train_kwargs`` go to :func:`unnoise.pipeline.train_model` (schedule, parameterization, config, ...);
+    latents are not standardised again (the codec's scale already makes them unit variance).
+    Returns the finished :class:`~unnoise.train.Trainer`.
+    """
+    from .pipeline import train_model
+    codec = LatentCodec.from_dir(autoencoder_dir, "cpu")
+    if images.ndim != 4:
+        raise ValueError(f"latent diffusion needs images (N, C, H, W), got {tuple(images.shape)}")
+    latents = codec.encode(images, encode_batch)
+    info = dict(info or {})
+    info["latent"] = codec.describe(images.shape[1:])
+    if progress:
+        print(f"encoded {len(images):,} images {tuple(images.shape[1:])} -> latents {tuple(latents.shape[1:])} "
+              f"(std {float(latents.std()):.3f})")
+    return train_model(latents, run_dir, net=net, net_config=net_config, normalize=False, labels=labels,
+                       info=info, progress=progress, **train_kwargs)

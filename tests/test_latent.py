@@ -1,0 +1,104 @@
+"""Latent diffusion: codec, pipeline sampling/editing through latents, training and loading a latent run."""
+import pytest
+import torch
+
+from unnoise import schedules
+from unnoise.analytic import EmpiricalDenoiser
+from unnoise.data.shapes import make_shapes
+from unnoise.latent import LatentCodec, LatentPipeline, load_latent_run, psnr, train_latent
+from unnoise.nets.autoencoder import Autoencoder, estimate_latent_scale, save_autoencoder
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def codec():
+    torch.manual_seed(0)
+    ae = Autoencoder(in_channels=3, latent_channels=2, downsample=4, channels=8).eval()
+    images = make_shapes(64, 16, torch.Generator().manual_seed(0))[0]
+    scale, shift = estimate_latent_scale(ae, images)
+    return LatentCodec(ae, scale, shift), images
+
+
+def test_psnr_formula():
+    x = torch.zeros(2, 3, 4, 4)
+    assert psnr(x, x + 0.1) == pytest.approx(10 * torch.log10(torch.tensor(4 / 0.01)).item())
+    assert psnr(x, x) == float("inf")
+
+
+def test_codec_scales_and_inverts(codec):
+    c, images = codec
+    z = c.encode(images)
+    assert z.shape == (64, 2, 4, 4)
+    assert abs(float(z.mean())) < 1e-5 and abs(float(z.std()) - 1) < 1e-4  # the scale was estimated on these
+    raw = c.autoencoder.encode(images).mode()
+    assert torch.allclose(z, (raw - c.shift) * c.scale)
+    assert torch.allclose(c.decode(z, clamp=False), c.autoencoder.decode(raw), atol=1e-5)
+
+
+def test_latent_mask_covers_the_hole(codec):
+    c, _ = codec
+    mask = torch.ones(16, 16)
+    mask[5, 9] = 0  # one unknown pixel
+    lm = c.latent_mask(mask)
+    assert lm.shape == (4, 4) and float(lm.sum()) == 15 and lm[1, 2] == 0
+    with pytest.raises(ValueError, match="divisible"):
+        c.latent_mask(torch.ones(10, 10))
+
+
+def test_pipeline_samples_decode_memorised_latents(codec):
+    """With the exact (empirical) denoiser of a set of latents, sampled latents are training latents,
+    so the decoded images are the autoencoder's reconstructions of training images."""
+    c, images = codec
+    z_train = c.encode(images[:8])
+    pipe = LatentPipeline(EmpiricalDenoiser(z_train), schedules.get("karras"), c, (3, 16, 16))
+    out, z = pipe.sample(6, sampler="ddim", steps=30, generator=torch.Generator().manual_seed(1), return_latents=True)
+    assert out.shape == (6, 3, 16, 16) and float(out.abs().max()) <= 1
+    d = torch.cdist(z.reshape(6, -1), z_train.reshape(8, -1))
+    assert float(d.min(1).values.max()) < 1e-2 * float(d.max())
+    nearest = d.argmin(1)
+    assert torch.allclose(out, c.decode(z_train[nearest]), atol=1e-2)
+
+
+def test_pipeline_inpaint_keeps_known_pixels_and_img2img_identity(codec):
+    c, images = codec
+    z_train = c.encode(images)
+    pipe = LatentPipeline(EmpiricalDenoiser(z_train), schedules.get("ddpm"), c, (3, 16, 16))
+    x = images[:4]
+    mask = torch.ones(16, 16)
+    mask[4:12, 4:12] = 0
+    g = torch.Generator().manual_seed(0)
+    for method in ("replace", "smc"):
+        out = pipe.inpaint(x, mask, steps=10, generator=g, method=method, particles=4)
+        keep = mask.bool().expand_as(x)
+        assert torch.equal(out[keep], x[keep])  # exact, not just within 1/255
+        assert not torch.equal(out, x)
+    assert torch.equal(pipe.img2img(x, 0.0), x)
+    with pytest.raises(ValueError, match="does not fit"):
+        pipe.inpaint(x, torch.ones(8, 8))
+    with pytest.raises(ValueError, match="method"):
+        pipe.inpaint(x, mask, method="magic")
+
+
+def test_train_latent_run_roundtrip(tmp_path, codec):
+    from unnoise.train import TrainConfig
+    c, images = codec
+    ae_dir = tmp_path / "ae"
+    save_autoencoder(str(ae_dir), c.autoencoder, c.scale, c.shift)
+    run = tmp_path / "run"
+    cfg = TrainConfig(steps=3, batch_size=8, log_every=1, device="cpu")
+    train_latent(images, str(ae_dir), str(run), net="unet",
+                 net_config=dict(base_channels=8, channel_mult=[1], attention_levels=[]), config=cfg, progress=False)
+    pipe, config = load_latent_run(str(run))
+    assert config["latent"]["autoencoder"] == str(ae_dir.resolve())
+    assert config["latent"]["latent_shape"] == [2, 4, 4] and config["data"]["shape"] == [2, 4, 4]
+    out = pipe.sample(2, steps=3, generator=torch.Generator().manual_seed(0))
+    assert out.shape == (2, 3, 16, 16) and torch.isfinite(out).all()
+    with pytest.raises(FileNotFoundError, match="--autoencoder"):
+        load_latent_run(str(run), autoencoder=str(tmp_path / "moved"))
