@@ -220,10 +220,10 @@ def train_classifier(classifier: NoisyClassifier, data: torch.Tensor, labels: to
         loss.backward()
         opt.step()
         acc = float((logits.argmax(1).cpu() == y).float().mean())
-        running = (float(loss), acc) if running is None else (0.95 * running[0] + 0.05 * float(loss),
-                                                              0.95 * running[1] + 0.05 * acc)
+        value = float(loss.detach())
+        running = (value, acc) if running is None else (0.95 * running[0] + 0.05 * value, 0.95 * running[1] + 0.05 * acc)
         if step % 25 == 0 or step == steps:
-            history.append({"step": step, "loss": float(loss), "loss_smooth": running[0], "accuracy": running[1]})
+            history.append({"step": step, "loss": value, "loss_smooth": running[0], "accuracy": running[1]})
     classifier.eval()
     return history
 

@@ -25,12 +25,17 @@ def register(sub):
     add_sampling_args(p)
     add_device_arg(p)
     add_image_sample_args(p)
+    from .sample_latent import add_latent_sample_args
+    add_latent_sample_args(p)
     p.set_defaults(func=run)
 
 
 def run(args):
     from ..checkpoint import load
     from ..train import resolve_device
+    from .sample_latent import is_latent_run, run_sample_latent
+    if is_latent_run(args.checkpoint):  # diffusion on an autoencoder's latents: decode to images
+        return run_sample_latent(args, parse_options(args.option))
     if is_image_run(args.checkpoint):  # trained on digits or an image folder
         if args.out == "samples.npy":
             args.out = "samples.png"

@@ -40,6 +40,8 @@ def register(sub):
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     add_device_arg(p)
     add_image_args(p)
+    from .train_latent import add_latent_args
+    add_latent_args(p)
     add_scaling_args(p)
     p.set_defaults(func=run)
     _PARSERS.append(p)
@@ -139,6 +141,10 @@ def finish(trainer, out: str) -> int:
 def run(args):
     import torch
     args = resolve_resume(args)
+    if getattr(args, "latent", None):  # diffusion on an autoencoder's latents
+        from . import train as train_cmd
+        from .train_latent import run_latent
+        return run_latent(args, train_cmd)
     from ..data.images import is_image_spec
     if is_image_spec(args.data):  # --data digits or a folder of images
         from . import train as train_cmd

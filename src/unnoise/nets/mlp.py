@@ -41,6 +41,7 @@ class MLP(nn.Module):
         self.shape = tuple(shape) if isinstance(shape, (list, tuple)) else (int(shape),)
         self.config = dict(shape=list(self.shape), width=width, depth=depth, emb_dim=emb_dim,
                            num_classes=num_classes, dropout=dropout)
+        self.num_classes = num_classes  # the null class index (label dropout, classifier-free guidance)
         dim = math.prod(self.shape)
         self.embed = NoiseLevelEmbedding(emb_dim, num_classes)
         self.inp = nn.Linear(dim, width)
