@@ -8,6 +8,7 @@ from .denoiser import Denoiser
 from .samplers import sample
 from .train import TrainConfig, Trainer
 from . import editing  # noqa: E402
+from . import likelihood  # noqa: E402
 
 __version__ = "0.1.0"
 
