@@ -102,3 +102,27 @@ def test_train_latent_run_roundtrip(tmp_path, codec):
     assert out.shape == (2, 3, 16, 16) and torch.isfinite(out).all()
     with pytest.raises(FileNotFoundError, match="--autoencoder"):
         load_latent_run(str(run), autoencoder=str(tmp_path / "moved"))
+
+
+def test_cli_train_autoencoder_train_latent_sample(tmp_path):
+    import json
+
+    from unnoise.cli import main
+    ae, run = str(tmp_path / "ae"), str(tmp_path / "run")
+    assert main(["train-autoencoder", "--out", ae, "--num-images", "32", "--image-size", "16", "--steps", "2",
+                 "--batch-size", "8", "--channels", "8", "--latent-channels", "2", "--device", "cpu"]) == 0
+    cfg = json.load(open(tmp_path / "ae" / "autoencoder.json"))
+    assert cfg["config"]["downsample"] == 4 and cfg["scale"] > 0 and "psnr_db" in cfg
+    assert main(["train", "--latent", ae, "--data", "shapes", "--num-images", "32", "--image-size", "16",
+                 "--out", run, "--steps", "2", "--batch-size", "8", "--base-channels", "8", "--conditional",
+                 "--checkpoint-every", "0", "--device", "cpu"]) == 0
+    run_cfg = json.load(open(tmp_path / "run" / "config.json"))
+    assert run_cfg["latent"]["autoencoder"] == str((tmp_path / "ae").resolve())
+    assert run_cfg["latent_classes"]["class_names"][0] == "red circle"
+    out = str(tmp_path / "s.npy")
+    assert main(["sample", "--checkpoint", run, "--n", "3", "--steps", "2", "--out", out, "--class-label",
+                 "blue square", "--guidance-scale", "2", "--device", "cpu"]) == 0
+    import numpy as np
+    x = np.load(out)
+    assert x.shape == (3, 3, 16, 16) and np.abs(x).max() <= 1
+    assert main(["train", "--latent", str(tmp_path / "missing"), "--data", "shapes", "--out", run]) == 2

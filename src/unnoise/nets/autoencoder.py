@@ -205,7 +205,7 @@ def fit_autoencoder(model: Autoencoder, data: torch.Tensor, steps: int = 2000, b
         if not math.isfinite(float(out["loss"].detach())):
             raise FloatingPointError(f"autoencoder loss became non-finite at step {step}; lower the learning rate")
         if (step + 1) % 25 == 0 or step + 1 == steps:
-            rec = {"step": step + 1, **{k: float(v) for k, v in out.items()}}
+            rec = {"step": step + 1, **{k: float(v.detach()) for k, v in out.items()}}
             history.append(rec)
             bar.set_postfix(recon=f"{rec['recon']:.4f}", kl=f"{rec['kl']:.2f}")
             if log is not None:

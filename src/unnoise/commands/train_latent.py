@@ -1,0 +1,66 @@
+"""``unnoise train --latent AE_DIR``: diffusion on an autoencoder's latents (the run stores the reference)."""
+from __future__ import annotations
+
+import os
+
+import torch
+
+
+def add_latent_args(p) -> None:
+    """Options of ``unnoise train`` for latent diffusion."""
+    g = p.add_argument_group("latent diffusion (--latent AUTOENCODER_DIR)")
+    g.add_argument("--latent", default=None, metavar="AUTOENCODER_DIR",
+                   help="train on the scaled latents of this autoencoder (from 'unnoise train-autoencoder'); "
+                        "--data is then images: shapes, digits, a folder or a .npy (N, C, H, W) in [-1, 1]; "
+                        "'unnoise sample' decodes the samples to images")
+    g.add_argument("--num-images", type=int, default=5000, help="images generated for --data shapes (default: 5000)")
+
+
+def shape_class_labels(attrs: dict) -> tuple[torch.Tensor, list[str]]:
+    """Class labels for the shapes set: one class per (colour, shape), e.g. ``"red circle"``."""
+    from ..data.shapes import COLOURS, SHAPES
+    colours = list(COLOURS)
+    names = [f"{c} {s}" for s in SHAPES for c in colours]
+    return attrs["shape"] * len(colours) + attrs["colour"], names
+
+
+def run_latent(args, train_cmd) -> int:
+    """Run ``unnoise train`` with ``--latent``; ``train_cmd`` is the train command module (shared options)."""
+    from ..data.images import load_images, random_flip
+    from ..data.shapes import make_shapes
+    from ..latent import LatentCodec, train_latent
+    from ..train import TrainConfig
+    from .train_autoencoder import load_image_data
+    from .train_images import net_config_from_args
+    torch.manual_seed(args.seed)
+    codec = LatentCodec.from_dir(args.latent)  # fails early on a bad directory
+    labels, class_names = None, []
+    if args.data == "shapes":
+        images, attrs, _ = make_shapes(args.num_images, args.image_size or 32, torch.Generator().manual_seed(args.seed))
+        if args.conditional:
+            labels, class_names = shape_class_labels(attrs)
+    elif args.conditional:
+        images, labels, class_names = load_images(args.data, args.image_size)
+        if labels is None:
+            raise ValueError(f"--conditional needs class labels, but {args.data!r} has none")
+    else:
+        images, _ = load_image_data(args.data, args.image_size)
+    lat = codec.latent_shape(images.shape[1:])
+    num_classes = len(class_names) if labels is not None else 0
+    net, net_config = net_config_from_args(args, num_classes)
+    if net == "unet":  # the latent grid is small: keep only the levels it can be halved into
+        levels = net_config["channel_mult"]
+        while len(levels) > 1 and min(lat[1:]) % 2 ** (len(levels) - 1):
+            levels = levels[:-1]
+        net_config["channel_mult"] = levels
+        net_config["attention_levels"] = [a for a in net_config["attention_levels"] if a < len(levels)]
+    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay,
+                      grad_clip=args.grad_clip, weighting=args.weighting, warmup=args.warmup, seed=args.seed,
+                      device=args.device, **train_cmd.loop_options(args))
+    info = {"command": train_cmd.command_record(args),
+            "latent_classes": {"num_classes": num_classes, "class_names": class_names, "source": args.data}}
+    trainer = train_latent(images, args.latent, args.out, net=net, net_config=net_config, labels=labels, info=info,
+                           schedule=args.schedule, parameterization=args.parameterization, config=cfg,
+                           augment=random_flip if getattr(args, "flip", False) else None,
+                           progress=int(os.environ.get("RANK", "0")) == 0)
+    return train_cmd.finish(trainer, args.out)
