@@ -9,6 +9,8 @@ from .samplers import sample
 from .train import TrainConfig, Trainer
 from . import editing  # noqa: E402
 from . import likelihood  # noqa: E402
+from . import guidance, imaging  # noqa: E402
+from .guidance import cfg  # noqa: E402
 
 __version__ = "0.1.0"
 
