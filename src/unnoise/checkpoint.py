@@ -304,6 +304,7 @@ def save_training_checkpoint(run_dir: str, step: int, denoiser: Denoiser, schedu
     root = os.path.join(run_dir, CHECKPOINTS_DIR)
     os.makedirs(root, exist_ok=True)
     _remove_stale_temporaries(root)
+    _remove_stale_temporaries(run_dir, dirs=False)
     final = os.path.join(root, step_dir_name(step))
     tmp = tempfile.mkdtemp(dir=root, prefix=f".tmp-{step_dir_name(step)}-")
     try:
@@ -354,12 +355,14 @@ def _write_text(path: str, text: str) -> None:
         f.write(text)
 
 
-def _remove_stale_temporaries(root: str) -> None:
-    """Delete half-written step directories left by a crash (never complete ones)."""
+def _remove_stale_temporaries(root: str, dirs: bool = True) -> None:
+    """Delete half-written files and step directories left by a crash (never complete ones)."""
     for name in os.listdir(root):
         if name.startswith(".tmp-"):
             path = os.path.join(root, name)
             if os.path.isdir(path):
+                if not dirs:
+                    continue
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 try:
