@@ -32,7 +32,7 @@ def unstandardise(x: torch.Tensor, stats: dict | None) -> torch.Tensor:
 
 
 def train_model(data: torch.Tensor, run_dir: str | None, net: str = "mlp", net_config: dict | None = None,
-                parameterization: str = "eps", schedule: str | schedules.Schedule = "ddpm",
+                parameterization: str = "v", schedule: str | schedules.Schedule = "ddpm",
                 schedule_config: dict | None = None, config: TrainConfig | None = None,
                 normalize: bool = True, labels=None, progress: bool = True, info: dict | None = None,
                 augment=None) -> Trainer:

@@ -23,8 +23,9 @@ def register(sub):
     p.add_argument("--num-points", type=int, default=20000, help="points drawn from a built-in set (default: 20000)")
     p.add_argument("--width", type=int, default=256, help="MLP hidden width (default: 256)")
     p.add_argument("--depth", type=int, default=4, help="MLP residual blocks (default: 4)")
-    p.add_argument("--parameterization", default="eps", choices=PARAMETERIZATIONS,
-                   help="what the network predicts (default: eps)")
+    p.add_argument("--parameterization", default="v", choices=PARAMETERIZATIONS,
+                   help="what the network predicts (default: v, which stays accurate at the highest noise levels where "
+                        "an eps-network's small errors are multiplied by sigma)")
     p.add_argument("--schedule", default="ddpm", choices=schedules.available(),
                    help="noise schedule (default: ddpm, linear betas over 1000 steps)")
     p.add_argument("--weighting", default="uniform", choices=losses.WEIGHTINGS,

@@ -42,6 +42,7 @@ class MLP(nn.Module):
         self.config = dict(shape=list(self.shape), width=width, depth=depth, emb_dim=emb_dim,
                            num_classes=num_classes, dropout=dropout)
         self.num_classes = num_classes  # the null class index (label dropout, classifier-free guidance)
+        self.num_classes = num_classes  # labels 0..num_classes-1; num_classes is the null class
         dim = math.prod(self.shape)
         self.embed = NoiseLevelEmbedding(emb_dim, num_classes)
         self.inp = nn.Linear(dim, width)
