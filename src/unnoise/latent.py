@@ -184,6 +184,7 @@ def load_latent_run(run_dir: str, device="cpu", ema: bool = True, autoencoder: s
 
     ``autoencoder`` overrides the stored autoencoder directory (e.g. after moving the files).
     """
+    from . import text  # noqa: F401  (registers the caption_table backbone of text-conditioned runs)
     from .checkpoint import load
     denoiser, schedule, config = load(run_dir, ema=ema, device=device)
     info = config.get("latent")
@@ -202,12 +203,13 @@ def load_latent_run(run_dir: str, device="cpu", ema: bool = True, autoencoder: s
 
 def train_latent(images: torch.Tensor, autoencoder_dir: str, run_dir: str | None, net: str = "unet",
                  net_config: dict | None = None, labels=None, info: dict | None = None, progress: bool = True,
-                 encode_batch: int = 256, **train_kwargs):
+                 encode_batch: int = 256, prepare_net=None, **train_kwargs):
     """Encode ``images`` with the autoencoder in ``autoencoder_dir`` and train a diffusion model on the latents.
 
     ``train_kwargs`` go to :func:`unnoise.pipeline.train_model` (schedule, parameterization, config, ...);
     latents are not standardised again (the codec's scale already makes them unit variance).
-    Returns the finished :class:`~unnoise.train.Trainer`.
+    ``prepare_net(model)``, when given, is called on the freshly built network before training
+    (e.g. to fill a caption table).  Returns the finished :class:`~unnoise.train.Trainer`.
     """
     from .pipeline import train_model
     codec = LatentCodec.from_dir(autoencoder_dir, "cpu")
@@ -219,5 +221,27 @@ def train_latent(images: torch.Tensor, autoencoder_dir: str, run_dir: str | None
     if progress:
         print(f"encoded {len(images):,} images {tuple(images.shape[1:])} -> latents {tuple(latents.shape[1:])} "
               f"(std {float(latents.std()):.3f})")
-    return train_model(latents, run_dir, net=net, net_config=net_config, normalize=False, labels=labels,
-                       info=info, progress=progress, **train_kwargs)
+    if prepare_net is None:
+        return train_model(latents, run_dir, net=net, net_config=net_config, normalize=False, labels=labels,
+                           info=info, progress=progress, **train_kwargs)
+    return _train_prepared(latents, run_dir, net, net_config, labels, info, progress, prepare_net, **train_kwargs)
+
+
+def _train_prepared(data, run_dir, net, net_config, labels, info, progress, prepare_net, parameterization="v",
+                    schedule="ddpm", schedule_config=None, config=None, augment=None):
+    """:func:`unnoise.pipeline.train_model` on unnormalised data with a hook on the built network."""
+    from . import nets, schedules
+    from .denoiser import Denoiser
+    from .train import Trainer
+    sched = schedules.get(schedule, **(schedule_config or {}))
+    net_config = dict(net_config or {})
+    model = nets.build(net, **net_config)
+    prepare_net(model)
+    denoiser = Denoiser(model, parameterization, sched.process, sigma_data=float(data.std()))
+    run_info = {"data": {"shape": list(data.shape[1:]), "normalization": None, "num_examples": len(data)}, **info}
+    trainer = Trainer(denoiser, sched, data, config, labels=labels, run_dir=run_dir, info=run_info, augment=augment)
+    if progress:
+        print(f"training {net} with {nets.count_parameters(model):,} parameters on {len(data):,} latents "
+              f"of shape {tuple(data.shape[1:])} ({parameterization}-prediction, {sched.name} schedule)")
+    trainer.fit(progress=progress)
+    return trainer

@@ -14,6 +14,10 @@ def add_latent_args(p) -> None:
                         "--data is then images: shapes, digits, a folder or a .npy (N, C, H, W) in [-1, 1]; "
                         "'unnoise sample' decodes the samples to images")
     g.add_argument("--num-images", type=int, default=5000, help="images generated for --data shapes (default: 5000)")
+    g.add_argument("--text", action="store_true",
+                   help="condition on the captions of --data shapes through the frozen text encoder "
+                        "(cross-attention; the empty prompt is the null condition for classifier-free guidance; "
+                        "needs pip install 'unnoise[text]')")
 
 
 def shape_class_labels(attrs: dict) -> tuple[torch.Tensor, list[str]]:
@@ -35,8 +39,13 @@ def run_latent(args, train_cmd) -> int:
     torch.manual_seed(args.seed)
     codec = LatentCodec.from_dir(args.latent)  # fails early on a bad directory
     labels, class_names = None, []
+    if getattr(args, "text", False) and args.data != "shapes":
+        raise ValueError("--text needs captions: use --data shapes")
     if args.data == "shapes":
-        images, attrs, _ = make_shapes(args.num_images, args.image_size or 32, torch.Generator().manual_seed(args.seed))
+        images, attrs, captions = make_shapes(args.num_images, args.image_size or 32,
+                                              torch.Generator().manual_seed(args.seed))
+        if getattr(args, "text", False):
+            return _run_text(args, train_cmd, codec, images, captions)
         if args.conditional:
             labels, class_names = shape_class_labels(attrs)
     elif args.conditional:
@@ -62,5 +71,36 @@ def run_latent(args, train_cmd) -> int:
     trainer = train_latent(images, args.latent, args.out, net=net, net_config=net_config, labels=labels, info=info,
                            schedule=args.schedule, parameterization=args.parameterization, config=cfg,
                            augment=random_flip if getattr(args, "flip", False) else None,
+                           progress=int(os.environ.get("RANK", "0")) == 0)
+    return train_cmd.finish(trainer, args.out)
+
+
+def _run_text(args, train_cmd, codec, images, captions) -> int:
+    """Text-conditioned latent diffusion on captioned images (captions -> a table of prompt embeddings)."""
+    from ..latent import train_latent
+    from ..text import CaptionTableNet, TextEncoder, embed_captions
+    from ..train import TrainConfig
+    from .train_images import net_config_from_args
+    encoder = TextEncoder()
+    names, labels, table, mask = embed_captions(encoder, captions)
+    lat = codec.latent_shape(images.shape[1:])
+    net, net_config = net_config_from_args(args, 0)
+    if net != "unet":
+        raise ValueError("--text needs the U-Net (its cross-attention reads the prompt): use --net unet")
+    levels = net_config["channel_mult"]
+    while len(levels) > 1 and min(lat[1:]) % 2 ** (len(levels) - 1):
+        levels = levels[:-1]
+    net_config.update(channel_mult=levels, shape=list(lat),
+                      attention_levels=[a for a in net_config["attention_levels"] if a < len(levels)] or [0])
+    wrapper = dict(inner={"name": net, "config": net_config}, num_classes=len(names), context_len=table.shape[1],
+                   context_dim=table.shape[2])
+    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay,
+                      grad_clip=args.grad_clip, weighting=args.weighting, warmup=args.warmup, seed=args.seed,
+                      device=args.device, **train_cmd.loop_options(args))
+    info = {"command": train_cmd.command_record(args), "text": {"captions": names, "encoder": "all-MiniLM-L6-v2"}}
+    print(f"{len(images)} captioned images, {len(names)} distinct captions, prompt table {tuple(table.shape)}")
+    trainer = train_latent(images, args.latent, args.out, net="caption_table", net_config=wrapper, labels=labels,
+                           info=info, schedule=args.schedule, parameterization=args.parameterization, config=cfg,
+                           prepare_net=lambda m: m.set_table(table, mask),
                            progress=int(os.environ.get("RANK", "0")) == 0)
     return train_cmd.finish(trainer, args.out)
