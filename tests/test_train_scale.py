@@ -104,6 +104,16 @@ def test_bf16_autocast_matches_fp32_loss_and_fp16_needs_cuda():
         small_trainer(batch_size=30, grad_accum=4)
 
 
+def test_compile_traces_the_same_computation():
+    """torch.compile (graph capture by dynamo; the "eager" backend keeps this test fast on CPU)."""
+    plain, compiled = small_trainer(steps=3), small_trainer(steps=3, compile=True, compile_backend="eager")
+    assert type(compiled.model).__name__ == "OptimizedModule"
+    plain.fit(progress=False)
+    compiled.fit(progress=False)
+    for p, q in zip(plain.denoiser.parameters(), compiled.denoiser.parameters()):
+        assert torch.allclose(p, q, atol=1e-6, rtol=0)
+
+
 def test_epoch_sampler_visits_every_example_once_per_epoch():
     s = EpochSampler(10, seed=3)
     first = torch.cat([s.take(4), s.take(4), s.take(2)])
