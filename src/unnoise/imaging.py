@@ -52,8 +52,8 @@ def plot_image_rows(rows: list[torch.Tensor], labels: list[str], path: str, titl
     if len(rows) != len(labels):
         raise ValueError(f"{len(rows)} rows but {len(labels)} labels")
     n = max(len(r) for r in rows)
-    fig, axes = plt.subplots(len(rows), 1, figsize=(0.55 * n + 0.8, 0.62 * len(rows) + (0.4 if title else 0)),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(rows), 1, figsize=(0.55 * n + 0.8, 0.62 * len(rows)), squeeze=False)
+    fig.subplots_adjust(hspace=0.08, top=0.94 if title else 0.99)
     for ax, row, label in zip(axes[:, 0], rows, labels):
         grid = image_grid(row, nrow=n, pad=1, upscale=4)
         ax.imshow(grid[..., 0] if grid.shape[2] == 1 else grid, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
@@ -63,7 +63,7 @@ def plot_image_rows(rows: list[torch.Tensor], labels: list[str], path: str, titl
         for side in ax.spines.values():
             side.set_visible(False)
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title, fontsize=10, y=0.995)
     _save(fig, path)
 
 

@@ -13,7 +13,7 @@ from ..plotting import plot_points, plot_trajectory
 from ..train import TrainConfig
 
 DEMOS = {name: "2-D point set" for name in TOY_DATASETS}
-DEMOS["digits"] = "8x8 handwritten digits, class-conditional U-Net with guidance"
+DEMOS["digits"] = "8x8 handwritten digits, class-conditional U-Net with guidance (3000 steps unless --steps)"
 
 
 def register(sub):

@@ -6,14 +6,15 @@ import os
 
 import torch
 
-IMAGE_NETS = ("unet", "dit", "mlp")
+IMAGE_NETS = ("unet", "dit", "mlp", "diffwave")  # diffwave: sequences (N, channels, length) only
 
 
 def add_image_args(p) -> None:
     """Options of ``unnoise train`` that apply to image data."""
     g = p.add_argument_group("image data (--data digits or --data FOLDER of PNG/JPEG images)")
     g.add_argument("--net", default=None, choices=IMAGE_NETS,
-                   help="backbone: unet, dit or mlp (default: unet for images, mlp for vectors)")
+                   help="backbone: unet, dit or mlp (default: unet for images, mlp for vectors); for arrays of "
+                        "sequences (N, C, L) diffwave or unet, for volumes (N, C, D, H, W) unet")
     g.add_argument("--image-size", type=int, default=None,
                    help="side in pixels after resize + centre crop (default: 8 for digits, 32 for a folder)")
     g.add_argument("--image-mode", default="RGB", choices=("RGB", "L"), help="colour mode of folder images (default: RGB)")
@@ -150,7 +151,10 @@ def run_sample_images(args, options: dict) -> int:
         else:
             labels = torch.full((args.n,), int(args.class_label), dtype=torch.long)
         guided = ClassifierGuidance(denoiser, classifier, args.guidance_scale)
-    elif labels is not None and args.guidance_scale != 1.0:
+    elif args.guidance_scale != 1.0:
+        if labels is None:
+            raise ValueError("--guidance-scale needs a class-conditional run (train with --conditional) "
+                             "or a noisy classifier (--classifier DIR from 'unnoise train-classifier')")
         guided = cfg(denoiser, args.guidance_scale)
     g = torch.Generator().manual_seed(args.seed)
     x = sample_model(guided, schedule, args.n, config["data"]["shape"], sampler=args.sampler, steps=args.steps,
@@ -164,8 +168,7 @@ def run_sample_images(args, options: dict) -> int:
         k = int(image_info.get("num_classes") or 0)
         nrow = k if (labels is not None and args.class_label is None and k and args.n % k == 0) else None
         if nrow:  # one row per class: reorder so row r holds class r
-            order = torch.argsort(labels, stable=True)
-            x = x[order].reshape(k, args.n // k, *x.shape[1:]).reshape(x.shape)
+            x = x[torch.argsort(labels, stable=True)]
             nrow = args.n // k
         save_image_grid(x, args.out, nrow=nrow)
     print(f"wrote {args.n} images of shape {tuple(x.shape[1:])} to {args.out}")
