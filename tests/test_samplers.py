@@ -119,6 +119,21 @@ def test_euler_heun_match_diffusers(name, cls):
     assert nfe == len(sched.timesteps)  # Heun: 2 N - 1 evaluations, as diffusers
 
 
+def test_flow_euler_matches_diffusers():
+    """FlowMatchEulerDiscreteScheduler on our flow grid (t = sigma / (1 + sigma)), fed u = (x_t - D)/t."""
+    gm = GaussianMixture.random(5, 3, generator=torch.Generator().manual_seed(0))
+    sig = unnoise.schedules.Flow().sampling_sigmas(8)
+    sched = diffusers.FlowMatchEulerDiscreteScheduler(shift=1.0)
+    sched.set_timesteps(sigmas=(sig / (1 + sig))[:-1].tolist())
+    x = torch.randn(64, 3, generator=torch.Generator().manual_seed(1)) * sig[0]
+    xt = x / (1 + sig[0])
+    for i, t in enumerate(sched.timesteps):
+        tt = float(sched.sigmas[i])
+        xt = sched.step((xt - gm.denoise(xt / (1 - tt), float(sig[i]))) / tt, t, xt).prev_sample
+    got = unnoise.sample(gm.denoise, x.clone(), sig, sampler="flow_euler")
+    assert float((got - xt).abs().max() / xt.abs().max()) < 1e-5
+
+
 # ----------------------------------------------------------------------------- ODE solvers: error and order
 # (sampler, lowest acceptable observed order between 16 and 32 steps, NFE per step)
 ORDERS = [("euler", 0.8, 1), ("flow_euler", 0.8, 1), ("heun", 1.7, 2), ("flow_heun", 1.7, 2),
@@ -171,6 +186,19 @@ def test_flow_euler_is_ddim_and_euler(smooth8, ode_reference):
     a = unnoise.sample(smooth8.denoise, x, sig, sampler="flow_euler")
     for other in ("ddim", "euler"):
         assert torch.allclose(a, unnoise.sample(smooth8.denoise, x, sig, sampler=other), atol=1e-10)
+
+
+def test_flow_heun_on_a_flow_grid(ring):
+    """On the rectified-flow grid (uniform in t, sigma 999 -> 0.09) Heun linear in t is far more
+    accurate than Heun linear in sigma at the same 11 evaluations (RMS error vs RK45: 0.010 vs 0.38)."""
+    sig = unnoise.schedules.Flow().sampling_sigmas(6)
+    x = torch.randn(300, 2, generator=torch.Generator().manual_seed(4), dtype=torch.float64) * sig[0]
+    ref = unnoise.sample(ring.denoise, x, sig[[0, -2, -1]].double(), sampler="rk45", rtol=1e-6, atol=1e-6)
+
+    def err(name):
+        return float((unnoise.sample(ring.denoise, x, sig.double(), sampler=name) - ref).pow(2).mean().sqrt())
+
+    assert err("flow_heun") < err("heun") / 10
 
 
 def test_gradient_estimation_reduces_to_ddim(ring):
