@@ -148,12 +148,18 @@ def run(args):
         return run_latent(args, train_cmd)
     from ..data.images import is_image_spec
     if is_image_spec(args.data):  # --data digits or a folder of images
+        if getattr(args, "net", None) == "diffwave":
+            raise ValueError("--net diffwave is for sequences (N, channels, length); use unet or dit for images")
         from . import train as train_cmd
         from .train_images import run_images
         return run_images(args, train_cmd)
     torch.manual_seed(args.seed)  # the network's initial weights (and dropout) follow the seed
     g = torch.Generator().manual_seed(args.seed)
     x = data_mod.load_vectors(args.data, n=args.num_points, generator=g)
+    if getattr(args, "net", None) not in (None, "mlp"):  # sequences and volumes: convolutional backbones
+        from . import train as train_cmd
+        from .train_arrays import run_arrays
+        return run_arrays(args, x, train_cmd)
     if x.ndim != 2:
         x = x.reshape(x.shape[0], -1)
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay,
