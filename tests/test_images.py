@@ -145,3 +145,39 @@ def test_cli_train_and_sample_image_folder(folder, tmp_path_factory, capsys):
         assert main(["train", "--data", str(folder), "--out", str(run), "--image-size", "6", "--steps", "1",
                      "--channel-mult", "1,2,2", "--device", "cpu"]) == 2
     assert "divisible by 4" in capsys.readouterr().err
+
+
+def test_cli_classifier_guidance_and_errors(folder, tmp_path_factory, capsys):
+    run, clf = tmp_path_factory.mktemp("run"), tmp_path_factory.mktemp("clf")
+    with pytest.warns(UserWarning):
+        assert main(["train", "--data", str(folder), "--out", str(run), "--image-size", "8", "--steps", "1",
+                     "--batch-size", "4", "--base-channels", "8", "--channel-mult", "1,2", "--device", "cpu"]) == 0
+    with pytest.warns(UserWarning):
+        assert main(["train-classifier", "--data", str(folder), "--out", str(clf), "--image-size", "8",
+                     "--steps", "2", "--width", "8", "--batch-size", "4", "--device", "cpu"]) == 0
+    import json
+    config = json.loads((clf / "classifier.json").read_text())
+    assert config["class_names"] == ["cats", "dogs"] and config["config"]["num_classes"] == 2
+    out = tmp_path_factory.mktemp("s") / "x.npy"
+    assert main(["sample", "--checkpoint", str(run), "--n", "4", "--steps", "2", "--classifier", str(clf),
+                 "--class-label", "1", "--guidance-scale", "3", "--out", str(out), "--device", "cpu"]) == 0
+    arr = np.load(out)
+    assert arr.shape == (4, 3, 8, 8) and np.isfinite(arr).all() and np.abs(arr).max() <= 1
+    capsys.readouterr()
+    # an unconditional run cannot take classifier-free guidance or a class label
+    assert main(["sample", "--checkpoint", str(run), "--guidance-scale", "2", "--out", str(out)]) == 2
+    assert "class-conditional" in capsys.readouterr().err
+    assert main(["sample", "--checkpoint", str(run), "--class-label", "1", "--out", str(out)]) == 2
+    assert "unconditional" in capsys.readouterr().err
+
+
+def test_demo_digits_writes_one_row_per_class(tmp_path, capsys):
+    assert main(["demo", "digits", "--out", str(tmp_path), "--steps", "2", "--device", "cpu"]) in (0, None)
+    for name in ("samples.png", "grid.png", "trajectory.png", "run/loss.png", "run/config.json"):
+        assert (tmp_path / name).exists(), name
+    with Image.open(tmp_path / "grid.png") as im:  # 10 rows (classes) x 10 samples of 8x8 digits upscaled to 64
+        assert im.size == (10 * 65 + 1, 10 * 65 + 1)
+    import json
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["net"]["name"] == "unet" and config["net"]["config"]["num_classes"] == 10
+    assert config["image"]["class_names"] == [str(k) for k in range(10)]
