@@ -59,6 +59,8 @@ _fault_counts: dict[str, int] = {}
 
 
 def fault_point(stage: str) -> None:
+    """Test hook: kill this process with SIGKILL at ``stage`` when ``UNNOISE_FAULT=stage[@n]`` is set
+    (on its ``n``-th visit), to test that checkpoints survive a crash there.  No-op otherwise."""
     spec = os.environ.get("UNNOISE_FAULT")
     if not spec:
         return
@@ -139,6 +141,7 @@ def save(run_dir: str, denoiser: Denoiser, schedule, ema: Denoiser | None = None
 
 
 def read_config(run_dir: str) -> dict:
+    """The parsed ``config.json`` of a run (or step) directory; clear errors when missing or corrupt."""
     path = os.path.join(run_dir, CONFIG_NAME)
     if not os.path.isdir(run_dir):
         raise FileNotFoundError(f"checkpoint directory {run_dir!r} does not exist")
@@ -256,6 +259,7 @@ def unflatten_state(obj, tensors: dict[str, torch.Tensor], path: str = "state"):
 
 # ----------------------------------------------------------------------------- training checkpoints
 def step_dir_name(step: int) -> str:
+    """Name of the training-checkpoint directory of optimizer step ``step``: ``step_00001234``."""
     return f"step_{step:08d}"
 
 

@@ -46,14 +46,17 @@ def cleanup() -> None:
 
 
 def active() -> bool:
+    """Whether torch.distributed is initialised with more than one process."""
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def rank() -> int:
+    """This process's rank (0 when not distributed)."""
     return dist.get_rank() if active() else 0
 
 
 def world_size() -> int:
+    """Number of processes (1 when not distributed)."""
     return dist.get_world_size() if active() else 1
 
 

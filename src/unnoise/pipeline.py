@@ -24,6 +24,7 @@ def standardise(data: torch.Tensor, enabled: bool = True):
 
 
 def unstandardise(x: torch.Tensor, stats: dict | None) -> torch.Tensor:
+    """Undo :func:`standardise`: map ``(n, ...)`` model-space samples back to data units (identity when ``stats`` is None)."""
     if not stats:
         return x
     mean = torch.tensor(stats["mean"], dtype=x.dtype, device=x.device)

@@ -14,6 +14,7 @@ def _save(fig, path):
 
 
 def plot_loss(history: list[dict], path: str) -> None:
+    """Training loss against step (log scale) from ``{"step", "loss"[, "loss_smooth"]}`` records, as a PNG."""
     steps = [h["step"] for h in history]
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.plot(steps, [h["loss"] for h in history], lw=0.8, alpha=0.4, label="loss")

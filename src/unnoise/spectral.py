@@ -16,6 +16,7 @@ def hz_to_mel(f):
 
 
 def mel_to_hz(m):
+    """Inverse of :func:`hz_to_mel`: ``700 (10^(m / 2595) - 1)``."""
     return 700.0 * (10.0 ** (torch.as_tensor(m, dtype=torch.float64) / 2595.0) - 1.0)
 
 

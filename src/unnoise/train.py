@@ -52,6 +52,9 @@ LR_DECAYS = ("none", "cosine")
 
 
 def resolve_device(device: str = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; any other name (``cpu``, ``cuda:1``) as given.
+
+    Raises ValueError when CUDA is asked for but not available."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():

@@ -15,12 +15,14 @@ def _randn(*shape, g):
 
 
 def swiss_roll(n: int, generator=None, noise: float = 0.03) -> torch.Tensor:
+    """``(n, 2)`` points on a 2-D swiss-roll spiral (1.5 turns) with Gaussian jitter ``noise``."""
     t = 1.5 * math.pi * (1 + 2 * _rand(n, generator))
     x = torch.stack([t * torch.cos(t), t * torch.sin(t)], 1) / 7.5
     return x + noise * _randn(n, 2, g=generator)
 
 
 def moons(n: int, generator=None, noise: float = 0.05) -> torch.Tensor:
+    """``(n, 2)`` points on two interleaved half circles, jittered by ``noise``, in random order."""
     n1 = n // 2
     t = math.pi * _rand(n, generator)
     upper = torch.stack([torch.cos(t[:n1]), torch.sin(t[:n1])], 1)
@@ -31,6 +33,7 @@ def moons(n: int, generator=None, noise: float = 0.05) -> torch.Tensor:
 
 
 def ring(n: int, generator=None, k: int = 8, radius: float = 1.4, std: float = 0.08) -> torch.Tensor:
+    """``(n, 2)`` points from ``k`` equal Gaussians of std ``std`` on a circle of radius ``radius``."""
     idx = torch.randint(0, k, (n,), generator=generator)
     ang = idx.float() * 2 * math.pi / k
     centre = radius * torch.stack([torch.cos(ang), torch.sin(ang)], 1)
@@ -38,6 +41,7 @@ def ring(n: int, generator=None, k: int = 8, radius: float = 1.4, std: float = 0
 
 
 def checkerboard(n: int, generator=None, cells: int = 4) -> torch.Tensor:
+    """``(n, 2)`` points uniform on the dark squares of a ``cells x cells`` checkerboard."""
     # pick a cell among the black squares, then a uniform point in it
     xs, ys = torch.meshgrid(torch.arange(cells), torch.arange(cells), indexing="ij")
     black = torch.stack([xs.flatten(), ys.flatten()], 1)[(xs + ys).flatten() % 2 == 0].float()
@@ -48,6 +52,7 @@ def checkerboard(n: int, generator=None, cells: int = 4) -> torch.Tensor:
 
 def pinwheel(n: int, generator=None, arms: int = 5, radial_std: float = 0.3, tangential_std: float = 0.08,
              rate: float = 0.25) -> torch.Tensor:
+    """``(n, 2)`` points on ``arms`` spiral arms (Gaussian blobs bent by an angle growing with the radius)."""
     arm = torch.randint(0, arms, (n,), generator=generator)
     feats = _randn(n, 2, g=generator) * torch.tensor([radial_std, tangential_std]) + torch.tensor([1.0, 0.0])
     angle = arm.float() * 2 * math.pi / arms + rate * torch.exp(feats[:, 0])

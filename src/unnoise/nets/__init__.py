@@ -29,6 +29,7 @@ def build(name: str, **config) -> nn.Module:
 
 
 def name_of(net: nn.Module) -> str:
+    """The registry name of a backbone instance (for checkpoints); ValueError if its class is not registered."""
     for name, cls in NETS.items():
         if type(net) is cls:
             return name
@@ -36,6 +37,7 @@ def name_of(net: nn.Module) -> str:
 
 
 def count_parameters(net: nn.Module) -> int:
+    """Total number of parameters (trainable or not) of a module."""
     return sum(p.numel() for p in net.parameters())
 
 
