@@ -125,4 +125,19 @@ def test_cli_train_autoencoder_train_latent_sample(tmp_path):
     import numpy as np
     x = np.load(out)
     assert x.shape == (3, 3, 16, 16) and np.abs(x).max() <= 1
+    # editing commands on the latent run: known pixels stay exact, strength 0 is the identity
+    np.save(tmp_path / "in.npy", x[:2])
+    edited = str(tmp_path / "inp.npy")
+    assert main(["inpaint", "--checkpoint", run, "--input", str(tmp_path / "in.npy"), "--box", "4,4,12,12",
+                 "--out", edited, "--steps", "3", "--n", "2", "--class-label", "1", "--device", "cpu"]) == 0
+    y = np.load(edited)
+    assert y.shape == (2, 2, 3, 16, 16)
+    keep = np.ones((16, 16), bool)
+    keep[4:12, 4:12] = False
+    assert np.array_equal(y[:, :, :, keep], np.repeat(x[:2, None], 2, 1)[:, :, :, keep])
+    same = str(tmp_path / "same.npy")
+    assert main(["img2img", "--checkpoint", run, "--input", str(tmp_path / "in.npy"), "--strength", "0",
+                 "--out", same, "--n", "1", "--device", "cpu"]) == 0
+    assert np.array_equal(np.load(same)[:, 0], x[:2])
+    assert main(["inpaint", "--checkpoint", run, "--input", str(tmp_path / "in.npy"), "--out", edited]) == 2
     assert main(["train", "--latent", str(tmp_path / "missing"), "--data", "shapes", "--out", run]) == 2
