@@ -14,6 +14,7 @@ from ..train import TrainConfig
 
 DEMOS = {name: "2-D point set" for name in TOY_DATASETS}
 DEMOS["digits"] = "8x8 handwritten digits, class-conditional U-Net with guidance (3000 steps unless --steps)"
+DEMOS["text"] = "text-to-image: latent diffusion with cross-attention on captioned shapes (about 15 minutes)"
 DEMOS["audio"] = "synthetic 8 kHz notes and chords, DiffWave; WAV clips and spectrograms (under 10 minutes)"
 
 
@@ -35,6 +36,9 @@ def run(args):
     if args.name == "digits":
         from .demo_digits import run as run_digits
         return run_digits(args)
+    if args.name == "text":
+        from .demo_text import run as run_text
+        return run_text(args)
     if args.name == "audio":
         from .demo_audio import run as run_audio
         return run_audio(args)
