@@ -19,6 +19,15 @@ ALL = ["ddim", "ddpm", "euler", "heun", "rk45", "edm", "langevin", "euler_maruya
        "flow_euler", "flow_heun", "dpmpp_2m", "dpmpp_3m", "unipc", "deis"]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one intra-op thread avoids thread hand-off costs that dominate on a shared CPU."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def swd(a, b):
     return sliced_wasserstein(a, b, generator=torch.Generator().manual_seed(1))
 
@@ -192,8 +201,8 @@ def test_flow_heun_on_a_flow_grid(ring):
     """On the rectified-flow grid (uniform in t, sigma 999 -> 0.09) Heun linear in t is far more
     accurate than Heun linear in sigma at the same 11 evaluations (RMS error vs RK45: 0.010 vs 0.38)."""
     sig = unnoise.schedules.Flow().sampling_sigmas(6)
-    x = torch.randn(300, 2, generator=torch.Generator().manual_seed(4), dtype=torch.float64) * sig[0]
-    ref = unnoise.sample(ring.denoise, x, sig[[0, -2, -1]].double(), sampler="rk45", rtol=1e-6, atol=1e-6)
+    x = torch.randn(100, 2, generator=torch.Generator().manual_seed(4), dtype=torch.float64) * sig[0]
+    ref = unnoise.sample(ring.denoise, x, sig[[0, -2, -1]].double(), sampler="rk45", rtol=1e-5, atol=1e-5)
 
     def err(name):
         return float((unnoise.sample(ring.denoise, x, sig.double(), sampler=name) - ref).pow(2).mean().sqrt())
@@ -203,7 +212,7 @@ def test_flow_heun_on_a_flow_grid(ring):
 
 def test_gradient_estimation_reduces_to_ddim(ring):
     g = torch.Generator().manual_seed(3)
-    x = torch.randn(500, 2, generator=g, dtype=torch.float64) * 80
+    x = torch.randn(200, 2, generator=g, dtype=torch.float64) * 80
     sig = karras_sigmas(10, 0.002, 80.0).double()
     ddim = unnoise.sample(ring.denoise, x, sig, sampler="ddim")
     same = unnoise.sample(ring.denoise, x, sig, sampler="gradient_estimation", gamma=1.0)
@@ -214,7 +223,7 @@ def test_gradient_estimation_reduces_to_ddim(ring):
     b = unnoise.sample(ring.denoise, x, sig, sampler="ddim", eta=1.0, generator=torch.Generator().manual_seed(9))
     assert torch.allclose(a, b, atol=1e-10)
     # gamma = 2 differs from DDIM and, at 10 steps, is closer to the exact ODE solution
-    ref = unnoise.sample(ring.denoise, x, sig[[0, -2, -1]], sampler="rk45", rtol=1e-6, atol=1e-6)
+    ref = unnoise.sample(ring.denoise, x, sig[[0, -2, -1]], sampler="rk45", rtol=1e-4, atol=1e-4)
     ge = unnoise.sample(ring.denoise, x, sig, sampler="gradient_estimation")
     assert (ge - ref).pow(2).mean() < (ddim - ref).pow(2).mean()
 
@@ -229,7 +238,7 @@ def test_edm_without_churn_is_heun(ring):
 # ----------------------------------------------------------------------------- distributions
 # (sampler, options, steps) chosen so each has converged; NFE in brackets
 CONVERGED = [("ddim", {}, 20), ("heun", {}, 12), ("dpmpp_2m", {}, 15), ("dpmpp_3m", {}, 15), ("unipc", {}, 15),
-             ("deis", {}, 15), ("flow_heun", {}, 12), ("gradient_estimation", {}, 15), ("rk45", {}, 2),
+             ("deis", {}, 15), ("flow_heun", {}, 12), ("gradient_estimation", {}, 15), ("rk45", {"rtol": 1e-3, "atol": 1e-3}, 2),
              ("ddpm", {}, 40), ("euler_maruyama", {}, 40), ("pc", {}, 25), ("edm", {"S_churn": 20.0}, 15),
              ("gradient_estimation", {"mu": 0.5}, 40)]
 
@@ -325,22 +334,31 @@ def test_nfe_counts(ring, name, opts, expected):
 def test_optimize_sigmas_beats_the_karras_grid_on_fresh_points(smooth8):
     steps = 5
     grid = optimize_sigmas(smooth8.denoise, (8,), steps, sampler="dpmpp_2m", sigma_min=0.01, sigma_max=10.0,
-                           pilot=64, max_evals=40, generator=torch.Generator().manual_seed(0))
+                           pilot=32, max_evals=25, reference_tol=1e-4, generator=torch.Generator().manual_seed(0))
     assert grid.shape == (steps + 1,) and grid[-1] == 0 and torch.all(grid[1:] < grid[:-1])
     assert math.isclose(float(grid[0]), 10.0, rel_tol=1e-5) and math.isclose(float(grid[-2]), 0.01, rel_tol=1e-5)
     # held-out starts (not the pilot batch): error against the exact ODE solution
     x = torch.randn(128, 8, generator=torch.Generator().manual_seed(99)) * 10
-    ref = unnoise.sample(smooth8.denoise, x, torch.tensor([10.0, 0.01, 0.0]), sampler="rk45", rtol=1e-6, atol=1e-6)
+    ref = unnoise.sample(smooth8.denoise, x, torch.tensor([10.0, 0.01, 0.0]), sampler="rk45", rtol=1e-5, atol=1e-5)
 
     def err(sig):
         return float((unnoise.sample(smooth8.denoise, x, sig, sampler="dpmpp_2m") - ref).pow(2).mean().sqrt())
 
     assert err(grid) < 0.8 * err(karras_sigmas(steps, 0.01, 10.0))
-    # the same through unnoise.sample with an AutoSigmas budget
-    auto = AutoSigmas(steps, 0.01, 10.0, pilot=64, seed=0, max_evals=40)
-    out = unnoise.sample(smooth8.denoise, x, auto, sampler="dpmpp_2m")
+
+
+def test_auto_sigmas_through_sample(smooth8):
+    """``sample(..., sigmas=AutoSigmas(...))`` optimises once, caches, and samples on that grid."""
+    kw = dict(pilot=16, max_evals=6, reference_tol=1e-3)
+    grid = optimize_sigmas(smooth8.denoise, (8,), 3, "heun", 0.01, 10.0, generator=torch.Generator().manual_seed(0), **kw)
+    auto = AutoSigmas(3, 0.01, 10.0, seed=0, **kw)
+    x = torch.randn(32, 8, generator=torch.Generator().manual_seed(1)) * 10
+    out = unnoise.sample(smooth8.denoise, x, auto, sampler="heun")
     assert torch.equal(auto.last, grid)
-    assert torch.equal(out, unnoise.sample(smooth8.denoise, x, grid, sampler="dpmpp_2m"))
+    assert torch.equal(out, unnoise.sample(smooth8.denoise, x, grid, sampler="heun"))
+    cached = auto.last
+    unnoise.sample(smooth8.denoise, x, auto, sampler="heun")
+    assert auto.last is cached
 
 
 def test_optimize_sigmas_rejects_stochastic_samplers(ring):
