@@ -340,6 +340,8 @@ class Trainer:
 
     def _gather(self, idx):
         x = self.data[idx.to(self.data.device)]
+        if x.device != self.device and self.device.type == "cuda":
+            x = x.pin_memory()  # the gathered rows are a new tensor: pin it so the copy can overlap
         return x.to(self.device, non_blocking=True)
 
     # ------------------------------------------------------------------ one step
