@@ -103,3 +103,21 @@ def test_concepts_sampler_table_names_exist():
     rows = re.findall(r"^\| ((?:`[a-z0-9_]+`(?:, )?)+)", section, re.M)
     named = {n for row in rows for n in re.findall(r"`([a-z0-9_]+)`", row)}
     assert named and named <= set(unnoise.samplers.available())
+
+
+def test_readme_commands_exist():
+    """Every ``unnoise COMMAND`` and every ``--flag`` of the README's feature table is a real one."""
+    from unnoise.cli import build_parser
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        text = f.read()
+    # command lines inside code blocks, and inline `unnoise COMMAND` mentions
+    blocks = "\n".join(re.findall(r"```bash\n(.*?)```", text, re.S))
+    commands = set(re.findall(r"^unnoise ([a-z][a-z0-9-]*)", blocks, re.M)) | set(re.findall(r"`unnoise ([a-z][a-z0-9-]*)", text))
+    commands.discard("COMMAND")
+    assert commands and commands <= set(sub.choices), commands - set(sub.choices)
+    table = text[text.index("| feature | where |"):text.index("## Quick start")]
+    flags = set(re.findall(r"(--[a-z][a-z0-9-]*)", table))
+    known = {o for p in sub.choices.values() for a in p._actions for o in a.option_strings}
+    assert flags and flags <= known, flags - known
