@@ -7,7 +7,7 @@ from . import analytic, checkpoint, data, denoiser, losses, metrics, nets, sampl
 from .denoiser import Denoiser
 from .samplers import sample
 from .train import TrainConfig, Trainer
-from . import editing, latent, text  # noqa: E402
+from . import editing, latent, text, upscale  # noqa: E402
 from . import likelihood  # noqa: E402
 from . import guidance, imaging  # noqa: E402
 from .guidance import cfg  # noqa: E402
