@@ -269,22 +269,30 @@ def test_annealed_langevin_reaches_the_ring(ring, ring_exact):
     """NCSN-style: 10 geometric levels 5 -> 0.05, 20 Langevin steps each, final denoising."""
     exact, floor = ring_exact
     g = torch.Generator().manual_seed(6)
-    sig = torch.cat([torch.exp(torch.linspace(math.log(5.0), math.log(0.05), 10)), torch.zeros(1)])
+    sig = _geometric(5.0, 0.05, 10)
     out, nfe = unnoise.sample(ring.denoise, torch.randn(2000, 2, generator=g) * 5, sig, sampler="langevin",
                               n_steps_each=20, generator=g, return_nfe=True)
     assert nfe == 10 * 20 + 1
     assert swd(out, exact) < 1.5 * floor
 
 
-STOCHASTIC = [("euler_maruyama", {}, 60), ("pc", {}, 30), ("edm", {"S_churn": 20.0}, 15)]
+def _geometric(hi, lo, levels):
+    return torch.cat([torch.exp(torch.linspace(math.log(hi), math.log(lo), levels)), torch.zeros(1)])
 
 
-@pytest.mark.parametrize("name,opts,steps", STOCHASTIC, ids=[s[0] for s in STOCHASTIC])
-def test_stochastic_samplers_match_mixture_moments(name, opts, steps):
+# (sampler, options, grid); 8-D components have stds 0.1-0.5, so the DDPM-type samplers need ~60 steps
+STOCHASTIC = [("euler_maruyama", {}, karras_sigmas(60, 0.002, 80.0)), ("pc", {}, karras_sigmas(30, 0.002, 80.0)),
+              ("edm", {"S_churn": 20.0}, karras_sigmas(15, 0.002, 80.0)), ("ddpm", {}, karras_sigmas(60, 0.002, 80.0)),
+              ("gradient_estimation", {"mu": 0.5}, karras_sigmas(60, 0.002, 80.0)),
+              ("langevin", {"n_steps_each": 20}, _geometric(20.0, 0.05, 15))]
+
+
+@pytest.mark.parametrize("name,opts,sig", STOCHASTIC, ids=[s[0] for s in STOCHASTIC])
+def test_stochastic_samplers_match_mixture_moments(name, opts, sig):
     """8-D random mixture (4 well-separated components): mean, covariance and component weights."""
     gm = GaussianMixture.random(4, 8, generator=torch.Generator().manual_seed(3))
     n, g = 2000, torch.Generator().manual_seed(7)
-    out = unnoise.sample(gm.denoise, torch.randn(n, 8, generator=g) * 80, karras_sigmas(steps, 0.002, 80.0),
+    out = unnoise.sample(gm.denoise, torch.randn(n, 8, generator=g) * sig[0], sig,
                          sampler=name, generator=g, **opts).double()
     cov = gm.covariance()
     z = (out.mean(0) - gm.mean) / (cov.diag() / n).sqrt()
@@ -328,6 +336,18 @@ def test_nfe_counts(ring, name, opts, expected):
     _, nfe = unnoise.sample(ring.denoise, x, karras_sigmas(6, 0.002, 80.0), sampler=name, return_nfe=True,
                             generator=torch.Generator().manual_seed(1), **opts)
     assert nfe == expected(6)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_callback_sees_every_step(ring, name):
+    """``callback(i, x, denoised, sigma)``: once per step (per level for Langevin; once for rk45)."""
+    seen = []
+    sig = karras_sigmas(4, 0.002, 80.0)
+    out = unnoise.sample(ring.denoise, torch.randn(6, 2) * 80, sig, sampler=name, generator=torch.Generator(),
+                         callback=lambda i, x, den, s: seen.append((i, x.shape, den.shape, float(s))))
+    expected = {"rk45": 1}.get(name, 4)
+    assert len(seen) == expected and all(shape == (6, 2) and dshape == (6, 2) for _, shape, dshape, _ in seen)
+    assert out.shape == (6, 2) and torch.all(torch.isfinite(out))
 
 
 # ----------------------------------------------------------------------------- automatic grids
