@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 
 import unnoise
 from unnoise import checkpoint
+from unnoise.cli import main as cli_main
 from unnoise.train import TrainConfig, Trainer, TrainingDiverged
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
@@ -104,12 +105,20 @@ def test_state_flattening_roundtrip():
 
 
 # ----------------------------------------------------------------------------- crashes and signals
+def in_process(args):
+    """The same command in this process (no interpreter start-up; 1 thread as in the subprocesses)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return cli_main(args[3:])
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("ref") / "run"
-    r = subprocess.run(CLI + ["--steps", "30", "--checkpoint-every", "10", "--out", str(out)],
-                       env=ENV, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert in_process(CLI + ["--steps", "30", "--checkpoint-every", "10", "--out", str(out)]) == 0
     return load_file(out / "model.safetensors")
 
 
@@ -130,8 +139,7 @@ def test_sigkill_while_writing_a_checkpoint_then_resume(tmp_path, reference_run,
     assert os.path.basename(latest) in ("step_00000010", "step_00000020")
     checkpoint.load_training_checkpoint(latest)  # complete and readable
     checkpoint.load(str(out))  # the top-level sampling checkpoint is whole too
-    r = subprocess.run(CLI[:4] + ["--resume", str(out)], env=ENV, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert in_process(CLI[:4] + ["--resume", str(out)]) == 0
     assert_bitwise(reference_run, load_file(out / "model.safetensors"))
     assert not [n for n in os.listdir(ckpts) + os.listdir(out) if n.startswith(".tmp-")]  # stale ones cleaned
 
@@ -155,9 +163,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     assert 5 <= step < 1000000 and os.path.basename(latest) == f"step_{step:08d}"
     assert all(torch.isfinite(v).all() for v in weights.values())
     # it continues from there (a larger --steps overrides the stored one)
-    r = subprocess.run(CLI[:4] + ["--resume", str(out), "--steps", str(step + 5)], env=ENV,
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert in_process(CLI[:4] + ["--resume", str(out), "--steps", str(step + 5)]) == 0
     assert json.loads((out / "config.json").read_text())["step"] == step + 5
 
 
