@@ -1,6 +1,7 @@
 """Never lose work: exact resume, kill -9 in the middle of a checkpoint, SIGINT/SIGTERM, NaN steps,
 corrupt or mismatched checkpoints, unwritable or full disks."""
 import json
+import math
 import os
 import shutil
 import signal
@@ -185,6 +186,19 @@ def test_nan_batches_are_skipped_counted_and_stop_the_run(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(before[6], before[5]))
     assert all(torch.isfinite(p).all() for p in t.denoiser.parameters())
     assert json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])["skipped_steps"] == 2
+
+    # a finite loss with an inf gradient is skipped too
+    t = small_trainer(steps=6)
+    bad = {"on": False}
+    first = next(t.denoiser.parameters())
+    first.register_hook(lambda grad: grad * float("inf") if bad["on"] else grad)
+    t.fit(progress=False)
+    snapshot = [p.detach().clone() for p in t.denoiser.parameters()]
+    bad["on"] = True
+    t.config.steps = 7
+    t.fit(progress=False)
+    assert t.skipped_steps == 1 and t.bad_in_row == 1 and math.isfinite(t.history[-1]["loss"])
+    assert all(torch.equal(a, b) for a, b in zip(snapshot, t.denoiser.parameters()))
 
     run = tmp_path / "diverge"
     t = small_trainer(str(run), steps=40, checkpoint_every=4, max_bad_steps=3)
