@@ -170,6 +170,20 @@ def test_ode_solvers_converge_to_reference_with_their_order(smooth8, ode_referen
     assert errs[2][1] < 0.06, errs  # 32 steps of any of them is within 0.06 RMS of the exact ODE
 
 
+def test_dpmpp_3m_third_order_needs_the_taylor_weight(smooth8, ode_reference):
+    """The reference 3M weight on h^2 D''/2 is half the Taylor one: order 2 asymptotically, vs 3."""
+    x, ref = ode_reference
+
+    def order(weight):
+        errs = [float((unnoise.sample(smooth8.denoise, x, karras_sigmas(n, 0.01, 10.0).double(), sampler="dpmpp_3m",
+                                      lower_order_final=False, d2_weight=weight) - ref).pow(2).mean().sqrt())
+                for n in (32, 64)]
+        return math.log2(errs[0] / errs[1])
+
+    assert order("taylor") > 2.7
+    assert order("reference") < 2.5
+
+
 def test_rk45_error_control_and_nfe(smooth8, ode_reference):
     x, ref = ode_reference
     calls = []
@@ -403,6 +417,7 @@ BAD = [
     ("unipc", {"order": 4}, "order"),
     ("unipc", {"variant": "bh3"}, "variant"),
     ("deis", {"order": 0}, "order"),
+    ("dpmpp_3m", {"d2_weight": "exact"}, "d2_weight"),
     ("dpmpp_2m", {"eta": 0.5}, "no option"),
     ("heun", {"S_churn": 1.0}, "no option"),
 ]
