@@ -94,7 +94,7 @@ def sample(denoiser, x: torch.Tensor, sigmas, sampler: str = "dpmpp_2m", generat
         if cond is not None:
             raise ValueError("AutoSigmas cannot see the conditioning; call optimize_sigmas with a denoiser "
                              "that closes over it and pass the grid it returns")
-        sigmas = sigmas.grid(denoiser, tuple(x.shape[1:]), sampler, options)
+        sigmas = sigmas.grid(denoiser, tuple(x.shape[1:]), sampler, options, device=x.device)
     sigmas = check_sigmas(sigmas).to(device=x.device, dtype=x.dtype)
     if not torch.all(torch.isfinite(x)):
         raise ValueError("the starting x contains NaN or inf")

@@ -31,7 +31,7 @@ def _warped_grid(steps, sigma_min, sigma_max, rho, offsets):
 def optimize_sigmas(denoiser, shape, steps: int, sampler: str = "dpmpp_2m", sigma_min: float = 0.002,
                     sigma_max: float = 80.0, *, pilot: int = 64, knots: int = 3, rho: float = 7.0,
                     generator: torch.Generator | None = None, max_evals: int = 80, reference_tol: float = 1e-5,
-                    dtype=torch.float32, **options) -> torch.Tensor:
+                    dtype=torch.float32, device=None, **options) -> torch.Tensor:
     """Choose the sampling grid for a step budget by minimising the error against a fine ODE solve.
 
     A pilot batch ``x_T = sigma_max * randn(pilot, *shape)`` is solved once accurately (the ``rk45`` sampler
@@ -47,7 +47,14 @@ def optimize_sigmas(denoiser, shape, steps: int, sampler: str = "dpmpp_2m", sigm
         shape: shape of one example (without the batch dimension).
         steps: the step budget (the grid has ``steps + 1`` entries, last 0).
         sampler: a deterministic sampler name; ``**options`` are its options.
+        sigma_min, sigma_max: the grid's smallest positive and largest sigma (fixed).
         pilot: pilot batch size.
+        knots: free log-sigma offsets besides rho (0 = optimise rho only).
+        rho: the starting Karras exponent.
+        generator: draws the pilot batch.
+        max_evals: budget of sampler runs for the search.
+        reference_tol: ``rtol = atol`` of the reference solve.
+        dtype, device: of the pilot batch (the denoiser's device).
 
     Returns:
         ``(steps + 1,)`` float32 decreasing grid ending at 0.
@@ -60,7 +67,9 @@ def optimize_sigmas(denoiser, shape, steps: int, sampler: str = "dpmpp_2m", sigm
         raise ValueError(f"knots must be an integer >= 0, got {knots!r}")
     _samplers._get(sampler)
     shape = tuple(shape)
-    x_T = torch.randn((pilot, *shape), generator=generator, dtype=dtype) * sigma_max
+    # drawn on the generator's device (CPU by default), then moved to the denoiser's
+    x_T = torch.randn((pilot, *shape), generator=generator, dtype=dtype,
+                      device=generator.device if generator is not None else None).to(device) * sigma_max
     ref = _samplers.sample(denoiser, x_T, torch.tensor([sigma_max, sigma_min, 0.0]), sampler="rk45",
                  rtol=reference_tol, atol=reference_tol)
     knots = min(knots, max(steps - 2, 0))  # interior points only
@@ -124,7 +133,7 @@ class AutoSigmas:
         self._cache: dict = {}
         self.last = None
 
-    def grid(self, denoiser, shape, sampler, options) -> torch.Tensor:
+    def grid(self, denoiser, shape, sampler, options, device=None) -> torch.Tensor:
         try:  # bound methods compare equal per (object, function); each access makes a new one
             hash(denoiser)
             who = denoiser
@@ -134,7 +143,7 @@ class AutoSigmas:
         if key not in self._cache:
             self._cache[key] = optimize_sigmas(
                 denoiser, shape, self.steps, sampler, self.sigma_min, self.sigma_max, pilot=self.pilot,
-                generator=torch.Generator().manual_seed(self.seed), **self.search_options, **options)
+                generator=torch.Generator().manual_seed(self.seed), device=device, **self.search_options, **options)
         self.last = self._cache[key]
         return self.last
 
