@@ -11,6 +11,7 @@ from . import editing, latent, text, upscale  # noqa: E402
 from . import likelihood  # noqa: E402
 from . import guidance, imaging  # noqa: E402
 from .guidance import cfg  # noqa: E402
+from . import spectral  # noqa: E402
 
 __version__ = "0.1.0"
 
