@@ -403,6 +403,8 @@ def test_optimize_sigmas_rejects_stochastic_samplers(ring):
 # ----------------------------------------------------------------------------- bad options
 BAD = [
     ("ddim", {"eta": -0.5}, "eta"),
+    ("ddim", {"eta": "0.5"}, "eta"),
+    ("gradient_estimation", {"mu": "half"}, "mu"),
     ("edm", {"S_churn": -1.0}, "S_churn"),
     ("edm", {"S_noise": -1.0}, "S_noise"),
     ("gradient_estimation", {"gamma": 0.0}, "gamma"),

@@ -4,6 +4,19 @@
 sample at ``sigmas[-1]`` (normally 0).  Samplers only talk to the denoiser ``D(x, sigma)``;
 from it they derive ``eps = (x - D) / sigma`` and the probability-flow ODE
 ``dx/dsigma = (x - D) / sigma``.  A new sampler is one function decorated with ``@register``.
+
+Registered here (see each docstring for its derivation in the scale-free variable):
+
+* DDPM / DDIM: ``ddpm``, ``ddim``;
+* probability-flow ODE: ``euler``, ``heun`` (EDM Algorithm 1), ``rk45`` (adaptive, error-controlled);
+* exponential integrators (one evaluation a step): ``dpmpp_2m``, ``dpmpp_3m``, ``unipc``, ``deis``;
+* score-based: ``langevin`` (annealed, NCSN), ``euler_maruyama`` (reverse SDE), ``pc``
+  (predictor-corrector);
+* ``edm`` (EDM's stochastic Algorithm 2), ``gradient_estimation`` (Permenter & Yuan 2023);
+* rectified flow: ``flow_euler``, ``flow_heun`` (steps linear in ``t = sigma / (1 + sigma)``).
+
+VP models are covered as they are: their ``x_t = s x`` is a rescaling of the same variable.
+Choosing the grid itself for a step budget: :func:`optimize_sigmas`, :class:`AutoSigmas`.
 """
 from __future__ import annotations
 
@@ -152,7 +165,7 @@ def ddim_step(x, denoised, sigma, sigma_next, eta, noise):
 @register("ddim")
 def ddim(denoiser, x, sigmas, *, eta: float = 0.0, generator=None, callback=None, progress=False):
     """DDIM (Song et al. 2021); ``eta`` in [0, 1] interpolates deterministic DDIM (0) and DDPM (1)."""
-    if not 0.0 <= eta <= 1.0:
+    if not _is_number(eta) or not 0.0 <= eta <= 1.0:
         raise ValueError(f"eta must be in [0, 1], got {eta}")
     for i in _steps(sigmas, progress):
         s, s_next = float(sigmas[i]), float(sigmas[i + 1])
@@ -205,8 +218,13 @@ def _check_positive_int(name, value):
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
+def _is_number(value) -> bool:
+    """A finite real number (not a bool, string or tensor of several values)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _check_nonneg(name, value):
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+    if not (_is_number(value) and value >= 0):
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
@@ -245,7 +263,7 @@ def rk45(denoiser, x, sigmas, *, rtol: float = 1e-4, atol: float = 1e-4, callbac
     smallest noise it was asked about).  The evaluations spent are counted by :func:`sample`
     (``return_nfe=True``).
     """
-    if rtol <= 0 or atol <= 0:
+    if not (_is_number(rtol) and _is_number(atol)) or rtol <= 0 or atol <= 0:
         raise ValueError(f"rtol and atol must be positive, got rtol={rtol}, atol={atol}")
     from .ode import odeint_adaptive
 
@@ -275,7 +293,7 @@ def edm_stochastic(denoiser, x, sigmas, *, S_churn: float = 0.0, S_tmin: float =
     """
     for name, v in (("S_churn", S_churn), ("S_noise", S_noise), ("S_tmin", S_tmin)):
         _check_nonneg(name, v)
-    if not S_tmax >= S_tmin:
+    if not (_is_number(S_tmax) or S_tmax == float("inf")) or not S_tmax >= S_tmin:
         raise ValueError(f"S_tmax must be >= S_tmin, got {S_tmax} < {S_tmin}")
     n = len(sigmas) - 1
     gamma_max = min(S_churn / n, math.sqrt(2.0) - 1.0)
@@ -323,7 +341,7 @@ def annealed_langevin(denoiser, x, sigmas, *, n_steps_each: int = 10, eps_step: 
     sigma_l = levels[-1]
     if eps_step is None:
         eps_step = 0.2 * sigma_l**2
-    if not eps_step > 0:
+    if not _is_number(eps_step) or not eps_step > 0:
         raise ValueError(f"eps_step must be positive, got {eps_step}")
     for i in (tqdm(range(len(levels)), desc="langevin", leave=False) if progress else range(len(levels))):
         s = levels[i]
@@ -394,7 +412,7 @@ def predictor_corrector(denoiser, x, sigmas, *, predictor: str = "reverse_diffus
         raise ValueError(f"predictor must be 'reverse_diffusion' or 'euler_maruyama', got {predictor!r}")
     if not isinstance(n_corrector, int) or n_corrector < 0:
         raise ValueError(f"n_corrector must be an integer >= 0, got {n_corrector!r}")
-    if not snr > 0:
+    if not _is_number(snr) or not snr > 0:
         raise ValueError(f"snr must be positive, got {snr}")
     for i in _steps(sigmas, progress):
         s, s_next = float(sigmas[i]), float(sigmas[i + 1])
@@ -426,9 +444,9 @@ def gradient_estimation(denoiser, x, sigmas, *, gamma: float = 2.0, mu: float = 
     ``gamma = 1, mu = 0`` is exactly DDIM; ``mu = 1/2`` gives ``sigma_p = sigma'^2 / sigma``, DDIM with
     ``eta = 1`` (DDPM's posterior).
     """
-    if not (isinstance(gamma, (int, float)) and math.isfinite(gamma) and gamma > 0):
+    if not (_is_number(gamma) and gamma > 0):
         raise ValueError(f"gamma must be a positive number (1 = DDIM, 2 = recommended), got {gamma!r}")
-    if not 0.0 <= mu < 1.0:
+    if not _is_number(mu) or not 0.0 <= mu < 1.0:
         raise ValueError(f"mu must be in [0, 1) (0 = deterministic, 0.5 = DDPM-like), got {mu!r}")
     eps_prev = None
     for i in _steps(sigmas, progress):
