@@ -77,7 +77,7 @@ class TrainConfig:
     ``fp16`` (autocast + gradient scaling, CUDA only).  A step whose loss or gradient is NaN/inf is
     skipped (no update, no EMA) and counted; ``max_bad_steps`` of them in a row stop the run.
     ``checkpoint_every``/``sample_every``: steps between training checkpoints / preview samples
-    (0 = only at the end / never); ``keep_checkpoints`` step directories are kept.
+    (0 = only at the end / never); the newest ``keep_checkpoints`` step directories are kept (0 = all).
     ``resume_from``: a run directory (or ``step_*`` directory) whose newest checkpoint the trainer
     loads on construction (see :meth:`Trainer.resume`).
     """

@@ -68,7 +68,7 @@ def add_scaling_args(p) -> None:
     g.add_argument("--min-lr", type=float, default=0.0, help="final learning rate of the cosine decay (default: 0)")
     g.add_argument("--checkpoint-every", type=int, default=500,
                    help="steps between resumable checkpoints in OUT/checkpoints/ (default: 500; 0 = only at the end)")
-    g.add_argument("--keep-checkpoints", type=int, default=3, help="how many checkpoints to keep (default: 3)")
+    g.add_argument("--keep-checkpoints", type=int, default=3, help="how many checkpoints to keep (default: 3; 0 = all)")
     g.add_argument("--max-bad-steps", type=int, default=10,
                    help="stop after this many steps in a row with a NaN/inf loss or gradient (default: 10)")
     g.add_argument("--sample-every", type=int, default=0,
