@@ -312,12 +312,14 @@ def _geometric(hi, lo, levels):
 
 # (sampler, options, grid); 8-D components have stds 0.1-0.5, so the DDPM-type samplers need ~60 steps
 STOCHASTIC = [("euler_maruyama", {}, karras_sigmas(60, 0.002, 80.0)), ("pc", {}, karras_sigmas(30, 0.002, 80.0)),
+              ("pc", {"predictor": "euler_maruyama"}, karras_sigmas(40, 0.002, 80.0)),
               ("edm", {"S_churn": 20.0}, karras_sigmas(15, 0.002, 80.0)), ("ddpm", {}, karras_sigmas(60, 0.002, 80.0)),
               ("gradient_estimation", {"mu": 0.5}, karras_sigmas(60, 0.002, 80.0)),
               ("langevin", {"n_steps_each": 20}, _geometric(20.0, 0.05, 15))]
 
 
-@pytest.mark.parametrize("name,opts,sig", STOCHASTIC, ids=[s[0] for s in STOCHASTIC])
+@pytest.mark.parametrize("name,opts,sig", STOCHASTIC, ids=[s[0] + "".join(f"-{v}" for v in s[1].values())
+                                                          for s in STOCHASTIC])
 def test_stochastic_samplers_match_mixture_moments(name, opts, sig):
     """8-D random mixture (4 well-separated components): mean, covariance and component weights."""
     gm = GaussianMixture.random(4, 8, generator=torch.Generator().manual_seed(3))
