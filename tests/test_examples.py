@@ -15,7 +15,7 @@ from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIGURES = ["overview", "forward_reverse_2d", "forward_digits", "score_field", "denoiser_projection", "trajectories",
-           "langevin", "sampler_quality", "guidance", "likelihood", "digits_reverse"]
+           "langevin", "sampler_quality", "guidance", "likelihood", "digits_reverse", "latent"]
 
 
 @pytest.fixture(scope="module")
