@@ -63,7 +63,9 @@ def fig_forward_2d(out, fast):
     reverse, den = [], analytic.EmpiricalDenoiser(data)
     x = torch.randn(n, 2, generator=g) * sigmas[0]
     reverse.append((float(sigmas[0]), x))
-    keep = set(torch.linspace(0, len(sigmas) - 2, 5).round().long().tolist()[1:])
+    # show the reverse states at the grid levels closest to the forward row's noise levels
+    after = sigmas[1:-1].double()
+    keep = {int((after.log() - math.log(s)).abs().argmin()) for s, _ in forward[1:-1]} | {len(sigmas) - 2}
 
     def cb(i, x, d, s):
         if i in keep:
