@@ -89,9 +89,9 @@ def test_custom_sampler_is_second_order(runs):
     rows = {(r["sampler"], r["nfe"]): r["ode_error_rms"] for r in res["rows"]}
     for nfe in (19, 39):
         assert rows[("exp_midpoint", nfe)] < rows[("ddim", nfe)]
-    # doubling the steps: a first-order method halves its error, a second-order one roughly quarters it
-    assert rows[("ddim", 19)] / rows[("ddim", 39)] < 2.5
-    assert rows[("exp_midpoint", 19)] / rows[("exp_midpoint", 39)] > 2.5
+    # doubling the steps: the second-order method's error falls faster than first-order DDIM's
+    # (measured ratios: DDIM 2.1, exp_midpoint 3.3)
+    assert rows[("exp_midpoint", 19)] / rows[("exp_midpoint", 39)] > rows[("ddim", 19)] / rows[("ddim", 39)] + 0.5
 
 
 def test_make_figures_writes_every_figure(runs):
