@@ -50,6 +50,8 @@ def test_every_registered_sampler_is_documented(rendered):
     text = rendered
     for name in unnoise.samplers.available():
         fn = unnoise.samplers._get(name)
+        if not fn.__module__.startswith("unnoise"):
+            continue  # registered by other tests at run time
         assert inspect.getdoc(fn), f"sampler {name!r} has no docstring"
         assert f"| `{name}` |" in text
 
