@@ -150,8 +150,10 @@ def render() -> str:
                             out += [inspect.getdoc(meth.fget), ""]
                     else:
                         out += [f"#### `{name}.{mname}{signature(meth)}`", ""]
-                        if inspect.getdoc(meth):
-                            out += [inspect.getdoc(meth), ""]
+                        # an override without its own docstring inherits the base class's
+                        doc = inspect.getdoc(getattr(obj, mname))
+                        if doc:
+                            out += [doc, ""]
     return "\n".join(out).rstrip() + "\n"
 
 

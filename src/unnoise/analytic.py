@@ -111,6 +111,7 @@ class GaussianMixture:
 
     @property
     def mean(self) -> torch.Tensor:
+        """Mean of the mixture, ``(d,)``."""
         return (self.weights[:, None] * self.means).sum(0)
 
     def covariance(self, sigma: float = 0.0) -> torch.Tensor:
@@ -148,6 +149,7 @@ class EmpiricalDenoiser:
         return torch.where(s2 > 0, -d2 / (2 * s2.clamp_min(1e-300)), -d2 * 1e300)
 
     def denoise(self, x: torch.Tensor, sigma, cond=None) -> torch.Tensor:
+        """``E[x_0 | x]`` under the data set, ``(batch, ...)`` like ``x``; ``sigma`` a float or ``(batch,)``."""
         sig = expand_sigma(sigma, x).reshape(-1)
         out = []
         for i in range(0, x.shape[0], self.chunk):

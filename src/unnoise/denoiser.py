@@ -97,6 +97,7 @@ class Denoiser(nn.Module):
         self.sigma_data = float(sigma_data)
 
     def precondition(self, sigma: torch.Tensor):
+        """``(c_skip, c_out, c_in, c_noise)`` of this denoiser at ``sigma`` (see :func:`preconditioning`)."""
         return preconditioning(self.parameterization, self.process, sigma, self.sigma_data)
 
     def forward(self, x: torch.Tensor, sigma, cond=None) -> torch.Tensor:
@@ -106,4 +107,5 @@ class Denoiser(nn.Module):
         return c_skip * x + c_out * out.to(x.dtype)
 
     def describe(self) -> dict:
+        """The wrapper's settings as a JSON-able dict (stored in checkpoints)."""
         return {"parameterization": self.parameterization, "process": self.process, "sigma_data": self.sigma_data}

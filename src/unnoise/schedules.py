@@ -77,13 +77,16 @@ class Schedule:
 
     @property
     def sigma_min(self) -> float:  # pragma: no cover - overridden
+        """Smallest positive noise level the schedule trains and samples on."""
         raise NotImplementedError
 
     @property
     def sigma_max(self) -> float:  # pragma: no cover - overridden
+        """Largest noise level: where sampling starts, ``x = sigma_max * randn``."""
         raise NotImplementedError
 
     def sample_training_sigmas(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` noise levels drawn from the schedule's training distribution, ``(n,)`` float32."""
         raise NotImplementedError
 
     def add_noise(self, x0: torch.Tensor, sigma, noise: torch.Tensor) -> torch.Tensor:
@@ -93,6 +96,10 @@ class Schedule:
         return self.scale(sig) * (x0 + sig * noise)
 
     def sampling_sigmas(self, steps: int, spacing: str | None = None) -> torch.Tensor:
+        """Decreasing grid of ``steps + 1`` noise levels for sampling, ending in 0, ``(steps + 1,)`` float32.
+
+        ``spacing`` (discrete schedules: ``leading``, ``trailing``, ``linspace``, ``karras``) picks the levels.
+        """
         raise NotImplementedError
 
     def config(self) -> dict:
@@ -129,6 +136,7 @@ class DiscreteVP(Schedule):
 
     @property
     def num_steps(self) -> int:
+        """``T``, the number of steps of the discrete chain."""
         return len(self.betas)
 
     @property
@@ -317,10 +325,12 @@ class Flow(Schedule):
 
     @staticmethod
     def t_to_sigma(t):
+        """Flow time ``t`` in ``[0, 1)`` -> noise level ``sigma = t / (1 - t)``."""
         return t / (1 - t)
 
     @staticmethod
     def sigma_to_t(sigma):
+        """Noise level ``sigma`` -> flow time ``t = sigma / (1 + sigma)``."""
         return sigma / (1 + sigma)
 
     sigma_min = property(lambda self: self.t_to_sigma(self.t_min))

@@ -110,6 +110,7 @@ class TrainConfig:
     resume_from: str = ""
 
     def validate(self):
+        """Raise ValueError naming the first option that is out of range."""
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be positive")
         if self.lr <= 0:

@@ -57,18 +57,22 @@ class DiagonalGaussian:
 
     @property
     def var(self):
+        """Variance ``exp(logvar)``, shaped like the latent."""
         return torch.exp(self.logvar)
 
     @property
     def std(self):
+        """Standard deviation ``exp(logvar / 2)``, shaped like the latent."""
         return torch.exp(0.5 * self.logvar)
 
     def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """A reparameterised draw ``mean + std * z``."""
         device = generator.device if generator is not None else self.mean.device
         z = torch.randn(self.mean.shape, generator=generator, dtype=self.mean.dtype, device=device)
         return self.mean + self.std * z.to(self.mean.device)
 
     def mode(self) -> torch.Tensor:
+        """The most likely latent: the mean."""
         return self.mean
 
     def kl(self) -> torch.Tensor:
