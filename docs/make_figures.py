@@ -349,6 +349,7 @@ def fig_langevin(out, fast):
         ax.set_aspect("equal")
         ax.set_xticks([-2, 0, 2])
         ax.set_yticks([-2, 0, 2])
+        ax.set_xlabel("$x_1$", fontsize=8)
     axes[0].set_ylabel("$x_2$")
     fig.suptitle("annealed Langevin dynamics (sampler=\"langevin\") on the 8-Gaussian ring, exact score", fontsize=10)
     return _save(fig, out, "langevin.png")
