@@ -16,12 +16,16 @@ PROMPTS = ["a large red circle in the center", "a small blue square at the top l
            "a large green triangle at the bottom right", "a small yellow circle at the top right",
            "a large blue triangle at the bottom left", "a small red square in the center",
            "a large yellow square at the top left", "a small green circle at the bottom left"]
-DEFAULTS = dict(num_images=4000, ae_steps=800, steps=2500, batch_size=64, guidance=3.0, sample_steps=25)
+DEFAULTS = dict(num_images=4000, ae_steps=600, steps=2000, batch_size=64, guidance=3.0, sample_steps=25)
 
 
-def train_text_model(out: str, seed: int = 0, num_images: int = 4000, ae_steps: int = 800, steps: int = 2500,
-                     batch_size: int = 64, device: str = "cpu", progress: bool = True, log=print):
-    """Autoencoder + text-conditioned latent diffusion on shapes; returns ``(pipeline, encoder, info)``."""
+def train_text_model(out: str, seed: int = 0, num_images: int = 4000, ae_steps: int = 600, steps: int = 2000,
+                     batch_size: int = 64, device: str = "cpu", progress: bool = True, log=print,
+                     reuse_autoencoder: bool = False):
+    """Autoencoder + text-conditioned latent diffusion on shapes; returns ``(pipeline, encoder, info)``.
+
+    ``reuse_autoencoder`` keeps an autoencoder already in ``out/autoencoder`` instead of training one.
+    """
     from ..data.shapes import make_shapes
     from ..latent import LatentCodec, load_latent_run, psnr, train_latent
     from ..nets.autoencoder import Autoencoder, estimate_latent_scale, fit_autoencoder, save_autoencoder
@@ -31,25 +35,29 @@ def train_text_model(out: str, seed: int = 0, num_images: int = 4000, ae_steps: 
     images, _, captions = make_shapes(num_images, 32, torch.Generator().manual_seed(seed))
     ae_dir, run_dir = os.path.join(out, "autoencoder"), os.path.join(out, "run")
     torch.manual_seed(seed)
-    ae = Autoencoder(3, latent_channels=4, downsample=4, channels=16)
-    fit_autoencoder(ae, images, steps=ae_steps, batch_size=32, lr=2e-3, kl_weight=1e-6, seed=seed, device=device,
-                    progress=progress)
-    ae = ae.cpu().eval()
-    scale, shift = estimate_latent_scale(ae, images)
     held = make_shapes(256, 32, torch.Generator().manual_seed(seed + 1))[0]
-    codec = LatentCodec(ae, scale, shift)
-    ae_psnr = psnr(codec.decode(codec.encode(held), clamp=True), held)
-    save_autoencoder(ae_dir, ae, scale, shift, info={"data": {"source": "shapes", "shape": [3, 32, 32]},
-                                                     "psnr_db": ae_psnr})
+    if reuse_autoencoder and os.path.exists(os.path.join(ae_dir, "autoencoder.json")):
+        codec = LatentCodec.from_dir(ae_dir)
+        ae_psnr = psnr(codec.decode(codec.encode(held)), held)
+    else:
+        ae = Autoencoder(3, latent_channels=4, downsample=4, channels=16)
+        fit_autoencoder(ae, images, steps=ae_steps, batch_size=32, lr=2e-3, kl_weight=1e-6, loss="l2", seed=seed,
+                        device=device, progress=progress)
+        ae = ae.cpu().eval()
+        scale, shift = estimate_latent_scale(ae, images)
+        codec = LatentCodec(ae, scale, shift)
+        ae_psnr = psnr(codec.decode(codec.encode(held)), held)
+        save_autoencoder(ae_dir, ae, scale, shift, info={"data": {"source": "shapes", "shape": [3, 32, 32]},
+                                                         "psnr_db": ae_psnr})
     t_ae = time.perf_counter() - t0
     log(f"autoencoder: held-out PSNR {ae_psnr:.1f} dB ({t_ae:.0f} s)")
 
     encoder = TextEncoder()
     names, labels, table, mask = embed_captions(encoder, captions)
-    inner = {"name": "unet", "config": dict(shape=[4, 8, 8], base_channels=64, channel_mult=[1, 2],
-                                             attention_levels=[0, 1], num_res_blocks=1, num_heads=4)}
+    inner = {"name": "unet", "config": dict(shape=[4, 8, 8], base_channels=32, channel_mult=[1, 2],
+                                             attention_levels=[1], num_res_blocks=1, num_heads=4)}
     wrapper = dict(inner=inner, num_classes=len(names), context_len=table.shape[1], context_dim=table.shape[2])
-    cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=1e-3, ema_decay=0.999, warmup=100, seed=seed,
+    cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=2e-3, ema_decay=0.999, warmup=100, seed=seed,
                       device=device, label_dropout=0.1, checkpoint_every=0, log_every=50)
     train_latent(images, ae_dir, run_dir, net="caption_table", net_config=wrapper, labels=labels,
                  info={"text": {"captions": names, "encoder": "all-MiniLM-L6-v2"}}, prepare_net=lambda m: m.set_table(table, mask),
