@@ -165,8 +165,8 @@ def test_synthetic_audio_properties():
 
 # ----------------------------------------------------------------------------- spectral features
 def test_mel_filterbank_and_frechet_distance():
-    fb = mel_fb = spectral.mel_filterbank(16, 256, 8000)
-    assert mel_fb.shape == (16, 129) and torch.all(fb >= 0)
+    fb = spectral.mel_filterbank(16, 256, 8000)
+    assert fb.shape == (16, 129) and torch.all(fb >= 0)
     assert torch.all((fb.max(1).values > 0.5) & (fb.max(1).values <= 1))
     g = torch.Generator().manual_seed(0)
     a = torch.randn(400, 5, generator=g, dtype=torch.float64) @ torch.randn(5, 5, generator=g, dtype=torch.float64)
