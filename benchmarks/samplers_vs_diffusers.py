@@ -304,6 +304,9 @@ def report(all_results, seconds):
         for name in names:
             lines.append(line(f"unnoise {name}", uni, name))
         lines.append("")
+        over = [nm for nm in names if all(uni.get((nm, b)) is None for b in BUDGETS)]
+        if over:
+            lines.append(f"- no run fits {max(BUDGETS)} NFE: {', '.join(over)}")
         for b in BUDGETS:
             best_d = min((v for k, v in dif.items() if k[1] == b and v), key=lambda v: v[0])
             best_u_name, best_u = min(((k[0], v) for k, v in uni.items() if k[1] == b and v),
@@ -346,9 +349,15 @@ SECTION = ("<!-- samplers_vs_diffusers:start -->", "<!-- samplers_vs_diffusers:e
 
 def write_docs(text, path):
     header = "## Samplers vs diffusers at 5 and 10 denoiser evaluations\n\n"
-    intro = ("Measured by `benchmarks/samplers_vs_diffusers.py` (both libraries in one process, same exact "
-             "mixture denoiser, same DDPM-linear noise process, same starting noise; SWD = sliced Wasserstein "
-             "distance to exact samples, lower is better; each cell: SWD (real NFE, configuration)).\n\n")
+    intro = ("Measured by `.venv/bin/python benchmarks/samplers_vs_diffusers.py --write-docs`: both libraries in one "
+             "process, the same exact Gaussian-mixture denoiser, the same DDPM noise process (linear betas "
+             "1e-4..0.02, 1000 steps), the same starting noise.  NFE are counted denoiser calls; each sampler or "
+             "scheduler gets the most steps that fit the budget.  Each cell gives the sliced Wasserstein distance "
+             "(SWD, lower is better) to exact samples of the best configuration, its real NFE and the configuration "
+             "(diffusers: timestep spacing x Karras/exponential sigmas; unnoise: trailing, karras or the automatic "
+             "grid `auto`).  *ODE error* is that configuration's RMS distance to the exact probability-flow ODE map "
+             "of the same starting noise (deterministic samplers only): it has no sampling noise, so it still ranks "
+             "samplers whose SWD has reached the floor of the metric.  Stochastic samplers are scored by SWD alone.\n\n")
     block = f"{SECTION[0]}\n{header}{intro}{text}\n{SECTION[1]}\n"
     old = open(path).read() if os.path.exists(path) else "# Benchmarks\n\n"
     if SECTION[0] in old:
