@@ -318,7 +318,7 @@ def report(all_results, seconds):
                           key=lambda v: v[4])
             lines.append(f"- NFE <= {b}: best unnoise `{best_u_name}` SWD {best_u[0]:.4f} vs best diffusers "
                          f"{best_d_name} {best_d[0]:.4f} ({verdict}; ratio {best_u[0] / best_d[0]:.2f}; "
-                         f"floors {res['floor']:.4f} / {res['ode_swd']:.4f}); smallest ODE error: unnoise "
+                         f"floors {res['floor']:.4f} / {res['ode_swd']:.4f}); smallest ODE error in the table: unnoise "
                          f"{best_ue[4]:.4f} vs diffusers {best_de[4]:.4f} (ratio {best_ue[4] / best_de[4]:.2f})")
         lines.append("")
     lines.append(f"Total time {seconds:.0f} s, torch {torch.__version__}, "
