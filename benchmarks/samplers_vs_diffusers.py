@@ -205,7 +205,8 @@ def bench_problem(mixture, n, seed, log):
                     log(f"  diffusers {name} [{label}] failed: {err}")
                     continue
                 d, e = swd(out), rms(out, ode)
-                log(f"  [{time.perf_counter() - t0:5.0f}s] diffusers {name:<8} NFE {calls:>2} ({steps:>2} steps) [{label}]: SWD {d:.4f}, ODE error {e:.4f}")
+                log(f"  [{time.perf_counter() - t0:5.0f}s] diffusers {name:<8} NFE {calls:>2} ({steps:>2} steps) "
+                    f"[{label}]: SWD {d:.4f}, ODE error {e:.4f}")
                 if best is None or d < best[0]:
                     best = (d, calls, steps, label, e)
             results["diffusers"][(name, budget)] = best
@@ -262,7 +263,8 @@ def bench_problem(mixture, n, seed, log):
                     log(f"  unnoise {name} [{kind}] failed: {err}")
                     continue
                 d, e = swd(out), (math.nan if stochastic else rms(out, ode))
-                log(f"  [{time.perf_counter() - t0:5.0f}s] unnoise   {name:<20} NFE {calls:>2} ({steps:>2} steps) [{kind}]: SWD {d:.4f}, ODE error {e:.4f}")
+                log(f"  [{time.perf_counter() - t0:5.0f}s] unnoise   {name:<20} NFE {calls:>2} ({steps:>2} steps) "
+                    f"[{kind}]: SWD {d:.4f}, ODE error {e:.4f}")
                 if best is None or d < best[0]:
                     best = (d, calls, steps, kind, e)
             results["unnoise"][(name, budget)] = best
@@ -357,7 +359,8 @@ def write_docs(text, path):
              "(diffusers: timestep spacing x Karras/exponential sigmas; unnoise: trailing, karras or the automatic "
              "grid `auto`).  *ODE error* is that configuration's RMS distance to the exact probability-flow ODE map "
              "of the same starting noise (deterministic samplers only): it has no sampling noise, so it still ranks "
-             "samplers whose SWD has reached the floor of the metric.  Stochastic samplers are scored by SWD alone.\n\n")
+             "samplers whose SWD has reached the floor of the metric.  Stochastic samplers are scored by SWD "
+             "alone.\n\n")
     block = f"{SECTION[0]}\n{header}{intro}{text}\n{SECTION[1]}\n"
     old = open(path).read() if os.path.exists(path) else "# Benchmarks\n\n"
     if SECTION[0] in old:
