@@ -165,3 +165,37 @@ def test_bad_input_fails_early():
         likelihood.nll(gm.denoise, x * float("nan"))
     with pytest.raises(ValueError, match="discrete VP"):
         likelihood.ddpm_elbo(gm.denoise, schedules.Karras(), x)
+
+
+def test_conditioning_stays_aligned_with_its_examples():
+    # label c selects mixture c: the NLL of each example must be that of its own mixture, which
+    # fails if labels and examples are misaligned when the batch is copied per dimension
+    mixtures = [analytic.GaussianMixture([[-2.0, 0.0]], 0.3), analytic.GaussianMixture([[2.0, 1.0]], 0.5)]
+
+    def D(x, sigma, cond):
+        assert cond.shape == (x.shape[0],)
+        out = torch.empty_like(x)
+        for c, gm in enumerate(mixtures):
+            m = cond == c
+            out[m] = gm.denoise(x[m], sigma[m])
+        return out
+
+    labels = torch.tensor([0, 1, 1, 0, 1])
+    x = torch.stack([mixtures[int(c)].sample(1, generator=torch.Generator().manual_seed(i), dtype=torch.float64)[0]
+                     for i, c in enumerate(labels)])
+    got = likelihood.nll(D, x, cond=labels, sigma_max=500.0)  # a far prior: means of 2 cost nothing
+    true = torch.stack([-mixtures[int(c)].log_prob(x[i:i + 1])[0] for i, c in enumerate(labels)])
+    assert torch.allclose(got, true, atol=0.02)
+
+
+def test_network_denoiser_exact_and_hutchinson_agree_without_touching_weights():
+    from unnoise import Denoiser, nets
+    torch.manual_seed(0)
+    den = Denoiser(nets.build("mlp", shape=[2]), "eps", "vp").eval()
+    x = torch.randn(6, 2, generator=torch.Generator().manual_seed(1))
+    exact = likelihood.nll(den, x, sigma_max=50.0, rtol=1e-3, atol=1e-3)
+    est, st = likelihood.nll(den, x, sigma_max=50.0, divergence="hutchinson", probe="gaussian", num_probes=8,
+                             rtol=1e-3, atol=1e-3, return_stats=True, generator=torch.Generator().manual_seed(0))
+    assert exact.dtype == torch.float32 and torch.all(torch.isfinite(exact))
+    assert float(((est - exact) / st["stderr"]).abs().max()) < 4.5
+    assert all(p.grad is None for p in den.parameters())  # no gradients leak into the weights
