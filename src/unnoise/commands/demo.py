@@ -14,7 +14,7 @@ from ..train import TrainConfig
 
 DEMOS = {name: "2-D point set" for name in TOY_DATASETS}
 DEMOS["digits"] = "8x8 handwritten digits, class-conditional U-Net with guidance (3000 steps unless --steps)"
-DEMOS["text"] = "text-to-image: latent diffusion with cross-attention on captioned shapes (about 15 minutes)"
+DEMOS["text"] = "text-to-image: latent diffusion with cross-attention on captioned shapes (about 6 minutes)"
 DEMOS["audio"] = "synthetic 8 kHz notes and chords, DiffWave; WAV clips and spectrograms (under 10 minutes)"
 
 
