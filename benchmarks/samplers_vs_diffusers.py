@@ -13,10 +13,10 @@ exact-vs-exact SWD (two independent exact sample sets) is the floor of the metri
   ``sigma`` is the scheduler's own sigma for the step when it keeps one (so a rounded timestep
   never costs diffusers accuracy) and ``sqrt((1 - abar_t) / abar_t)`` otherwise (DDIM).
 * unnoise: every registered sampler (``unnoise.samplers.available()``) on the trailing grid,
-  the Karras grid over the same VP sigma range, and, for deterministic samplers, an automatic
-  grid: ``unnoise.samplers.optimize_sigmas`` from sigma_max = 157 down to a lower end from
-  ``AUTO_SIGMA_MIN`` (then 0), the lower end picked by the RMS error against the exact ODE map on
-  a separate pilot batch.
+  the Karras grid over the same VP sigma range, and, for deterministic samplers, the automatic
+  grid of ``unnoise.compare.auto_grid``: ``unnoise.samplers.optimize_sigmas`` from sigma_max = 157
+  down to a lower end from ``AUTO_SIGMA_MIN`` (then 0), the lower end picked by the RMS error
+  against the exact ODE map on a separate pilot batch.
 
 Besides SWD, deterministic rows report the RMS distance of each sample to the exact
 probability-flow ODE map of its own starting noise (tight Dormand-Prince): free of sampling noise,
@@ -156,14 +156,6 @@ class SlicedW2:
         return float(((px - self._ref_quantiles(len(x))) ** 2).mean().sqrt())
 
 
-def ode_endpoint(denoise, z, sigma_max, sigma_end=1e-4, tol=1e-8):
-    """The exact probability-flow ODE map of the start ``z * sigma_max`` (tight Dormand-Prince in log sigma)."""
-    from unnoise.ode import odeint_adaptive
-    x, _ = odeint_adaptive(lambda t, y: y - denoise(y, math.exp(t)), z.double() * sigma_max, math.log(sigma_max),
-                           math.log(sigma_end), rtol=tol, atol=tol)
-    return denoise(x, sigma_end)
-
-
 def rms(a, b):
     return float(((a.double() - b.double()) ** 2).sum(1).mean().sqrt())
 
@@ -183,7 +175,7 @@ def bench_problem(mixture, n, seed, log):
         return gm.denoise(x, sigma)
 
     t0 = time.perf_counter()
-    ode = ode_endpoint(denoise, z, sched.sigma_max)
+    ode = compare.ode_map(denoise, z.double() * sched.sigma_max, sched.sigma_max)
     ode_swd = swd(ode)
 
     results = {"n": n, "floor": floor, "ode_swd": ode_swd, "diffusers": {}, "unnoise": {}}
@@ -214,27 +206,15 @@ def bench_problem(mixture, n, seed, log):
     # ---------------------------------------------------------------- unnoise
     optimize = getattr(samplers, "optimize_sigmas", None)
     auto_cache = {}
-    # the automatic grid: optimize_sigmas for a few lower ends of the grid (with few steps it can pay to
-    # stop the ODE early and let the last call denoise), the winner picked by the error against the exact
-    # ODE map on a separate pilot batch (never on the evaluation samples)
-    pilot = torch.randn(256, dim, generator=torch.Generator().manual_seed(seed + 11))
-    pilot_ode = ode_endpoint(denoise, pilot, sched.sigma_max)
 
     def grid(kind, steps, name):
         if kind != "auto":
             return sched.sampling_sigmas(steps, kind)
-        key = (steps, name)
-        if key not in auto_cache:
-            best = None
-            for sigma_min in AUTO_SIGMA_MIN:
-                lo = max(sigma_min, sched.sigma_min)
-                sig = optimize(denoise, (dim,), steps, sampler=name, sigma_min=lo, sigma_max=sched.sigma_max,
-                               generator=torch.Generator().manual_seed(seed + 12), max_evals=AUTO_EVALS)
-                err = rms(unnoise.sample(denoise, pilot * sig[0], sig, sampler=name), pilot_ode)
-                if best is None or err < best[0]:
-                    best = (err, sig)
-            auto_cache[key] = best[1]
-        return auto_cache[key]
+        if (steps, name) not in auto_cache:  # tuned on a pilot batch of its own, never on the evaluation
+            auto_cache[steps, name] = compare.auto_grid(denoise, (dim,), steps, name, sched.sigma_min,
+                                                        sched.sigma_max, lower_ends=AUTO_SIGMA_MIN, seed=seed,
+                                                        max_evals=AUTO_EVALS)
+        return auto_cache[steps, name]
 
     kinds = ["trailing", "karras"] + (["auto"] if optimize is not None else [])
     for name in samplers.available():

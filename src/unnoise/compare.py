@@ -32,6 +32,51 @@ def builtin_mixture(name: str) -> analytic.GaussianMixture:
         raise ValueError(f"unknown mixture {name!r}; choose one of {', '.join(sorted(MIXTURES))}") from None
 
 
+def ode_map(denoiser, x_T: torch.Tensor, sigma_max: float, sigma_end: float = 1e-4,
+            tol: float | None = None) -> torch.Tensor:
+    """The probability-flow ODE's own map of ``x_T`` at ``sigma_max`` to data: a tight Dormand-Prince solve
+    of ``dx/dt = x - D(x, e^t)`` in ``t = log sigma`` down to ``sigma_end``, then ``D(x, sigma_end)``.
+    The reference a deterministic sampler's error is measured against.  Runs in ``x_T``'s dtype;
+    ``tol`` defaults to 1e-8 in float64 and 1e-5 otherwise."""
+    from .ode import odeint_adaptive
+    tol = tol if tol is not None else (1e-8 if x_T.dtype == torch.float64 else 1e-5)
+
+    def sig(value, y):
+        return torch.full((len(y),), value, dtype=y.dtype, device=y.device)
+    with torch.no_grad():
+        x, _ = odeint_adaptive(lambda t, y: y - denoiser(y, sig(math.exp(t), y)), x_T, math.log(sigma_max),
+                               math.log(sigma_end), rtol=tol, atol=tol)
+        return denoiser(x, sig(sigma_end, x))
+
+
+def auto_grid(denoiser, shape, steps: int, sampler: str, sigma_min: float, sigma_max: float,
+              lower_ends=(0.0, 0.1, 0.5), pilot: int = 256, seed: int = 0, max_evals: int = 40, **options):
+    """An automatic grid: :func:`unnoise.samplers.optimize_sigmas` for each candidate lower end
+    ``max(lower_end, sigma_min)`` (with few steps it can pay to stop the ODE early and let the last
+    call denoise), the winner picked by the RMS error against :func:`ode_map` on a pilot batch of its
+    own.  Deterministic samplers only (``optimize_sigmas`` raises ``ValueError`` otherwise).
+
+    Returns:
+        ``(steps + 1,)`` decreasing grid ending at 0.
+    """
+    optimize = getattr(samplers, "optimize_sigmas", None)
+    if optimize is None:
+        raise ValueError("this unnoise has no samplers.optimize_sigmas; use a fixed spacing")
+    z = torch.randn(pilot, *shape, generator=torch.Generator().manual_seed(seed + 11))
+    target = ode_map(denoiser, z * sigma_max, sigma_max)
+    best = None
+    for lower in sorted({max(float(lo), sigma_min) for lo in lower_ends}):
+        if lower >= sigma_max:
+            continue
+        sig = optimize(denoiser, tuple(shape), steps, sampler=sampler, sigma_min=lower, sigma_max=sigma_max,
+                       generator=torch.Generator().manual_seed(seed + 12), max_evals=max_evals, **options)
+        out = samplers.sample(denoiser, z * sig[0], sig, sampler=sampler, **options)
+        err = float(((out.double() - target.double()) ** 2).reshape(pilot, -1).sum(1).mean())
+        if best is None or err < best[0]:
+            best = (err, sig)
+    return best[1]
+
+
 def measure_nfe(denoiser, sampler: str, sigmas, probe: torch.Tensor, options: dict | None = None, seed: int = 0) -> int:
     """Real denoiser calls of one run of ``sampler`` on ``sigmas`` (from a small probe batch)."""
     g = torch.Generator().manual_seed(seed)

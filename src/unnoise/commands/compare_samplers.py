@@ -32,7 +32,8 @@ def register(sub):
     p.add_argument("--n", type=int, default=2000, help="samples per run (default: 2000)")
     p.add_argument("--spacing", default="karras", choices=GRIDS,
                    help="sampling grid: a schedule spacing, or auto (a grid optimised per sampler and budget "
-                        "for deterministic samplers, karras for stochastic ones) (default: karras)")
+                        "against the exact ODE map on a pilot batch, for deterministic samplers; karras for "
+                        "stochastic ones; slower) (default: karras)")
     p.add_argument("--schedule", default="ddpm", choices=schedules.available(),
                    help="noise schedule giving the sigma range for --mixture (default: ddpm)")
     p.add_argument("--reference", default=None,
@@ -82,9 +83,8 @@ def _parse_sampler_options(pairs, names):
 
 
 def _make_grid(schedule, spacing, denoiser, shape, options):
-    """``grid(steps, sampler)``; ``auto`` optimises per (steps, deterministic sampler) once, cached."""
+    """``grid(steps, sampler)``; ``auto`` tunes a grid per (steps, deterministic sampler) once, cached."""
     cache = {}
-    optimize = getattr(samplers, "optimize_sigmas", None)
 
     def grid(steps, name):
         key = (steps, name)
@@ -93,11 +93,10 @@ def _make_grid(schedule, spacing, denoiser, shape, options):
                 cache[key] = schedule.sampling_sigmas(steps, spacing)
             else:
                 sig = None
-                if optimize is not None and steps >= 2:
+                if steps >= 2:
                     try:
-                        sig = optimize(denoiser, shape, steps, sampler=name, sigma_min=schedule.sigma_min,
-                                       sigma_max=schedule.sigma_max, generator=torch.Generator().manual_seed(0),
-                                       **options.get(name, {}))
+                        sig = compare.auto_grid(denoiser, shape, steps, name, schedule.sigma_min, schedule.sigma_max,
+                                                **options.get(name, {}))
                     except ValueError:
                         sig = None  # stochastic samplers: grid error is not a grid property
                 cache[key] = sig if sig is not None else schedule.sampling_sigmas(steps, "karras")
