@@ -128,8 +128,9 @@ class LatentPipeline:
                 generator=None, cond=None, **options) -> torch.Tensor:
         """SDEdit in latent space; ``strength = 0`` returns ``images`` unchanged."""
         self._check(images)
-        if float(strength) == 0.0:
-            editing.img2img(None, images, self.schedule.sampling_sigmas(steps, spacing), 0.0)  # validates
+        if not isinstance(strength, (int, float)) or not 0.0 <= float(strength) <= 1.0:
+            raise ValueError(f"strength must be a number in [0, 1], got {strength!r}")
+        if float(strength) == 0.0:  # exactly the input, not its autoencoder reconstruction
             return images.clone()
         z = self.codec.encode(images.to(self._device()))
         out = editing.img2img(self.denoiser, z, self.schedule.sampling_sigmas(steps, spacing), strength,
