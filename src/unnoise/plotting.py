@@ -87,3 +87,25 @@ def plot_trajectory(forward: list[tuple[float, torch.Tensor]], reverse: list[tup
             ax.set_title(f"sigma={sig:.3g}", fontsize=8)
         axes[r][0].set_ylabel(label, fontsize=9)
     _save(fig, path)
+
+
+def plot_spectrograms(rows: dict[str, torch.Tensor], sample_rate: int, path: str, n_fft: int = 256) -> None:
+    """A grid of log-magnitude spectrograms, one row per entry of ``rows`` (each ``(n, channels, length)``)."""
+    from . import spectral
+    cols = min(len(v) for v in rows.values())
+    fig, axes = plt.subplots(len(rows), cols, figsize=(2.2 * cols, 2.0 * len(rows)), squeeze=False,
+                             sharex=True, sharey=True)
+    for r, (name, clips) in enumerate(rows.items()):
+        mags = spectral.stft_magnitude(clips[:cols].float().mean(1), n_fft)
+        db = 20 * torch.log10(mags + 1e-5)
+        for c in range(cols):
+            ax = axes[r, c]
+            dur = clips.shape[-1] / sample_rate * 1000
+            ax.imshow(db[c].numpy(), origin="lower", aspect="auto", cmap="magma", vmin=-60, vmax=float(db.max()),
+                      extent=(0, dur, 0, sample_rate / 2 / 1000))
+            if c == 0:
+                ax.set_ylabel(f"{name}\nkHz")
+            if r == len(rows) - 1:
+                ax.set_xlabel("ms")
+    fig.suptitle(f"log-magnitude spectrograms (dB), {sample_rate} Hz clips")
+    _save(fig, path)

@@ -17,6 +17,7 @@ from ..data.audio import synthetic_audio, write_wav
 from ..denoiser import Denoiser
 from ..nets.diffwave import DiffWave
 from ..pipeline import unstandardise
+from ..plotting import plot_spectrograms
 from ..samplers import sample
 from ..schedules import get as get_schedule
 from ..train import TrainConfig, Trainer
@@ -36,29 +37,6 @@ def use_free_cores() -> None:
         return
     if torch.get_num_threads() > 1 and load > (os.cpu_count() or 1) - 1:
         torch.set_num_threads(1)
-
-
-def plot_spectrograms(rows: dict[str, torch.Tensor], sample_rate: int, path: str, n_fft: int = 256) -> None:
-    """A grid of log-magnitude spectrograms, one row per entry of ``rows`` (each ``(n, channels, length)``)."""
-    from ..plotting import plt  # (the module selects a non-interactive backend)
-    cols = min(len(v) for v in rows.values())
-    fig, axes = plt.subplots(len(rows), cols, figsize=(2.2 * cols, 2.0 * len(rows)), squeeze=False,
-                             sharex=True, sharey=True)
-    for r, (name, clips) in enumerate(rows.items()):
-        mags = spectral.stft_magnitude(clips[:cols].float().mean(1), n_fft)
-        db = 20 * torch.log10(mags + 1e-5)
-        for c in range(cols):
-            ax = axes[r, c]
-            dur = clips.shape[-1] / sample_rate * 1000
-            ax.imshow(db[c].numpy(), origin="lower", aspect="auto", cmap="magma", vmin=-60, vmax=float(db.max()),
-                      extent=(0, dur, 0, sample_rate / 2 / 1000))
-            if c == 0:
-                ax.set_ylabel(f"{name}\nkHz")
-            if r == len(rows) - 1:
-                ax.set_xlabel("ms")
-    fig.suptitle(f"log-magnitude spectrograms (dB), {sample_rate} Hz clips")
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
 
 
 def run(args):
@@ -112,4 +90,4 @@ def run(args):
           f"(real vs real {floor:.1f}, white noise {noise:.1f}) after {trainer.step_count} training steps")
     print(f"wrote {png}, real_*.wav and generated_*.wav (8 kHz, 16-bit) and the checkpoint in {run_dir}/ "
           f"in {time.perf_counter() - t0:.0f} s")
-    print(f"next: unnoise sample --checkpoint {run_dir} --n 8 --out clips.npy")
+    print(f"next: unnoise sample --checkpoint {run_dir} --n 8 --out clips/ --plot clips.png")

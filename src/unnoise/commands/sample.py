@@ -16,10 +16,11 @@ def register(sub):
                        description="Sample from a run directory written by 'unnoise train' and save them "
                                    "as .npy (or .csv), optionally with a scatter plot.")
     p.add_argument("--checkpoint", required=True, help="run directory written by 'unnoise train'")
-    p.add_argument("--n", type=int, default=1000, help="number of samples (default: 1000; 100 for image runs)")
+    p.add_argument("--n", type=int, default=1000, help="number of samples (default: 1000; 100 for image runs, 8 WAV clips for audio runs)")
     p.add_argument("--out", default="samples.npy",
-                   help="output file, .npy or .csv (default: samples.npy); .png writes an image grid for image runs")
-    p.add_argument("--plot", default=None, help="also write a scatter plot of the first two coordinates (PNG)")
+                   help="output file, .npy or .csv (default: samples.npy); .png writes an image grid for image runs; "
+                        "audio runs write WAV files to a folder (default: samples/) or NAME.wav")
+    p.add_argument("--plot", default=None, help="also write a scatter plot of the first two coordinates (PNG; spectrograms for audio runs)")
     p.add_argument("--raw-weights", action="store_true", help="use the raw weights instead of the EMA weights")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     add_sampling_args(p)
@@ -42,6 +43,15 @@ def run(args):
         if args.n == 1000:  # the vector default; a 10x10 grid for images
             args.n = 100
         return run_sample_images(args, parse_options(args.option))
+    from .sample_audio import DEFAULT_OUT, audio_info, run_sample_audio
+    info = audio_info(args.checkpoint)
+    if info is not None:  # trained on WAV clips: 16-bit WAV files at the stored rate (.npy/.csv: raw arrays)
+        if args.out == "samples.npy":
+            args.out = DEFAULT_OUT
+        if not args.out.lower().endswith((".npy", ".csv")):
+            if args.n == 1000:  # the vector default; a handful of clips to listen to
+                args.n = 8
+            return run_sample_audio(args, parse_options(args.option), info)
     if args.n < 1:
         raise ValueError(f"--n must be positive, got {args.n}")
     ext = os.path.splitext(args.out)[1].lower()

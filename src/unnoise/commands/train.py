@@ -41,6 +41,8 @@ def register(sub):
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     add_device_arg(p)
     add_image_args(p)
+    from .train_audio import add_audio_args
+    add_audio_args(p)
     from .train_latent import add_latent_args
     add_latent_args(p)
     add_scaling_args(p)
@@ -146,6 +148,11 @@ def run(args):
         from . import train as train_cmd
         from .train_latent import run_latent
         return run_latent(args, train_cmd)
+    from .train_audio import is_audio_request
+    if is_audio_request(args):  # --data FOLDER of .wav files: sequences through the array path
+        from . import train as train_cmd
+        from .train_audio import run_audio
+        return run_audio(args, train_cmd)
     from ..data.images import is_image_spec
     if is_image_spec(args.data):  # --data digits or a folder of images
         if getattr(args, "net", None) == "diffwave":

@@ -52,8 +52,11 @@ def array_net_config(args, shape) -> tuple[str, dict]:
     return net_config_from_args(args, num_classes=0)
 
 
-def run_arrays(args, x: torch.Tensor, train_cmd) -> int:
-    """Train a convolutional backbone on an array ``x`` of shape ``(N, C, *spatial)``."""
+def run_arrays(args, x: torch.Tensor, train_cmd, extra_info: dict | None = None) -> int:
+    """Train a convolutional backbone on an array ``x`` of shape ``(N, C, *spatial)``.
+
+    ``extra_info``: more entries for the run's config (e.g. ``{"audio": {"sample_rate": 8000}}``).
+    """
     if x.ndim == 2 and os.path.splitext(args.data)[1].lower() in (".csv", ".txt"):
         x = x[:, None, :]  # a CSV holds one single-channel series per row
     if x.ndim < 3:
@@ -65,7 +68,7 @@ def run_arrays(args, x: torch.Tensor, train_cmd) -> int:
                       grad_clip=args.grad_clip, weighting=args.weighting, warmup=args.warmup, seed=args.seed,
                       device=args.device, **train_cmd.loop_options(args))
     info = {"data": {"shape": list(x.shape[1:]), "normalization": stats, "num_examples": len(x)},
-            "command": train_cmd.command_record(args)}
+            "command": train_cmd.command_record(args), **(extra_info or {})}
     try:
         trainer = train_model(scaled, args.out, net=name, net_config=net_config,
                               parameterization=args.parameterization, schedule=args.schedule, config=cfg,
