@@ -239,16 +239,21 @@ def heun(denoiser, x, sigmas, *, callback=None, progress=False):
     """
     for i in _steps(sigmas, progress):
         s, s_next = float(sigmas[i]), float(sigmas[i + 1])
-        den = denoiser(x, s)
-        d = (x - den) / s
-        x_pred = x + (s_next - s) * d
-        if s_next > 0:
-            d_next = (x_pred - denoiser(x_pred, s_next)) / s_next
-            x = x + (s_next - s) * 0.5 * (d + d_next)
-        else:
-            x = x_pred
+        x, den = _heun_step(denoiser, x, s, s_next)
         _cb(callback, i, x, den, s)
     return x
+
+
+def _heun_step(denoiser, x, s, s_next):
+    """One Heun step of the probability-flow ODE from ``s`` to ``s_next`` (Euler when ``s_next = 0``);
+    returns the new ``x`` and the denoiser output at the start."""
+    den = denoiser(x, s)
+    d = (x - den) / s
+    x_pred = x + (s_next - s) * d
+    if s_next == 0:
+        return x_pred, den
+    d_next = (x_pred - denoiser(x_pred, s_next)) / s_next
+    return x + (s_next - s) * 0.5 * (d + d_next), den
 
 
 @register("rk45")
@@ -303,14 +308,7 @@ def edm_stochastic(denoiser, x, sigmas, *, S_churn: float = 0.0, S_tmin: float =
         s_hat = s * (1.0 + gamma)
         if gamma > 0:
             x = x + math.sqrt(s_hat**2 - s**2) * S_noise * noise_like(x, generator)
-        den = denoiser(x, s_hat)
-        d = (x - den) / s_hat
-        x_pred = x + (s_next - s_hat) * d
-        if s_next > 0:
-            d_next = (x_pred - denoiser(x_pred, s_next)) / s_next
-            x = x + (s_next - s_hat) * 0.5 * (d + d_next)
-        else:
-            x = x_pred
+        x, den = _heun_step(denoiser, x, s_hat, s_next)
         _cb(callback, i, x, den, s)
     return x
 
