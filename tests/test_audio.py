@@ -17,15 +17,6 @@ from unnoise.data.audio import (PITCHES_HZ, AudioFolder, adsr, convert_channels,
 from unnoise.nets.diffwave import DiffWave
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # small convolutions run many times faster on one thread than on two busy shared cores
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _stdlib_write(path, ints: np.ndarray, rate: int, width: int = 2):
     """Write integer frames ``(frames, channels)`` with the standard library, as an independent writer."""
     with wave.open(str(path), "wb") as w:

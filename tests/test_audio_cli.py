@@ -17,15 +17,6 @@ TRAIN = ["--sample-rate", str(RATE), "--clip-length", str(LENGTH), "--num-clips"
          "--batch-size", "4", "--base-channels", "8", "--checkpoint-every", "0", "--log-every", "2", "--seed", "3"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small convolutions run fastest on one thread on a shared machine; restore the setting afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def write_folder(root, stereo_first=True):
     """Four short tones: mono and stereo, 4 kHz and 8 kHz files (so loading resamples and converts)."""
     os.makedirs(root, exist_ok=True)

@@ -9,14 +9,6 @@ from unnoise.nets.autoencoder import (Autoencoder, DiagonalGaussian, autoencoder
                                       fit_autoencoder, load_autoencoder, save_autoencoder)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def blobs(n, size=16, seed=0):
     """Smooth random images in [-1, 1]: one Gaussian blob of a random colour per image."""
     g = torch.Generator().manual_seed(seed)

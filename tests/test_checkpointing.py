@@ -24,14 +24,6 @@ CLI = [sys.executable, "-m", "unnoise", "train", "--data", "ring", "--num-points
        "--lr-decay", "cosine", "--warmup", "3"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def small_trainer(run_dir=None, **overrides):
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)

@@ -10,15 +10,6 @@ from unnoise import compare, samplers, schedules
 from unnoise.cli import main
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny problems: extra threads only contend on a shared machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_fit_steps_uses_real_calls_and_the_whole_budget():
     gm = compare.builtin_mixture("ring2d")
     sched = schedules.DDPM()

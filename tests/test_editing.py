@@ -9,15 +9,6 @@ from unnoise import editing
 from unnoise.analytic import EmpiricalDenoiser, GaussianMixture
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny tensors: thread start-up on a busy machine costs more than the work
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def two_component_mixture():
     return GaussianMixture([[-1.0, -1.0], [1.0, 1.5]], [[0.5, 0.5], [0.3, 0.3]], [0.4, 0.6])
 

@@ -26,15 +26,6 @@ WEIGHTS = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
 GM = GaussianMixture(MEANS, STDS, WEIGHTS)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These networks are tiny: one thread is as fast, and far faster on a machine shared with other jobs."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def posterior_logits(x, sigma):
     """Exact log w_k N(x; mu_k, (s_k^2 + sigma^2) I), up to a constant in k: (B, K)."""
     sig = torch.as_tensor(sigma, dtype=x.dtype).reshape(-1, 1)

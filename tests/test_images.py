@@ -13,15 +13,6 @@ from unnoise.imaging import image_grid, plot_image_trajectory, save_image_grid
 from unnoise.train import TrainConfig, Trainer
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These networks are tiny: one thread is as fast, and far faster on a machine shared with other jobs."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture
 def folder(tmp_path):
     """Two classes: cats (a grey L image, an RGBA image fully transparent, a corrupt .png),

@@ -9,14 +9,6 @@ from unnoise.latent import LatentCodec, LatentPipeline, load_latent_run, psnr, t
 from unnoise.nets.autoencoder import Autoencoder, estimate_latent_scale, save_autoencoder
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def codec():
     torch.manual_seed(0)

@@ -7,15 +7,6 @@ import torch
 from unnoise import analytic, likelihood, schedules
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # these small problems are overhead-bound; extra threads only contend on a shared machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _mixture(dim):
     if dim == 2:
         return analytic.GaussianMixture.ring(8, 2.0, 0.2)

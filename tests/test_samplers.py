@@ -19,15 +19,6 @@ ALL = ["ddim", "ddpm", "euler", "heun", "rk45", "edm", "langevin", "euler_maruya
        "flow_euler", "flow_heun", "dpmpp_2m", "dpmpp_3m", "unipc", "deis"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids thread hand-off costs that dominate on a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def swd(a, b):
     return sliced_wasserstein(a, b, generator=torch.Generator().manual_seed(1))
 

@@ -10,14 +10,6 @@ from unnoise.guidance import cfg
 from unnoise.text import CaptionTableNet
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def table_net():
     torch.manual_seed(0)
     inner = {"name": "unet", "config": dict(shape=[2, 8, 8], base_channels=8, channel_mult=[1, 2],

@@ -20,15 +20,6 @@ TRAIN_ARGS = ["--data", "ring", "--num-points", "600", "--width", "32", "--depth
               "--lr", "3e-3", "--ema-decay", "0.9"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks gain nothing from intra-op threads, and a busy machine makes them slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def small_trainer(run_dir=None, n=400, labels=False, **overrides):
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)

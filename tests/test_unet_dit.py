@@ -9,15 +9,6 @@ from unnoise.denoiser import Denoiser
 TINY = dict(base_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(1,), num_heads=2)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These networks are tiny: one thread is as fast, and far faster on a machine shared with other jobs."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def randomise_outputs(net, seed=0):
     """Fresh nets are zero-initialised at the output; give every parameter random values to test wiring."""
     g = torch.Generator().manual_seed(seed)

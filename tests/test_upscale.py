@@ -6,14 +6,6 @@ import torch
 from unnoise.upscale import UpscaleNet, downsample
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_downsample_is_the_box_mean():
     x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
     low = downsample(x, 2)

@@ -12,15 +12,6 @@ from unnoise.data.volumes import ellipsoids, random_rotations, render_ellipsoids
 from unnoise.nets.unet import UNet
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # small 3-D convolutions run many times faster on one thread than on two busy shared cores
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_random_rotations_are_haar_rotations():
     r = random_rotations(4000, torch.Generator().manual_seed(0))
     assert torch.allclose(r @ r.transpose(1, 2), torch.eye(3, dtype=r.dtype).expand(4000, 3, 3), atol=1e-12)
