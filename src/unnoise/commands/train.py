@@ -14,9 +14,13 @@ from .train_images import add_image_args
 
 
 def register(sub):
-    p = sub.add_parser("train", help="train a model on vectors (.npy/.csv or a built-in 2-D set)",
-                       description="Train a diffusion model on vector data and write a run directory "
-                                   "(config.json, model.safetensors, metrics.jsonl, loss.png).")
+    p = sub.add_parser("train", help="train a model on vectors, arrays, images, audio or latents",
+                       description="Train a diffusion model and write a run directory (config.json, "
+                                   "model.safetensors, checkpoints/, metrics.jsonl, loss.png).  --data picks the "
+                                   "kind: a .npy/.csv file or a built-in 2-D set (MLP, or --net unet|diffwave for "
+                                   "(N, C, L) / (N, C, D, H, W) arrays), 'digits' or a folder of images (U-Net/DiT), "
+                                   "a folder of WAV files (audio); --latent AE_DIR trains on an autoencoder's "
+                                   "latents (there 'shapes', the captioned set, works too).")
     p.add_argument("--data", default=None,
                    help=f"a .npy/.npz/.csv file of shape (N, ...) or a built-in set: {', '.join(sorted(data_mod.TOY_DATASETS))}")
     p.add_argument("--out", default=None, help="run directory to write")
