@@ -60,50 +60,45 @@ def _mixture():
     return GaussianMixture(torch.tensor([[-1.0, 0.5], [1.2, -0.3], [0.0, 1.5]]), [0.3, 0.2, 0.4], [0.5, 0.3, 0.2])
 
 
+def _compare_steps(ref, steps, sampler, seed, step_kwargs=None, **options):
+    """Feed diffusers and unnoise the same x_t at each step (diffusers' VP coordinates x_t = s * x,
+    eps = (x - D) / sigma) and check that the next states agree to 1e-5."""
+    gm, s = _mixture(), schedules.DDPM(spacing="trailing")
+    sig = s.sampling_sigmas(10)
+    assert ref.timesteps.tolist() == s.timesteps(10).tolist()
+    x_t = torch.randn(64, 2, generator=torch.Generator().manual_seed(seed))
+    for i, t in enumerate(steps):
+        scale, scale_next = float(s.scale(sig[i])), float(s.scale(sig[i + 1]))
+        x = x_t / scale
+        eps = (x - gm.denoise(x, float(sig[i]))) / float(sig[i])
+        want = ref.step(eps, t, x_t, generator=torch.Generator().manual_seed(i), **(step_kwargs or {})).prev_sample
+        got = unnoise.sample(gm.denoise, x, sig[i:i + 2], sampler=sampler,
+                             generator=torch.Generator().manual_seed(i), **options) * scale_next
+        assert torch.allclose(got, want, atol=1e-5, rtol=1e-5), (i, (got - want).abs().max())
+        x_t = want
+
+
 @pytest.mark.parametrize("variance", ["fixed_small", "fixed_large"])
 def test_ddpm_steps_match_diffusers(variance):
     from diffusers import DDPMScheduler
-    gm, s = _mixture(), schedules.DDPM(spacing="trailing")
     ref = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", variance_type=variance,
                         clip_sample=False, timestep_spacing="trailing")
     ref.set_timesteps(10)
-    sig = s.sampling_sigmas(10)
-    assert ref.timesteps.tolist() == s.timesteps(10).tolist()
-    x_t = torch.randn(64, 2, generator=torch.Generator().manual_seed(0))
     steps = ref.timesteps.tolist()
     if variance == "fixed_large":
         # diffusers adds beta_t noise on the final step whenever t > 0 (here t = 99 -> x_0); unnoise
         # returns the denoised mean at sigma = 0, as DDPM's own final step does, so compare the others
         steps = steps[:-1]
-    for i, t in enumerate(steps):
-        scale, scale_next = float(s.scale(sig[i])), float(s.scale(sig[i + 1]))
-        x = (x_t / scale)
-        eps = (x - gm.denoise(x, float(sig[i]))) / float(sig[i])
-        want = ref.step(eps, t, x_t, generator=torch.Generator().manual_seed(i)).prev_sample
-        got = unnoise.sample(gm.denoise, x, sig[i:i + 2], sampler="ddpm", generator=torch.Generator().manual_seed(i),
-                             variance="small" if variance == "fixed_small" else "large") * scale_next
-        assert torch.allclose(got, want, atol=1e-5, rtol=1e-5), (i, (got - want).abs().max())
-        x_t = want
+    _compare_steps(ref, steps, "ddpm", seed=0, variance="small" if variance == "fixed_small" else "large")
 
 
 @pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
 def test_ddim_steps_match_diffusers(eta):
     from diffusers import DDIMScheduler
-    gm, s = _mixture(), schedules.DDPM(spacing="trailing")
     ref = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", clip_sample=False,
                         set_alpha_to_one=True, timestep_spacing="trailing")
     ref.set_timesteps(10)
-    sig = s.sampling_sigmas(10)
-    x_t = torch.randn(64, 2, generator=torch.Generator().manual_seed(1))
-    for i, t in enumerate(ref.timesteps.tolist()):
-        scale, scale_next = float(s.scale(sig[i])), float(s.scale(sig[i + 1]))
-        x = x_t / scale
-        eps = (x - gm.denoise(x, float(sig[i]))) / float(sig[i])
-        want = ref.step(eps, t, x_t, eta=eta, generator=torch.Generator().manual_seed(i)).prev_sample
-        got = unnoise.sample(gm.denoise, x, sig[i:i + 2], sampler="ddim", eta=eta,
-                             generator=torch.Generator().manual_seed(i)) * scale_next
-        assert torch.allclose(got, want, atol=1e-5, rtol=1e-5), (i, (got - want).abs().max())
-        x_t = want
+    _compare_steps(ref, ref.timesteps.tolist(), "ddim", seed=1, step_kwargs={"eta": eta}, eta=eta)
 
 
 @pytest.fixture(scope="module")
