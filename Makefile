@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test install install-test clean
+.PHONY: demo test install install-test install-bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,17 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(PIP) -e ".[test,text]"
 	touch $@
 
+# Reference libraries for benchmarks/ only.  k-diffusion, azula and smalldiffusion declare torchvision,
+# which would replace the CPU torch: they are installed without their dependencies (their sampling
+# code needs none of it), plus the small pure-Python packages that code does import.
+$(VENV)/.installed-bench: $(VENV)/.installed-test
+	$(PIP) einops
+	$(PIP) --no-deps azula==0.11.1 k-diffusion==0.1.1.post1 smalldiffusion==0.5.0
+	touch $@
+
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
+install-bench: $(VENV)/.installed-bench
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/unnoise demo
