@@ -288,7 +288,7 @@ def fig_guidance(out, fast):
 
     def conditional(x, sigma, cond):
         # labels 0/1 -> that class's exact mixture; the null label -> the full mixture
-        lab = torch.as_tensor(cond).reshape(-1)
+        lab = torch.as_tensor(cond["label"]).reshape(-1)
         outs = [m.denoise(x, sigma) for m in cls] + [full.denoise(x, sigma)]
         return torch.stack(outs)[lab, torch.arange(len(x))]
 

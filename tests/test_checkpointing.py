@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 import unnoise
 from unnoise import checkpoint
 from unnoise.cli import main as cli_main
+from unnoise.data.memory import TensorDataset
 from unnoise.train import TrainConfig, Trainer, TrainingDiverged
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
@@ -32,9 +33,9 @@ def small_trainer(run_dir=None, **overrides):
     width = overrides.pop("width", 32)
     net = unnoise.nets.build("mlp", shape=[2], width=width, depth=1, num_classes=2, dropout=0.1)
     cfg = TrainConfig(**{"steps": 20, "batch_size": 60, "device": "cpu", "log_every": 5, "lr": 3e-3,
-                         "ema_decay": 0.9, "label_dropout": 0.2, "warmup": 3, "lr_decay": "cosine",
+                         "ema_decay": 0.9, "cond_dropout": 0.2, "warmup": 3, "lr_decay": "cosine",
                          "grad_accum": 2, **overrides})
-    return Trainer(unnoise.Denoiser(net), unnoise.schedules.get("ddpm"), data, cfg, labels=labels,
+    return Trainer(unnoise.Denoiser(net), unnoise.schedules.get("ddpm"), TensorDataset(data, {"label": labels}), cfg,
                    run_dir=run_dir, info={"data": {"num_examples": 300}})
 
 
@@ -46,7 +47,7 @@ def assert_bitwise(a: dict, b: dict):
 
 def stop_at(trainer, step, how="request"):
     """Make ``trainer`` receive a stop request (or a real signal) once it has done ``step`` steps."""
-    def hook(x0, generator):
+    def hook(x0, u):
         if trainer.step_count == step:
             if how == "request":
                 trainer.request_stop()
@@ -70,7 +71,7 @@ def test_stop_and_resume_is_bitwise_identical(tmp_path):
     assert open(os.path.join(run, "checkpoints", "latest")).read().strip() == "step_00000008"
     torch.manual_seed(12345)  # the global RNG state must come from the checkpoint, not from here
     second = small_trainer(run, checkpoint_every=5, resume_from=run)
-    assert second.step_count == 8 and second.sampler.state() == first.sampler.state()
+    assert second.step_count == 8
     second.fit(progress=False)
     assert_bitwise(ref.denoiser.state_dict(), second.denoiser.state_dict())
     assert_bitwise(ref.ema.state_dict(), second.ema.state_dict())
@@ -165,7 +166,7 @@ def test_nan_batches_are_skipped_counted_and_stop_the_run(tmp_path):
     t = small_trainer(str(tmp_path), steps=12, checkpoint_every=4, max_bad_steps=3)
     before = {}
 
-    def poison(x0, generator):
+    def poison(x0, u):
         if t.step_count in (5, 6):  # two bad steps in a row: skipped, training goes on
             before[t.step_count] = [p.detach().clone() for p in t.denoiser.parameters()]
             x0 = x0.clone()
@@ -194,7 +195,7 @@ def test_nan_batches_are_skipped_counted_and_stop_the_run(tmp_path):
 
     run = tmp_path / "diverge"
     t = small_trainer(str(run), steps=40, checkpoint_every=4, max_bad_steps=3)
-    t.augment = lambda x0, g: x0 * float("inf") if t.step_count >= 9 else x0
+    t.augment = lambda x0, u: x0 * float("inf") if t.step_count >= 9 else x0
     with pytest.raises(TrainingDiverged, match=r"3 steps in a row had a NaN/inf.*step_00000008"):
         t.fit(progress=False)
     assert checkpoint.list_step_dirs(str(run))[-1][0] == 8  # nothing written after the bad steps

@@ -42,7 +42,7 @@ def component_denoiser(x, sigma, k):
 
 def conditional_mixture(x, sigma, cond):
     """Exact D(x, sigma, k); the null class 3 is the whole mixture."""
-    labels = torch.as_tensor(cond).long()
+    labels = torch.as_tensor(cond["label"]).long()
     out = GM.denoise(x, sigma).clone()
     real = labels < 3
     if real.any():
@@ -88,15 +88,39 @@ def test_cfg_scale_0_and_1_are_exactly_unconditional_and_conditional():
         assert torch.equal(cfg(den, 0.0)(x, sig, y), uncond)
         assert torch.equal(cfg(den, 1.0)(x, sig, y), cond)
         assert torch.allclose(cfg(den, 3.0)(x, sig, y), uncond + 3.0 * (cond - uncond), atol=1e-6)
-        # a dict cond: labels go to the null class and the context is dropped
+        # an explicit null_label on a plain callable: only the label goes to the null class
         seen = []
         ClassifierFreeGuidance(lambda x, s, c: seen.append(c) or x, 2.0, null_label=4)(
-            x, sig, {"labels": y, "context": torch.ones(3, 2, 5)})
-        assert torch.equal(seen[0]["labels"], torch.full((3,), 4)) and "context" not in seen[0]
+            x, sig, {"label": y, "concat": torch.ones(3, 1, 8, 8)})
+        assert torch.equal(seen[0]["label"], torch.full((3,), 4)) and torch.equal(seen[0]["concat"], torch.ones(3, 1, 8, 8))
+
+
+def test_cfg_drops_each_condition_to_the_denoisers_null_value():
+    """Per key: the label to the null class, the context to the stored empty prompt (padded to the
+    prompt's length), concatenated inputs untouched; condition dropout replaces only the chosen rows."""
+    from unnoise.denoiser import Denoiser
+    net = nets.build("unet", shape=(1, 4, 4), base_channels=4, channel_mult=(1,), num_res_blocks=1,
+                     attention_levels=(0,), num_heads=1, num_classes=3, context_dim=5, cond_channels=1)
+    null_ctx, null_mask = torch.randn(2, 5), torch.tensor([True, True])
+    den = Denoiser(net, null_cond={"context": null_ctx, "context_mask": null_mask})
+    cond = {"label": torch.tensor([0, 2]), "context": torch.randn(2, 4, 5),
+            "context_mask": torch.ones(2, 4, dtype=torch.bool), "concat": torch.randn(2, 1, 4, 4)}
+    null = den.null_cond(cond)
+    assert torch.equal(null["label"], torch.tensor([3, 3]))
+    assert torch.equal(null["context"][:, :2], null_ctx.expand(2, 2, 5)) and torch.all(null["context"][:, 2:] == 0)
+    assert torch.equal(null["context_mask"], torch.tensor([[True, True, False, False]] * 2))
+    assert torch.equal(null["concat"], cond["concat"])
+    part = den.null_cond(cond, drop=torch.tensor([False, True]))
+    assert torch.equal(part["label"], torch.tensor([0, 3])) and torch.equal(part["context"][0], cond["context"][0])
+    assert torch.equal(part["context"][1], null["context"][1])
+    seen = []
+    den.net.forward = lambda x, c_noise, c: seen.append(c) or torch.zeros_like(x)
+    cfg(den, 2.0)(torch.zeros(2, 1, 4, 4), 1.0, cond)
+    assert torch.equal(seen[0]["label"], torch.tensor([3, 3])) and torch.equal(seen[1]["label"], cond["label"])
 
 
 def test_guidance_errors_are_clear():
-    with pytest.raises(ValueError, match="class-conditional"):
+    with pytest.raises(ValueError, match="conditional denoiser"):
         cfg(GM.denoise, 2.0)
     with pytest.raises(ValueError, match="needs cond"):
         cfg(conditional_mixture, 2.0, null_label=3)(torch.zeros(1, 2), 1.0)
@@ -143,7 +167,7 @@ def test_tiny_conditional_model_separates_two_classes():
     g = torch.Generator().manual_seed(4)
     labels = torch.arange(4000) % 2
     data = torch.randn(4000, 2, generator=g) * 0.25 + torch.tensor([[-2.0, 0.0], [2.0, 0.0]])[labels]
-    cfg_train = TrainConfig(steps=600, batch_size=256, lr=2e-3, ema_decay=0.99, label_dropout=0.2, seed=0,
+    cfg_train = TrainConfig(steps=600, batch_size=256, lr=2e-3, ema_decay=0.99, cond_dropout=0.2, seed=0,
                             device="cpu", log_every=1000)
     trainer = train_model(data, None, net_config={"width": 64, "depth": 2, "num_classes": 2}, parameterization="v",
                           schedule="cosine", config=cfg_train, normalize=False, labels=labels, progress=False)

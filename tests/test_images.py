@@ -7,7 +7,7 @@ from PIL import Image
 
 from unnoise import nets, schedules
 from unnoise.cli import main
-from unnoise.data.images import load_digits, load_image_folder, random_flip
+from unnoise.data.images import flip_rows, load_digits, load_image_folder, random_flip
 from unnoise.denoiser import Denoiser
 from unnoise.imaging import image_grid, plot_image_trajectory, save_image_grid
 from unnoise.train import TrainConfig, Trainer
@@ -113,9 +113,10 @@ def test_trainer_applies_augment_to_each_batch():
     torch.manual_seed(0)
     seen = []
 
-    def augment(x0, generator):
+    def augment(x0, u):
         seen.append(x0.shape)
-        return random_flip(x0, generator)
+        assert u.shape == (5,) and torch.all((u >= 0) & (u < 1))
+        return flip_rows(x0, u)
 
     net = nets.build("unet", shape=(1, 4, 4), base_channels=4, channel_mult=(1,), num_res_blocks=1,
                      attention_levels=(), num_heads=1)

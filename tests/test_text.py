@@ -46,11 +46,11 @@ def test_labels_and_free_prompts_agree():
 
 def test_cfg_uses_the_empty_prompt_as_null():
     net, table, mask = table_net()
-    den = Denoiser(net, "v", "vp")
+    den = Denoiser(net, "v", "vp", null_cond={"context": table[3], "context_mask": mask[3]})
     x, sigma = torch.randn(4, 2, 8, 8), torch.full((4,), 0.7)
     cond = {"context": table[[0, 1, 2, 0]], "context_mask": mask[[0, 1, 2, 0]]}
     with torch.no_grad():
-        null = den(x, sigma, torch.full((4,), 3))
+        null = den(x, sigma, {"context": table[[3] * 4], "context_mask": mask[[3] * 4]})
         full = den(x, sigma, cond)
         assert torch.allclose(cfg(den, 0.0)(x, sigma, cond), null, atol=1e-6)
         w = 2.5  # D_w = D_null + w (D_c - D_null)

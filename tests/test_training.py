@@ -88,7 +88,7 @@ def test_conditional_training_separates_classes():
     g = torch.Generator().manual_seed(0)
     data = torch.cat([torch.randn(1000, 2, generator=g) * 0.2 + 2, torch.randn(1000, 2, generator=g) * 0.2 - 2])
     labels = torch.cat([torch.zeros(1000), torch.ones(1000)]).long()
-    cfg = TrainConfig(steps=400, batch_size=256, lr=2e-3, ema_decay=0.99, device="cpu", label_dropout=0.2)
+    cfg = TrainConfig(steps=400, batch_size=256, lr=2e-3, ema_decay=0.99, device="cpu", cond_dropout=0.2)
     trainer = train_model(data, None, net_config={"width": 64, "depth": 2, "num_classes": 2}, config=cfg,
                           labels=labels, progress=False, normalize=False)
     for label, centre in ((0, 2.0), (1, -2.0)):

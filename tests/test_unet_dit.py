@@ -58,7 +58,7 @@ def test_unet_config_rebuilds_identical_network():
     twin = nets.build(nets.name_of(net), **net.config).eval()
     twin.load_state_dict(net.state_dict())
     x, c = torch.randn(2, 1, 8, 8), torch.randn(2)
-    cond = {"labels": torch.tensor([1, 4]), "context": torch.randn(2, 3, 6), "concat": torch.randn(2, 1, 4, 4)}
+    cond = {"label": torch.tensor([1, 4]), "context": torch.randn(2, 3, 6), "concat": torch.randn(2, 1, 4, 4)}
     assert torch.equal(net(x, c, cond), twin(x, c, cond))
 
 

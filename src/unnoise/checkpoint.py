@@ -126,6 +126,8 @@ def _model_config(denoiser: Denoiser, schedule, info: dict | None) -> dict:
 
 def _weights(denoiser: Denoiser, ema: Denoiser | None) -> dict[str, torch.Tensor]:
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in denoiser.net.state_dict().items()}
+    for key in denoiser.describe().get("null_cond", {}):  # the null label needs no tensor
+        tensors[f"null.{key}"] = getattr(denoiser, f"null_{key}").detach().cpu().contiguous()
     if ema is not None:
         tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.net.state_dict().items()})
     return tensors
@@ -195,7 +197,7 @@ def build_from_config(config: dict):
     """Rebuild ``(denoiser, schedule)`` with fresh weights from a checkpoint config."""
     try:
         net = nets.build(config["net"]["name"], **config["net"]["config"])
-        denoiser = Denoiser(net, **config["denoiser"])
+        denoiser = Denoiser.from_description(net, config["denoiser"])
         sched_cfg = dict(config["schedule"])
         schedule = schedules.get(sched_cfg.pop("name"), **sched_cfg)
     except TypeError as err:
@@ -212,7 +214,16 @@ def load(run_dir: str, ema: bool = True, device: str | torch.device = "cpu"):
     prefix = "ema." if ema and any(k.startswith("ema.") for k in tensors) else "model."
     state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
     load_state_checked(denoiser.net, state, path, prefix.rstrip("."))
+    load_nulls(denoiser, tensors, path)
     return denoiser.to(device).eval(), schedule, config
+
+
+def load_nulls(denoiser: Denoiser, tensors: dict[str, torch.Tensor], path: str) -> None:
+    """Copy the stored null conditions (``null.<key>``) into ``denoiser``."""
+    for key in denoiser.describe().get("null_cond", {}):
+        if f"null.{key}" not in tensors:
+            raise ValueError(f"{path} lacks the null value of condition {key!r} described in {CONFIG_NAME}")
+        denoiser.set_null(key, tensors[f"null.{key}"])
 
 
 # ----------------------------------------------------------------------------- nested state <-> safetensors + JSON

@@ -86,15 +86,62 @@ class Denoiser(nn.Module):
         process: the forward process the model is trained under (``vp``, ``ve``, ``flow``); it fixes
             the network's input scaling.
         sigma_data: data standard deviation used by EDM preconditioning and VE input scaling.
+        null_cond: the null value of each droppable condition for ONE example, e.g. the empty prompt's
+            ``{"context": (L, C), "context_mask": (L,)}``; a class-conditional net's null label
+            (index ``num_classes``) is added automatically.  Keys without a null (``concat``) are never
+            dropped.  These values are what classifier-free guidance and condition dropout use
+            (:meth:`null_cond`); they are saved with the weights.
     """
 
-    def __init__(self, net: nn.Module, parameterization: str = "eps", process: str = "vp", sigma_data: float = 1.0):
+    def __init__(self, net: nn.Module, parameterization: str = "eps", process: str = "vp", sigma_data: float = 1.0,
+                 null_cond: dict | None = None):
         super().__init__()
         preconditioning(parameterization, process, torch.ones(1), sigma_data)  # validates the names
         self.net = net
         self.parameterization = parameterization
         self.process = process
         self.sigma_data = float(sigma_data)
+        self._null_keys: list[str] = []
+        for key, value in (null_cond or {}).items():
+            self.set_null(key, value)
+
+    def set_null(self, key: str, value) -> None:
+        """Set the null value (one example, unbatched) of condition ``key``."""
+        if key == "label":
+            raise ValueError("the null label is the network's num_classes; it cannot be set")
+        value = torch.as_tensor(value)
+        name = f"null_{key}"
+        if key in self._null_keys:
+            setattr(self, name, value.to(getattr(self, name).device))
+        else:
+            self.register_buffer(name, value)
+            self._null_keys.append(key)
+
+    @property
+    def nulls(self) -> dict[str, torch.Tensor]:
+        """Null value of each droppable condition (one example each)."""
+        out = {key: getattr(self, f"null_{key}") for key in self._null_keys}
+        num_classes = getattr(self.net, "num_classes", 0)
+        if num_classes:
+            out["label"] = torch.tensor(int(num_classes))
+        return out
+
+    def null_cond(self, cond: dict | None, drop: torch.Tensor | None = None) -> dict:
+        """``cond`` with every droppable condition replaced by its null value: in all rows, or only
+        where the ``(B,)`` bool ``drop`` is True (condition dropout during training)."""
+        cond = as_cond(cond)
+        out = dict(cond)
+        for key, null in self.nulls.items():
+            if key not in cond:
+                continue
+            value = cond[key]
+            null = _fit(null.to(device=value.device, dtype=value.dtype), value.shape[1:]).expand_as(value)
+            if drop is None:
+                out[key] = null
+            else:
+                rows = drop.to(value.device).reshape(-1, *([1] * (value.ndim - 1)))
+                out[key] = torch.where(rows, null, value)
+        return out
 
     def precondition(self, sigma: torch.Tensor):
         """``(c_skip, c_out, c_in, c_noise)`` of this denoiser at ``sigma`` (see :func:`preconditioning`)."""
@@ -107,5 +154,38 @@ class Denoiser(nn.Module):
         return c_skip * x + c_out * out.to(x.dtype)
 
     def describe(self) -> dict:
-        """The wrapper's settings as a JSON-able dict (stored in checkpoints)."""
-        return {"parameterization": self.parameterization, "process": self.process, "sigma_data": self.sigma_data}
+        """The wrapper's settings as a JSON-able dict (stored in checkpoints; the null values' shapes,
+        their contents go with the weights)."""
+        out = {"parameterization": self.parameterization, "process": self.process, "sigma_data": self.sigma_data}
+        if self._null_keys:
+            out["null_cond"] = {k: {"shape": list(getattr(self, f"null_{k}").shape),
+                                    "dtype": str(getattr(self, f"null_{k}").dtype).removeprefix("torch.")}
+                                for k in self._null_keys}
+        return out
+
+    @classmethod
+    def from_description(cls, net: nn.Module, description: dict) -> "Denoiser":
+        """Rebuild from :meth:`describe` (null values as zeros until the weights are loaded)."""
+        desc = dict(description)
+        nulls = {k: torch.zeros(v["shape"], dtype=getattr(torch, v["dtype"]))
+                 for k, v in desc.pop("null_cond", {}).items()}
+        return cls(net, null_cond=nulls, **desc)
+
+
+def _fit(null: torch.Tensor, shape) -> torch.Tensor:
+    """Zero-pad or crop a null value to one example's ``shape`` (prompts of another token length)."""
+    if tuple(null.shape) == tuple(shape) or null.ndim != len(shape):
+        return null
+    out = null.new_zeros(shape)
+    common = tuple(slice(0, min(a, b)) for a, b in zip(null.shape, shape))
+    out[common] = null[common]
+    return out
+
+
+def as_cond(cond) -> dict:
+    """Normalise a condition: None -> ``{}``, a tensor of class labels -> ``{"label": labels}``, a dict as is."""
+    if cond is None:
+        return {}
+    if isinstance(cond, dict):
+        return cond
+    return {"label": torch.as_tensor(cond)}

@@ -24,63 +24,67 @@ is a classifier of *noisy* inputs (:class:`NoisyClassifier`), trained by :func:`
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .denoiser import expand_sigma
+from .denoiser import as_cond, expand_sigma
 from .nets.embeddings import NoiseLevelEmbedding
 from .nets.mlp import ResidualBlock
 from .nets.unet import _CONV, Downsample, ResBlock
 
 
-def _null_cond(cond, null_label: int):
-    """The unconditional version of ``cond``: labels -> the null class, context dropped."""
-    if isinstance(cond, dict):
-        out = {k: v for k, v in cond.items() if k not in ("labels", "context", "context_mask")}
-        if "labels" in cond:
-            out["labels"] = torch.full_like(torch.as_tensor(cond["labels"]), null_label)
-        return out
-    return torch.full_like(torch.as_tensor(cond), null_label)
-
-
-def _num_classes_of(denoiser) -> int:
-    for obj in (denoiser, getattr(denoiser, "net", None)):
-        n = getattr(obj, "num_classes", 0)
-        if n:
-            return int(n)
-    return 0
+def _null_fn(denoiser, null_label: int | None):
+    """The function mapping a condition to its unconditional version (per key, the denoiser's nulls)."""
+    if null_label is not None:
+        def label_null(cond):
+            cond = as_cond(cond)
+            if "label" not in cond:
+                raise ValueError("classifier-free guidance with null_label needs cond={'label': ...}")
+            return {**cond, "label": torch.full_like(torch.as_tensor(cond["label"]), int(null_label))}
+        return label_null
+    obj = denoiser
+    while obj is not None:  # look through wrappers (guidance combinators, counters) for the model's nulls
+        fn = getattr(obj, "null_cond", None)
+        if callable(fn) and getattr(obj, "nulls", True):
+            return fn
+        obj = getattr(obj, "denoiser", None)
+    raise ValueError("classifier-free guidance needs a conditional denoiser (one with null conditions, e.g. a "
+                     "class-conditional or text-conditioned model) or an explicit null_label")
 
 
 class ClassifierFreeGuidance(nn.Module):
     """``D(x, sigma, cond) = D(x, sigma, null) + scale * (D(x, sigma, cond) - D(x, sigma, null))``.
 
     Args:
-        denoiser: a class-conditional denoiser ``D(x, sigma, cond)``; ``cond`` = labels ``(B,)`` (or
-            a dict with ``"labels"``/``"context"``, whose unconditional version has labels set to the
-            null class and the context dropped).
+        denoiser: a conditional denoiser ``D(x, sigma, cond)`` with ``cond`` a dict (``{"label": (B,)}``,
+            ``{"context": ..., "context_mask": ...}``, ...; a bare label tensor means ``{"label": labels}``).
+            Its unconditional version replaces each condition by the denoiser's null value for that key
+            (:meth:`unnoise.denoiser.Denoiser.null_cond`: the null class, the empty prompt); conditions
+            without a null (``concat``) stay.
         scale: guidance weight ``w``; 0 gives exactly the unconditional and 1 exactly the conditional
             denoiser (each then costs one call instead of two).
-        null_label: index of the null class (default: the network's ``num_classes``).
+        null_label: guide a plain callable by labels alone, with this index as the null class.
     """
 
     def __init__(self, denoiser, scale: float, null_label: int | None = None):
-        if null_label is None:
-            null_label = _num_classes_of(denoiser)
-            if not null_label:
-                raise ValueError("classifier-free guidance needs a class-conditional denoiser (num_classes > 0) "
-                                 "or an explicit null_label")
+        scale = float(scale)
+        if not math.isfinite(scale):
+            raise ValueError(f"guidance scale must be a finite number, got {scale}")
+        null = _null_fn(denoiser, null_label)
         super().__init__()
-        self.denoiser, self.scale, self.null_label = denoiser, float(scale), int(null_label)
+        self.denoiser, self.scale, self._null = denoiser, scale, null
 
     def forward(self, x: torch.Tensor, sigma, cond=None) -> torch.Tensor:
         if cond is None:
-            raise ValueError("classifier-free guidance needs cond (the class labels to guide towards)")
+            raise ValueError("classifier-free guidance needs cond (the condition to guide towards)")
+        cond = as_cond(cond)
         if self.scale == 1.0:
             return self.denoiser(x, sigma, cond)
-        uncond = self.denoiser(x, sigma, _null_cond(cond, self.null_label))
+        uncond = self.denoiser(x, sigma, self._null(cond))
         if self.scale == 0.0:
             return uncond
         return uncond + self.scale * (self.denoiser(x, sigma, cond) - uncond)
@@ -121,7 +125,9 @@ class ClassifierGuidance(nn.Module):
         den = self.denoiser(x, sigma)
         if cond is None or self.scale == 0.0:
             return den
-        labels = cond["labels"] if isinstance(cond, dict) else cond
+        labels = as_cond(cond).get("label")
+        if labels is None:
+            raise ValueError("classifier guidance needs cond={'label': (B,) class indices}")
         return den + self.scale * expand_sigma(sigma, x) ** 2 * self.log_prob_grad(x, sigma, labels)
 
 

@@ -232,6 +232,7 @@ def _train_prepared(data, run_dir, net, net_config, labels, info, progress, prep
                     schedule="ddpm", schedule_config=None, config=None, augment=None):
     """:func:`unnoise.pipeline.train_model` on unnormalised data with a hook on the built network."""
     from . import nets, schedules
+    from .data.memory import TensorDataset
     from .denoiser import Denoiser
     from .train import Trainer
     sched = schedules.get(schedule, **(schedule_config or {}))
@@ -240,7 +241,8 @@ def _train_prepared(data, run_dir, net, net_config, labels, info, progress, prep
     prepare_net(model)
     denoiser = Denoiser(model, parameterization, sched.process, sigma_data=float(data.std()))
     run_info = {"data": {"shape": list(data.shape[1:]), "normalization": None, "num_examples": len(data)}, **info}
-    trainer = Trainer(denoiser, sched, data, config, labels=labels, run_dir=run_dir, info=run_info, augment=augment)
+    dataset = TensorDataset(data, None if labels is None else {"label": labels})
+    trainer = Trainer(denoiser, sched, dataset, config, run_dir=run_dir, info=run_info, augment=augment)
     if progress:
         print(f"training {net} with {nets.count_parameters(model):,} parameters on {len(data):,} latents "
               f"of shape {tuple(data.shape[1:])} ({parameterization}-prediction, {sched.name} schedule)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from . import nets, schedules
+from .data.memory import TensorDataset
 from .denoiser import Denoiser
 from .samplers import sample
 from .train import TrainConfig, Trainer
@@ -50,8 +51,8 @@ def train_model(data: torch.Tensor, run_dir: str | None, net: str = "mlp", net_c
     denoiser = Denoiser(model, parameterization, sched.process, sigma_data=float(normed.std()))
     run_info = {"data": {"shape": list(data.shape[1:]), "normalization": stats, "num_examples": len(data)}}
     run_info.update(info or {})
-    trainer = Trainer(denoiser, sched, normed, config, labels=labels, run_dir=run_dir, info=run_info,
-                      augment=augment)
+    dataset = TensorDataset(normed, None if labels is None else {"label": labels})
+    trainer = Trainer(denoiser, sched, dataset, config, run_dir=run_dir, info=run_info, augment=augment)
     if progress:
         print(f"training {net} with {nets.count_parameters(model):,} parameters on {len(data):,} examples "
               f"of shape {tuple(data.shape[1:])} ({parameterization}-prediction, {sched.name} schedule, "

@@ -125,7 +125,7 @@ class CaptionTableNet(nn.Module):
             m = cond.get("context_mask")
             m = torch.ones(ctx.shape[:2], dtype=torch.bool, device=device) if m is None else m.to(device).bool()
             return ctx, m
-        labels = cond.get("labels") if isinstance(cond, dict) else cond
+        labels = cond.get("label") if isinstance(cond, dict) else cond
         if labels is None:
             labels = torch.full((batch,), self.num_classes, dtype=torch.long, device=device)
         labels = torch.as_tensor(labels, device=device).long()

@@ -8,7 +8,7 @@ uninterrupted runs, agree):
   micro-batches together).
 * Every process draws the *whole* global batch's randomness from identically seeded generators:
   the example indices from an epoch permutation (seeded by ``(seed, epoch)``, so the data position
-  is just ``(epoch, offset)``), sigmas and label dropout from ``generator`` (CPU) and the noise from
+  is just ``(epoch, offset)``), sigmas, condition dropout and augmentation draws from ``generator`` (CPU) and the noise from
   ``noise_generator`` (on the training device).  Rank ``r`` of ``W`` then takes rows
   ``[r B/W, (r+1) B/W)`` and splits them into ``grad_accum`` micro-batches.  DDP averages the
   gradients, so the update equals the single-process update on the same global batch up to
@@ -18,11 +18,15 @@ uninterrupted runs, agree):
   (used by dropout), the data position, the optimizer moments and the step, so ``--resume``
   continues bitwise identically on the same hardware.
 
-Data loading: the data set is one in-memory tensor, and a batch is one index gather.  On CPU
-and for data that fits on the GPU there is nothing for worker processes to do (they would add
-inter-process copies to a microsecond gather), so there are none.  Data larger than half the free
-GPU memory stays in pinned host memory and each batch is gathered on the host and copied with
-``non_blocking=True``.
+Data loading: the data are a map-style dataset whose items are ``(x0, cond)`` (``cond`` a dict of
+tensors, ``{}`` when unconditional; an in-memory tensor is wrapped in
+:class:`unnoise.data.memory.TensorDataset`).  Batch ``k`` is a pure function of ``k``: it holds
+the examples at global positions ``[k B, (k+1) B)`` of the concatenated epoch permutations, so
+the data position is derived from the step, prefetching cannot disturb it, and a resumed run
+reads exactly the batches an uninterrupted one would (also mid-epoch).  Each rank reads only its
+own rows of every batch.  In-memory tensors are gathered directly (on the GPU when they fit);
+other datasets are read by a ``torch.utils.data.DataLoader`` with ``num_workers`` worker
+processes (decoding happens there), pinned memory and prefetch on CUDA.
 """
 from __future__ import annotations
 
@@ -44,6 +48,7 @@ from tqdm.auto import tqdm
 from . import checkpoint, nets
 from . import distributed as dist
 from .data import check_finite
+from .data.memory import TensorDataset
 from .denoiser import Denoiser
 from .losses import WEIGHTINGS, denoising_loss
 
@@ -79,7 +84,11 @@ class TrainConfig:
     ``checkpoint_every``/``sample_every``: steps between training checkpoints / preview samples
     (0 = only at the end / never); the newest ``keep_checkpoints`` step directories are kept (0 = all).
     ``resume_from``: a run directory (or ``step_*`` directory) whose newest checkpoint the trainer
-    loads on construction (see :meth:`Trainer.resume`).
+    loads on construction (see :meth:`Trainer.resume`).  ``cond_dropout``: probability that an
+    example's conditions are replaced by their null values (the denoiser's
+    :meth:`~unnoise.denoiser.Denoiser.null_cond`), so one model learns the unconditional denoiser
+    too (classifier-free guidance).  ``num_workers``: DataLoader worker processes for datasets
+    that are not in memory (-1: 2 on CPU, 4 on CUDA; 0: read in the training process).
     """
 
     steps: int = 2000
@@ -90,7 +99,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     weighting: str = "uniform"
     min_snr_gamma: float = 5.0
-    label_dropout: float = 0.1
+    cond_dropout: float = 0.1
     warmup: int = 0
     seed: int = 0
     log_every: int = 25
@@ -108,6 +117,7 @@ class TrainConfig:
     sample_every: int = 0
     tensorboard: bool = False
     resume_from: str = ""
+    num_workers: int = -1
 
     def validate(self):
         """Raise ValueError naming the first option that is out of range."""
@@ -119,8 +129,10 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"unknown weighting {self.weighting!r}; choose one of {', '.join(WEIGHTINGS)}")
-        if not 0 <= self.label_dropout < 1:
-            raise ValueError(f"label_dropout must be in [0, 1), got {self.label_dropout}")
+        if not 0 <= self.cond_dropout < 1:
+            raise ValueError(f"cond_dropout must be in [0, 1), got {self.cond_dropout}")
+        if self.num_workers < -1:
+            raise ValueError(f"num_workers must be >= 0 (or -1 for automatic), got {self.num_workers}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         if self.lr_decay not in LR_DECAYS:
@@ -151,40 +163,52 @@ def lr_at(config: TrainConfig, step: int) -> float:
 
 
 class EpochSampler:
-    """Example indices without replacement, epoch after epoch; the permutation of epoch ``e`` is
-    ``randperm(N)`` under seed ``(seed, e)``, so the state is just ``(epoch, offset)``."""
+    """Example indices without replacement, epoch after epoch.  The permutation of epoch ``e`` is
+    ``randperm(N)`` under seed ``(seed, e)`` and global position ``p`` holds example
+    ``perm(p // N)[p % N]``, so every batch is a pure function of its position."""
 
     def __init__(self, n: int, seed: int):
         self.n, self.seed = n, seed
-        self.epoch, self.offset = 0, 0
-        self._perm_epoch, self._perm = -1, None
+        self._perms: dict[int, torch.Tensor] = {}
 
-    def _permutation(self) -> torch.Tensor:
-        if self._perm_epoch != self.epoch:
-            g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) % (2**63))
-            self._perm, self._perm_epoch = torch.randperm(self.n, generator=g), self.epoch
-        return self._perm
+    def _permutation(self, epoch: int) -> torch.Tensor:
+        if epoch not in self._perms:
+            g = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) % (2**63))
+            self._perms = {e: p for e, p in self._perms.items() if e >= epoch - 1}  # keep at most two
+            self._perms[epoch] = torch.randperm(self.n, generator=g)
+        return self._perms[epoch]
 
-    def take(self, k: int) -> torch.Tensor:
-        """The next ``k`` indices ``(k,)`` (crossing into the next epoch when needed)."""
-        parts = []
-        while k > 0:
-            chunk = self._permutation()[self.offset:self.offset + k]
+    def indices(self, start: int, k: int) -> torch.Tensor:
+        """The ``(k,)`` examples at global positions ``[start, start + k)``."""
+        parts, pos = [], start
+        while pos < start + k:
+            epoch, offset = divmod(pos, self.n)
+            chunk = self._permutation(epoch)[offset:offset + start + k - pos]
             parts.append(chunk)
-            self.offset += len(chunk)
-            k -= len(chunk)
-            if self.offset == self.n:
-                self.epoch, self.offset = self.epoch + 1, 0
+            pos += len(chunk)
         return torch.cat(parts)
 
-    def state(self) -> dict:
-        return {"epoch": self.epoch, "offset": self.offset, "num_examples": self.n}
+    def state(self, position: int) -> dict:
+        epoch, offset = divmod(position, self.n)
+        return {"epoch": epoch, "offset": offset, "num_examples": self.n}
 
-    def load_state(self, state: dict) -> None:
+    def check_state(self, state: dict) -> None:
         if state.get("num_examples") != self.n:
             raise ValueError(f"the checkpoint was trained on {state.get('num_examples')} examples but this run has "
                              f"{self.n}; resume with the same data")
-        self.epoch, self.offset = int(state["epoch"]), int(state["offset"])
+
+
+class _RankBatches(torch.utils.data.Sampler):
+    """Batch sampler for the DataLoader: this rank's rows of global batch ``start``, ``start + 1``, ..."""
+
+    def __init__(self, sampler: EpochSampler, batch_size: int, rows: slice, start: int):
+        self.sampler, self.batch_size, self.rows, self.start = sampler, batch_size, rows, start
+
+    def __iter__(self):
+        step = self.start
+        while True:
+            yield self.sampler.indices(step * self.batch_size, self.batch_size)[self.rows].tolist()
+            step += 1
 
 
 class _LossModule(torch.nn.Module):
@@ -195,7 +219,7 @@ class _LossModule(torch.nn.Module):
         self.denoiser = denoiser
         self.weighting, self.min_snr_gamma = weighting, min_snr_gamma
 
-    def forward(self, x0, sigma, noise, cond=None):
+    def forward(self, x0, sigma, noise, cond):
         return denoising_loss(self.denoiser, x0, sigma, self.weighting, cond=cond, noise=noise,
                               min_snr_gamma=self.min_snr_gamma, reduce=False)
 
@@ -221,7 +245,7 @@ def _on_rank0(fn, device):
 
 
 class Trainer:
-    """Trains a :class:`Denoiser` on an in-memory tensor of examples ``(N, ...)``.
+    """Trains a :class:`Denoiser` on a dataset of ``(x0, cond)`` examples (or an in-memory tensor).
 
     The same code runs in one process or in N processes started by ``torchrun`` (one per device;
     gloo on CPU, NCCL on CUDA): only rank 0 prints and writes files, losses and metrics are
@@ -230,27 +254,34 @@ class Trainer:
     Args:
         denoiser: the wrapped network.
         schedule: gives the training sigmas.
-        data: ``(N, ...)`` float tensor (already normalised).
-        labels: optional ``(N,)`` integer class labels; dropped to the null class with
-            probability ``config.label_dropout`` so the model also learns the unconditional denoiser.
+        data: a map-style ``torch.utils.data.Dataset`` whose items are ``(x0, cond)`` in model units
+            (``cond`` a dict of tensors: ``{"label": ...}``, ``{"context": ..., "context_mask": ...}``,
+            ``{"concat": low_res}``, ``{}``), or an ``(N, ...)`` float tensor (already normalised).
+            Conditions are replaced by the denoiser's null values with probability
+            ``config.cond_dropout`` per example, so the model also learns the unconditional denoiser.
         run_dir: where checkpoints, ``metrics.jsonl`` and ``loss.png`` go (None: nothing written).
         info: extra JSON stored in the checkpoint config (e.g. data statistics).
-        augment: optional ``augment(x0, generator) -> x0`` applied to each training batch (e.g. a random
-            horizontal flip of images, :func:`unnoise.data.images.random_flip`).  It sees the whole
-            global batch ``(batch_size, ...)`` and the CPU ``generator``, so runs on 1 and N processes
-            augment identically.
+        augment: optional ``augment(x0, u) -> x0`` applied to each rank's rows of every batch, with
+            ``u`` one uniform number in [0, 1) per example, drawn for the whole global batch, so runs on
+            1 and N processes augment identically (e.g. :func:`unnoise.data.images.flip_rows`).
     """
 
-    def __init__(self, denoiser: Denoiser, schedule, data: torch.Tensor, config: TrainConfig | None = None,
-                 labels: torch.Tensor | None = None, run_dir: str | None = None, info: dict | None = None,
-                 augment=None):
+    def __init__(self, denoiser: Denoiser, schedule, data, config: TrainConfig | None = None,
+                 run_dir: str | None = None, info: dict | None = None, augment=None):
         self.config = cfg = config or TrainConfig()
         cfg.validate()
-        if data.ndim < 2 or data.shape[0] < 1:
-            raise ValueError(f"training data must have shape (N, ...), got {tuple(data.shape)}")
-        check_finite(data, "training data")
-        if labels is not None and len(labels) != len(data):
-            raise ValueError(f"{len(labels)} labels for {len(data)} examples")
+        if isinstance(data, torch.Tensor):
+            data = TensorDataset(data)
+        if not hasattr(data, "__getitem__") or not hasattr(data, "__len__"):
+            raise ValueError("training data must be a tensor (N, ...) or a map-style dataset of (x0, cond) items")
+        if len(data) < 1:
+            raise ValueError("the training data set is empty")
+        x_first, cond_first = data[0]
+        if not isinstance(cond_first, dict):
+            raise ValueError(f"dataset items must be (x0, cond) with cond a dict of tensors, got {type(cond_first).__name__}")
+        self.example_shape = tuple(x_first.shape)
+        if isinstance(data, TensorDataset):
+            check_finite(data.x, "training data")
         device = resolve_device(cfg.device)
         if cfg.precision == "fp16" and device.type != "cuda":
             raise ValueError("--precision fp16 needs a CUDA device (gradient scaling); use bf16 on CPU")
@@ -282,13 +313,13 @@ class Trainer:
         self.ema = copy.deepcopy(self.denoiser).eval().requires_grad_(False)
         self.schedule = schedule
         self.data = self._place_data(data)
-        self.labels = None if labels is None else labels.long().to(self.data.device)
         self.run_dir = run_dir
         self.info = info or {}
         self.augment = augment
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.noise_generator = torch.Generator(self.device).manual_seed(cfg.seed + 1_000_003)
         self.sampler = EpochSampler(len(data), cfg.seed)
+        self._loader = None  # the DataLoader iterator of a streamed dataset (made on first use)
         self.opt = torch.optim.AdamW(self.denoiser.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == "fp16")
         self.step_count = 0
@@ -309,41 +340,64 @@ class Trainer:
             self.resume(cfg.resume_from)
 
     # ------------------------------------------------------------------ data
-    def _place_data(self, data: torch.Tensor) -> torch.Tensor:
-        if self.device.type != "cuda":
-            return data.to(self.device)
+    def _place_data(self, data):
+        if not isinstance(data, TensorDataset) or self.device.type != "cuda":
+            return data
         free, _ = torch.cuda.mem_get_info(self.device)
-        if data.numel() * data.element_size() < free // 2:
+        if data.nbytes < free // 2:
             return data.to(self.device)
         return data.pin_memory()  # too big for the GPU: gather on the host, copy asynchronously
 
-    def _batch(self):
-        """This rank's rows of the next global batch: ``(x0, sigma, noise, cond)``, each ``(B/W, ...)``."""
-        cfg, n = self.config, self.config.batch_size
-        idx = self.sampler.take(n)
-        sigma = self.schedule.sample_training_sigmas(n, self.generator)
-        drop = torch.rand(n, generator=self.generator) < cfg.label_dropout if self.labels is not None else None
-        noise = torch.randn((n, *self.data.shape[1:]), generator=self.noise_generator, device=self.device,
-                            dtype=self.data.dtype)
-        rows = slice(self.rank * self.local_batch, (self.rank + 1) * self.local_batch)
-        if self.augment is not None:
-            x0 = self.augment(self._gather(idx), self.generator)[rows]
-        else:
-            x0 = self._gather(idx[rows])
-        cond = None
-        if self.labels is not None:
-            cond = self.labels[idx[rows].to(self.labels.device)].to(self.device)
-            null = getattr(self.denoiser.net, "num_classes", None)
-            if null is None:
-                null = getattr(self.denoiser.net, "config", {}).get("num_classes", 0)
-            cond = torch.where(drop[rows].to(self.device), torch.full_like(cond, null), cond)
-        return x0, sigma[rows].to(self.device), noise[rows], cond
+    @property
+    def rows(self) -> slice:
+        """This rank's rows of every global batch."""
+        return slice(self.rank * self.local_batch, (self.rank + 1) * self.local_batch)
 
-    def _gather(self, idx):
-        x = self.data[idx.to(self.data.device)]
-        if x.device != self.device and self.device.type == "cuda":
-            x = x.pin_memory()  # the gathered rows are a new tensor: pin it so the copy can overlap
-        return x.to(self.device, non_blocking=True)
+    def _read(self):
+        """This rank's ``(x0, cond)`` rows of global batch ``step_count``, on the training device."""
+        if isinstance(self.data, TensorDataset):
+            idx = self.sampler.indices(self.step_count * self.config.batch_size, self.config.batch_size)[self.rows]
+            x0, cond = self.data.gather(idx)
+        else:
+            if self._loader is None or self._loader[0] != self.step_count:
+                self._loader = [self.step_count, iter(self._data_loader(self.step_count))]
+            x0, cond = next(self._loader[1])
+            self._loader[0] += 1
+        non_blocking = self.device.type == "cuda"
+        x0 = x0.to(self.device, non_blocking=non_blocking)
+        cond = {k: v.to(self.device, non_blocking=non_blocking) for k, v in cond.items()}
+        if not torch.isfinite(x0).all():
+            raise ValueError(f"training batch {self.step_count} contains NaN or inf values; check the data "
+                             "(unnoise never trains on non-finite inputs)")
+        return x0, cond
+
+    def _data_loader(self, start: int) -> torch.utils.data.DataLoader:
+        workers = self.config.num_workers
+        if workers < 0:
+            workers = 4 if self.device.type == "cuda" else 2
+        batches = _RankBatches(self.sampler, self.config.batch_size, self.rows, start)
+        return torch.utils.data.DataLoader(self.data, batch_sampler=batches, num_workers=workers,
+                                           pin_memory=self.device.type == "cuda",
+                                           prefetch_factor=4 if workers else None,
+                                           persistent_workers=False)
+
+    def _batch(self):
+        """This rank's rows of the next global batch: ``(x0, sigma, noise, cond)``, each ``(B/W, ...)``.
+
+        All randomness is drawn for the whole global batch on every rank (so 1 and N processes agree)."""
+        cfg, n, rows = self.config, self.config.batch_size, self.rows
+        x0, cond = self._read()
+        sigma = self.schedule.sample_training_sigmas(n, self.generator)
+        # drawn whether used or not, so the random streams do not depend on the data or the hooks
+        drop = torch.rand(n, generator=self.generator) < cfg.cond_dropout
+        u = torch.rand(n, generator=self.generator)
+        noise = torch.randn((n, *self.example_shape), generator=self.noise_generator, device=self.device,
+                            dtype=x0.dtype)
+        if cfg.cond_dropout > 0 and any(k in cond for k in self.denoiser.nulls):
+            cond = self.denoiser.null_cond(cond, drop[rows])
+        if self.augment is not None:
+            x0 = self.augment(x0, u[rows].to(self.device))
+        return x0, sigma[rows].to(self.device), noise[rows], cond
 
     # ------------------------------------------------------------------ one step
     def _lr(self) -> float:
@@ -377,7 +431,7 @@ class Trainer:
             with sync:
                 with self._autocast():
                     per_example = self.model(x0[rows], sigma[rows], noise[rows],
-                                             None if cond is None else cond[rows])
+                                             {k: v[rows] for k, v in cond.items()})
                 loss = per_example.float().mean()
                 self.scaler.scale(loss / cfg.grad_accum).backward()
             loss_sum += per_example.detach().float().sum()
@@ -464,7 +518,7 @@ class Trainer:
                                "loss_smooth": self.loss_smooth if self.loss_smooth is not None else float("nan"),
                                "lr": lr_at(cfg, self.step_count - 1), "grad_norm": self.last_grad_norm,
                                "examples_per_s": rate, "skipped_steps": self.skipped_steps,
-                               "epoch": self.sampler.epoch})
+                               "epoch": self.step_count * cfg.batch_size // len(self.data)})
                 if self._stop_agreed:
                     self.stopped_by = self._stop_signal or "another rank"
                     self.save()
@@ -522,7 +576,7 @@ class Trainer:
         if self.sample_fn is not None:
             self.sample_fn(self, path)
             return path
-        if self.data.ndim != 2 or self.data.shape[1] < 2:
+        if len(self.example_shape) != 1 or self.example_shape[0] < 2:
             return None
         from .pipeline import unstandardise
         from .plotting import plot_points
@@ -530,10 +584,10 @@ class Trainer:
         n = min(n, len(self.data))
         g = torch.Generator().manual_seed(self.config.seed + 7)
         sigmas = self.schedule.sampling_sigmas(steps)
-        x = (torch.randn((n, *self.data.shape[1:]), generator=g) * sigmas[0]).to(self.device)
+        x = (torch.randn((n, *self.example_shape), generator=g) * sigmas[0]).to(self.device)
         out = sample(self.ema, x, sigmas, sampler="ddim", generator=g).cpu()
         stats = self.info.get("data", {}).get("normalization") if isinstance(self.info.get("data"), dict) else None
-        ref = self.data[torch.randperm(len(self.data), generator=g)[:n].to(self.data.device)].cpu()
+        ref = torch.stack([self.data[int(i)][0] for i in torch.randperm(len(self.data), generator=g)[:n]]).cpu()
         plot_points({"data": unstandardise(ref, stats), f"EMA samples, step {self.step_count}": unstandardise(out, stats)},
                     path)
         return path
@@ -552,7 +606,8 @@ class Trainer:
         if self.device.type == "cuda":
             for r, s in enumerate(dist.gather_bytes(torch.cuda.get_rng_state(self.device), self.device)):
                 tensors[f"rng.cuda.rank{r}"] = s
-        meta = {"step": self.step_count, "data": self.sampler.state(), "skipped_steps": self.skipped_steps,
+        meta = {"step": self.step_count, "data": self.sampler.state(self.step_count * self.config.batch_size),
+                "batch_size": self.config.batch_size, "skipped_steps": self.skipped_steps,
                 "bad_in_row": self.bad_in_row, "loss_smooth": self.loss_smooth, "world_size": self.world_size,
                 "device_type": self.device.type, "lr": self._lr(), "optimizer": opt_json, "scaler": scaler_json}
         return tensors, meta
@@ -616,6 +671,8 @@ class Trainer:
         for prefix, module in (("model.", self.denoiser.net), ("ema.", self.ema.net)):
             state = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
             checkpoint.load_state_checked(module, state, wpath, prefix.rstrip("."))
+        checkpoint.load_nulls(self.denoiser, weights, wpath)
+        checkpoint.load_nulls(self.ema, weights, wpath)
         spath = os.path.join(path, checkpoint.STATE_NAME)
         try:
             self.opt.load_state_dict(checkpoint.unflatten_state(meta["optimizer"], st, spath))
@@ -623,7 +680,10 @@ class Trainer:
                 self.scaler.load_state_dict(checkpoint.unflatten_state(meta["scaler"], st, spath))
         except (KeyError, ValueError, RuntimeError) as err:
             raise ValueError(f"{spath}: optimizer state does not fit this model ({err})") from None
-        self.sampler.load_state(meta["data"])
+        self.sampler.check_state(meta["data"])
+        if meta.get("batch_size", self.config.batch_size) != self.config.batch_size:
+            raise ValueError(f"{path} was trained with batch size {meta['batch_size']}, this run has "
+                             f"{self.config.batch_size}; resume with the same --batch-size")
         self.generator.set_state(st["rng.generator"])
         exact = meta.get("device_type") == self.device.type and meta.get("world_size") == self.world_size
         if meta.get("device_type") == self.device.type:
@@ -641,6 +701,7 @@ class Trainer:
                           f"continuing on {self.world_size} on {self.device.type} follows the same data order but is "
                           "not bitwise identical to an uninterrupted run", stacklevel=2)
         self.step_count = int(meta["step"])
+        self._loader = None
         self.skipped_steps = int(meta.get("skipped_steps", 0))
         self.bad_in_row = int(meta.get("bad_in_row", 0))
         self.loss_smooth = meta.get("loss_smooth")

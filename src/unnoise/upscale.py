@@ -48,10 +48,11 @@ class UpscaleNet(nn.Module):
         return self
 
     def forward(self, x, c_noise, cond=None):
-        if isinstance(cond, dict):
+        if isinstance(cond, dict) and "concat" in cond:
             low = cond.get("concat")
         elif cond is not None and self.lowres_table.numel():
-            low = self.lowres_table[torch.as_tensor(cond, device=self.lowres_table.device).long()].to(x.device)
+            idx = cond.get("label") if isinstance(cond, dict) else cond
+            low = self.lowres_table[torch.as_tensor(idx, device=self.lowres_table.device).long()].to(x.device)
         else:
             low = None
         if low is None:
@@ -76,7 +77,7 @@ def train_upscaler(images: torch.Tensor, factor: int, run_dir: str | None, net_c
     inner["shape"] = list(images.shape[1:])
     config = train_kwargs.get("config")
     if config is not None:
-        config.label_dropout = 0.0
+        config.cond_dropout = 0.0
     info = {"upscale": {"factor": factor, "low_shape": list(low.shape[1:])}}
     return _train_prepared(images, run_dir, "upscale_unet", {"inner": inner, "factor": factor},
                            torch.arange(len(images)), info, progress, lambda m: m.set_table(low), **train_kwargs)

@@ -30,7 +30,7 @@ def train_digits(run_dir: str | None, steps: int = DIGITS_STEPS, image_size: int
     """
     if data is None:
         data, labels, _ = load_digits(image_size)
-    config = TrainConfig(steps=steps, batch_size=batch_size, lr=2e-3, ema_decay=0.999, label_dropout=0.1,
+    config = TrainConfig(steps=steps, batch_size=batch_size, lr=2e-3, ema_decay=0.999, cond_dropout=0.1,
                          warmup=200, seed=seed, device=device, log_every=50)
     info = {"image": {"size": int(data.shape[-1]), "channels": int(data.shape[1]), "num_classes": 10,
                       "class_names": [str(i) for i in range(10)], "source": "digits"}}

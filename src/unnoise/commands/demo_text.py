@@ -58,7 +58,7 @@ def train_text_model(out: str, seed: int = 0, num_images: int = 4000, ae_steps: 
                                              attention_levels=[1], num_res_blocks=1, num_heads=4)}
     wrapper = dict(inner=inner, num_classes=len(names), context_len=table.shape[1], context_dim=table.shape[2])
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=2e-3, ema_decay=0.999, warmup=100, seed=seed,
-                      device=device, label_dropout=0.1, checkpoint_every=0, log_every=50)
+                      device=device, cond_dropout=0.1, checkpoint_every=0, log_every=50)
     train_latent(images, ae_dir, run_dir, net="caption_table", net_config=wrapper, labels=labels,
                  info={"text": {"captions": names, "encoder": "all-MiniLM-L6-v2"}}, prepare_net=lambda m: m.set_table(table, mask),
                  schedule="cosine", parameterization="v", config=cfg, progress=progress)

@@ -54,7 +54,7 @@ def net_config_from_args(args, num_classes: int) -> tuple[str, dict]:
 
 def run_images(args, train_cmd):
     """``unnoise train`` on image data; ``train_cmd`` is the train command module (shared loop options)."""
-    from ..data.images import load_images, random_flip
+    from ..data.images import load_images, flip_rows
     from ..pipeline import train_model
     from ..train import TrainConfig
     torch.manual_seed(args.seed)
@@ -78,7 +78,7 @@ def run_images(args, train_cmd):
     trainer = train_model(images, args.out, net=net, net_config=net_config, parameterization=args.parameterization,
                           schedule=args.schedule, config=cfg, normalize=False,
                           labels=labels if num_classes else None, info=info,
-                          augment=random_flip if args.flip else None,
+                          augment=flip_rows if args.flip else None,
                           progress=int(os.environ.get("RANK", "0")) == 0)
     if hasattr(train_cmd, "finish"):
         return train_cmd.finish(trainer, args.out)

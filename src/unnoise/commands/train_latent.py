@@ -30,7 +30,7 @@ def shape_class_labels(attrs: dict) -> tuple[torch.Tensor, list[str]]:
 
 def run_latent(args, train_cmd) -> int:
     """Run ``unnoise train`` with ``--latent``; ``train_cmd`` is the train command module (shared options)."""
-    from ..data.images import load_images, random_flip
+    from ..data.images import load_images, flip_rows
     from ..data.shapes import make_shapes
     from ..latent import LatentCodec, train_latent
     from ..train import TrainConfig
@@ -70,7 +70,7 @@ def run_latent(args, train_cmd) -> int:
             "latent_classes": {"num_classes": num_classes, "class_names": class_names, "source": args.data}}
     trainer = train_latent(images, args.latent, args.out, net=net, net_config=net_config, labels=labels, info=info,
                            schedule=args.schedule, parameterization=args.parameterization, config=cfg,
-                           augment=random_flip if getattr(args, "flip", False) else None,
+                           augment=flip_rows if getattr(args, "flip", False) else None,
                            progress=int(os.environ.get("RANK", "0")) == 0)
     return train_cmd.finish(trainer, args.out)
 

@@ -154,4 +154,9 @@ def random_flip(x: torch.Tensor, generator: torch.Generator | None = None) -> to
 
 
 __all__ = ["IMAGE_EXTENSIONS", "image_to_tensor", "is_image_spec", "load_digits", "load_image_folder",
-           "load_images", "random_flip"]
+           "load_images", "random_flip", "flip_rows"]
+
+
+def flip_rows(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Flip image ``i`` of ``(B, C, H, W)`` left-right where ``u[i] < 1/2`` (the Trainer's augment hook)."""
+    return torch.where((u < 0.5).reshape(-1, *([1] * (x.ndim - 1))).to(x.device), x.flip(-1), x)

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from .embeddings import NoiseLevelEmbedding
+from .embeddings import NoiseLevelEmbedding, labels_only
 
 
 class ResidualLayer(nn.Module):
@@ -43,7 +43,7 @@ class DiffWave(nn.Module):
         layers: number of residual layers.
         dilation_cycle: dilations run ``1, 2, ..., 2^(dilation_cycle - 1)`` and repeat.
         emb_dim: width of the noise-level embedding.
-        num_classes: > 0 adds a class embedding (``cond`` = integer labels, ``num_classes`` = null class).
+        num_classes: > 0 adds a class embedding (``cond`` = ``{"label": (B,)}``, ``num_classes`` = null class).
     """
 
     def __init__(self, shape=None, channels: int | None = None, residual_channels: int = 64, layers: int = 20,
@@ -82,7 +82,7 @@ class DiffWave(nn.Module):
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cond=None) -> torch.Tensor:
         if x.ndim != 3 or x.shape[1] != self.channels:
             raise ValueError(f"DiffWave expects (batch, {self.channels}, length), got {tuple(x.shape)}")
-        emb = self.embed(c_noise, cond)
+        emb = self.embed(c_noise, labels_only(cond, 'DiffWave'))
         h = nn.functional.relu(self.inp(x))
         skips = 0
         for layer in self.layers:

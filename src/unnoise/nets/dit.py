@@ -13,8 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .embeddings import NoiseLevelEmbedding
-from .unet import split_cond
+from .embeddings import NoiseLevelEmbedding, split_cond
 
 
 def sincos_2d(h: int, w: int, dim: int, device=None) -> torch.Tensor:

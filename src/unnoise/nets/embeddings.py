@@ -50,3 +50,26 @@ class NoiseLevelEmbedding(nn.Module):
                 labels = labels.expand(emb.shape[0])
             emb = emb + self.classes(labels)
         return emb
+
+
+COND_KEYS = ("label", "context", "context_mask", "concat")
+
+
+def split_cond(cond):
+    """``cond`` (None, labels tensor or dict) -> ``(labels, context, context_mask, concat)``."""
+    if cond is None:
+        return None, None, None, None
+    if isinstance(cond, dict):
+        unknown = set(cond) - set(COND_KEYS)
+        if unknown:
+            raise ValueError(f"unknown cond keys {sorted(unknown)}; use {', '.join(COND_KEYS)}")
+        return cond.get("label"), cond.get("context"), cond.get("context_mask"), cond.get("concat")
+    return cond, None, None, None
+
+
+def labels_only(cond, net: str):
+    """The class labels of ``cond`` for a backbone that takes nothing else (MLP, DiffWave)."""
+    labels, context, _, concat = split_cond(cond)
+    if context is not None or concat is not None:
+        raise ValueError(f"{net} supports class labels only; use the UNet for context or concatenated conditioning")
+    return labels

@@ -6,7 +6,7 @@ import math
 import torch
 from torch import nn
 
-from .embeddings import NoiseLevelEmbedding
+from .embeddings import NoiseLevelEmbedding, labels_only
 
 
 class ResidualBlock(nn.Module):
@@ -31,7 +31,7 @@ class MLP(nn.Module):
     Args:
         shape: shape of one example (e.g. ``(2,)``); inputs are flattened.
         width: hidden width.  depth: number of residual blocks.
-        num_classes: > 0 adds a class embedding (``cond`` = integer labels; index ``num_classes`` = null).
+        num_classes: > 0 adds a class embedding (``cond`` = ``{"label": (B,)}``; index ``num_classes`` = null).
         dropout: dropout inside the blocks.
     """
 
@@ -53,7 +53,7 @@ class MLP(nn.Module):
     def forward(self, x, c_noise, cond=None):
         if tuple(x.shape[1:]) != self.shape:
             raise ValueError(f"MLP built for examples of shape {self.shape}, got {tuple(x.shape[1:])}")
-        emb = self.embed(c_noise, cond)
+        emb = self.embed(c_noise, labels_only(cond, 'MLP'))
         h = self.inp(x.reshape(x.shape[0], -1))
         for block in self.blocks:
             h = block(h, emb)

@@ -9,7 +9,7 @@ concatenates the encoder's skip activations.  Output convolutions are zero-initi
 network predicts 0 (the denoiser then starts from its ``c_skip`` term).
 
 ``cond`` may be ``None``, a tensor of integer class labels, or a dict with any of
-``"labels"`` ``(B,)``, ``"context"`` ``(B, L, context_dim)``, ``"context_mask"`` ``(B, L)`` (True =
+``"label"`` ``(B,)``, ``"context"`` ``(B, L, context_dim)``, ``"context_mask"`` ``(B, L)`` (True =
 attend) and ``"concat"`` ``(B, cond_channels, *spatial)`` extra input channels (e.g. a low-resolution
 image for super-resolution; resized to the input's spatial size when it differs).
 """
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .embeddings import NoiseLevelEmbedding
+from .embeddings import COND_KEYS, NoiseLevelEmbedding, split_cond
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 
@@ -121,18 +121,6 @@ class Upsample(nn.Module):
 
     def forward(self, x):
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
-
-
-def split_cond(cond):
-    """``cond`` (None, labels tensor or dict) -> ``(labels, context, context_mask, concat)``."""
-    if cond is None:
-        return None, None, None, None
-    if isinstance(cond, dict):
-        unknown = set(cond) - {"labels", "context", "context_mask", "concat"}
-        if unknown:
-            raise ValueError(f"unknown cond keys {sorted(unknown)}; use labels, context, context_mask, concat")
-        return cond.get("labels"), cond.get("context"), cond.get("context_mask"), cond.get("concat")
-    return cond, None, None, None
 
 
 class UNet(nn.Module):
@@ -278,4 +266,4 @@ class UNet(nn.Module):
                 f"res_blocks={c['num_res_blocks']}, attention_levels={c['attention_levels']}")
 
 
-__all__ = ["UNet", "split_cond"]
+__all__ = ["COND_KEYS", "UNet", "split_cond"]
