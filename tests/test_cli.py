@@ -20,7 +20,7 @@ def test_train_then_sample_csv_data(tmp_path, capsys):
     assert cfg["data"]["shape"] == [2] and cfg["data"]["num_examples"] == 600
     out = tmp_path / "s.npy"
     assert main(["sample", "--checkpoint", str(run), "--n", "400", "--steps", "25", "--out", str(out),
-                 "--plot", str(tmp_path / "s.png"), "--option", "eta=0.0"]) == 0
+                 "--plot", str(tmp_path / "s.png"), "--sampler", "ddim", "--option", "eta=0.0"]) == 0
     x = np.load(out)
     assert x.shape == (400, 2)
     # samples come back in the user's units (data were standardised for training)

@@ -12,8 +12,10 @@ from . import likelihood  # noqa: E402
 from . import guidance, imaging  # noqa: E402
 from .guidance import cfg  # noqa: E402
 from . import spectral  # noqa: E402
+from . import runs  # noqa: E402
+from .runs import Pipeline, load  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["Denoiser", "TrainConfig", "Trainer", "analytic", "checkpoint", "data", "denoiser", "losses",
-           "metrics", "nets", "sample", "samplers", "schedules"]
+__all__ = ["Denoiser", "Pipeline", "TrainConfig", "Trainer", "analytic", "checkpoint", "data", "denoiser", "load",
+           "losses", "metrics", "nets", "runs", "sample", "samplers", "schedules"]

@@ -33,6 +33,7 @@ from . import nets, schedules
 from .denoiser import Denoiser
 
 FORMAT = "unnoise-checkpoint"
+FORMAT_VERSION = 2  # 2: config.json names the run's kind; null conditions stored as null.<key>
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 STATE_NAME, STATE_JSON = "state.safetensors", "state.json"
 CHECKPOINTS_DIR, LATEST_NAME = "checkpoints", "latest"
@@ -116,7 +117,7 @@ def _write_json(path: str, obj) -> None:
 # ----------------------------------------------------------------------------- sampling checkpoint
 def _model_config(denoiser: Denoiser, schedule, info: dict | None) -> dict:
     return {
-        "format": FORMAT, "version": 1,
+        "format": FORMAT, "version": FORMAT_VERSION,
         "net": {"name": nets.name_of(denoiser.net), "config": denoiser.net.config},
         "denoiser": denoiser.describe(),
         "schedule": schedule.config(),
@@ -157,6 +158,10 @@ def read_config(run_dir: str) -> dict:
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         fmt = config.get("format") if isinstance(config, dict) else None
         raise ValueError(f"{path} is not an unnoise checkpoint config (format={fmt!r})")
+    version = config.get("version", 1)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ValueError(f"{path} was written by a newer unnoise (run format version {version}; this version reads "
+                         f"up to {FORMAT_VERSION}): upgrade unnoise to load it")
     for key in ("net", "denoiser", "schedule"):
         if key not in config:
             raise ValueError(f"{path} has no {key!r} entry; the checkpoint config is incomplete")

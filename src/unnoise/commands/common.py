@@ -30,8 +30,9 @@ def parse_options(pairs: list[str] | None) -> dict:
 
 
 def add_sampling_args(p: argparse.ArgumentParser, default_steps: int = 50) -> None:
-    p.add_argument("--sampler", default="ddim",
-                   help=f"sampler name (default: ddim); one of: {', '.join(samplers.available())}")
+    p.add_argument("--sampler", default=None,
+                   help=f"sampler name (default: unnoise's default sampler, the one unnoise.sample uses); one of: "
+                        f"{', '.join(samplers.available())}")
     p.add_argument("--steps", type=int, default=default_steps,
                    help=f"number of sampling steps (default: {default_steps})")
     p.add_argument("--spacing", default=None, choices=schedules.SPACINGS,

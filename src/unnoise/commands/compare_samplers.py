@@ -10,6 +10,8 @@ import time
 import torch
 
 from .. import compare, samplers, schedules
+from ..runs import load
+from ..train import resolve_device
 from .common import add_device_arg, parse_options
 
 GRIDS = tuple(schedules.SPACINGS) + ("auto",)
@@ -135,19 +137,16 @@ def run(args):
         floor = compare.sample_quality(gm.sample(args.n, generator=g), reference, args.seed)["swd"]
         source = f"mixture {args.mixture} ({args.schedule} sigma range)"
     else:
-        from ..checkpoint import load
-        from ..pipeline import unstandardise
-        from ..train import resolve_device
-        model, schedule, config = load(args.checkpoint, ema=not args.raw_weights, device=resolve_device(args.device))
-        shape = tuple(config["data"]["shape"])
-        stats = config["data"].get("normalization")
-        device = next(model.parameters()).device
+        pipe = load(args.checkpoint, ema=not args.raw_weights, device=resolve_device(args.device))
+        if pipe.denoiser is None or pipe.kind not in ("vectors", "arrays", "audio", "images"):
+            raise ValueError(f"compare-samplers compares samplers on vector, array, audio and pixel image runs; "
+                             f"{args.checkpoint!r} is a {pipe.kind} run")
+        schedule, shape, model, device = pipe.schedule, pipe.model_shape, pipe.denoiser, pipe.device
 
         def denoiser(x, sigma, cond=None):  # the network on its device; samples stay on the CPU
             return model(x.to(device), sigma.to(device)).cpu()
 
-        def postprocess(x):
-            return unstandardise(x.cpu(), stats)
+        postprocess = pipe.decode
         if args.reference:
             reference, floor = _load_reference(args.reference, args.n, g)
             if tuple(reference.shape[1:]) != shape and reference[0].numel() != math.prod(shape):

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from .edit_common import add_edit_args, load_pipeline, make_cond, read_images, write_result
+from .common import parse_options
+from .edit_common import add_edit_args, load_image_pipeline, read_images, write_result
 
 
 def register(sub):
@@ -17,16 +18,14 @@ def register(sub):
 
 
 def run(args):
-    from ..train import resolve_device
-    from .common import parse_options
-    device = resolve_device(args.device)
-    pipe, config = load_pipeline(args, device)
-    inputs = read_images(args.input, pipe.image_shape)
+    if not 0.0 <= args.strength <= 1.0:
+        raise ValueError(f"--strength must be in [0, 1], got {args.strength}")
+    pipe = load_image_pipeline(args, ("images", "latent_images", "text"))
+    inputs = read_images(args.input, pipe.shape)
     batch = inputs.repeat_interleave(args.n, 0)
-    cond = make_cond(args, pipe, config, len(batch), device)
-    out = pipe.img2img(batch.to(device), args.strength, sampler=args.sampler, steps=args.steps, spacing=args.spacing,
-                       generator=torch.Generator().manual_seed(args.seed), cond=cond,
-                       **parse_options(args.option)).cpu()
+    out = pipe.img2img(batch, args.strength, sampler=args.sampler, steps=args.steps, spacing=args.spacing,
+                       guidance_scale=args.guidance_scale, class_label=args.class_label, prompt=args.prompt,
+                       generator=torch.Generator().manual_seed(args.seed), **parse_options(args.option))
     write_result(inputs, out.reshape(len(inputs), args.n, *out.shape[1:]), args.out)
     print(f"wrote {args.n} edits of each of {len(inputs)} image(s) (strength {args.strength}) to {args.out}")
     return 0

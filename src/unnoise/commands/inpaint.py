@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from .edit_common import add_edit_args, load_pipeline, make_cond, read_images, write_result
+from .common import parse_options
+from .edit_common import add_edit_args, load_image_pipeline, read_images, write_result
 
 
 def register(sub):
@@ -38,24 +39,32 @@ def keep_mask(args, shape) -> torch.Tensor:
         keep = torch.ones(1, h, w)
         keep[:, y0:y1, x0:x1] = 0
         return keep
-    from PIL import Image
-    img = Image.open(args.mask).convert("L").resize((w, h), Image.NEAREST)
-    return torch.from_numpy((np.asarray(img) < 128).astype(np.float32))[None]
+    from PIL import Image, UnidentifiedImageError
+    try:
+        img = Image.open(args.mask)
+        img.load()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--mask {args.mask!r} does not exist") from None
+    except (UnidentifiedImageError, OSError) as err:
+        raise ValueError(f"--mask {args.mask!r} is not a readable image ({err})") from None
+    if img.size != (w, h):
+        raise ValueError(f"--mask {args.mask!r} is {img.size[0]}x{img.size[1]} but the run's images are {w}x{h}; "
+                         "give a mask of the image size")
+    return torch.from_numpy((np.asarray(img.convert("L")) < 128).astype(np.float32))[None]
 
 
 def run(args):
-    from ..train import resolve_device
-    device = resolve_device(args.device)
-    pipe, config = load_pipeline(args, device)
-    inputs = read_images(args.input, pipe.image_shape)
-    keep = keep_mask(args, pipe.image_shape)
+    pipe = load_image_pipeline(args, ("images", "latent_images", "text"))
+    inputs = read_images(args.input, pipe.shape)
+    keep = keep_mask(args, pipe.shape)
+    if torch.all(keep == 1):
+        raise ValueError("the mask leaves nothing to fill: mark the region to regenerate white (--mask) or give --box")
     batch = inputs.repeat_interleave(args.n, 0)
-    cond = make_cond(args, pipe, config, len(batch), device)
-    from .common import parse_options
-    out = pipe.inpaint(batch.to(device), keep.to(device), sampler=args.sampler, steps=args.steps, spacing=args.spacing,
-                       generator=torch.Generator().manual_seed(args.seed), cond=cond, method=args.method,
+    out = pipe.inpaint(batch, keep, sampler=args.sampler, steps=args.steps, spacing=args.spacing,
+                       method=args.method, guidance_scale=args.guidance_scale, class_label=args.class_label,
+                       prompt=args.prompt, generator=torch.Generator().manual_seed(args.seed),
                        jump_length=args.jump_length, jump_n_sample=args.jump_n_sample, particles=args.particles,
-                       **parse_options(args.option)).cpu()
+                       **parse_options(args.option))
     shown = torch.where(keep.bool(), inputs, torch.full_like(inputs, -1.0))  # the hole shown black
     write_result(shown, out.reshape(len(inputs), args.n, *out.shape[1:]), args.out)
     print(f"wrote {args.n} inpaintings of each of {len(inputs)} image(s) to {args.out}")

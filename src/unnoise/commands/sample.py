@@ -1,75 +1,108 @@
-"""``unnoise sample``: draw samples from a trained run with any sampler."""
+"""``unnoise sample``: draw samples from any trained run (or diffusers folder) with any sampler.
+
+The run is read by :func:`unnoise.load`; what is written, and which options apply, follow from the
+run's kind (:mod:`unnoise.commands.kinds`).  Options that do not apply to the run are rejected.
+"""
 from __future__ import annotations
 
-import os
-
-import numpy as np
 import torch
 
-from ..pipeline import sample_model
+from ..runs import load
+from ..train import resolve_device
 from .common import add_device_arg, add_sampling_args, parse_options
-from .train_images import add_image_sample_args, is_image_run, run_sample_images
+from .kinds import check_out, sample_kind
 
 
 def register(sub):
     p = sub.add_parser("sample", help="draw samples from a trained run",
-                       description="Sample from a run directory written by 'unnoise train' and save them "
-                                   "as .npy (or .csv), optionally with a scatter plot.")
+                       description="Sample from a run directory written by 'unnoise train' (or a diffusers folder). "
+                                   "Vector and array runs write .npy/.csv (and a scatter --plot), image runs a PNG "
+                                   "grid or .npy, audio runs 16-bit WAV files.")
     p.add_argument("--checkpoint", required=True, help="run directory written by 'unnoise train'")
-    p.add_argument("--n", type=int, default=1000, help="number of samples (default: 1000; 100 for image runs, 8 WAV clips for audio runs)")
-    p.add_argument("--out", default="samples.npy",
-                   help="output file, .npy or .csv (default: samples.npy); .png writes an image grid for image runs; "
-                        "audio runs write WAV files to a folder (default: samples/) or NAME.wav")
-    p.add_argument("--plot", default=None, help="also write a scatter plot of the first two coordinates (PNG; spectrograms for audio runs)")
+    p.add_argument("--n", type=int, default=None,
+                   help="number of samples (default: 1000 for vectors and arrays, 100 for images, 64 for latent "
+                        "runs, 8 clips for audio)")
+    p.add_argument("--out", default=None,
+                   help="output: .npy or .csv (vectors, arrays; default samples.npy), .png grid or .npy (images; "
+                        "default samples.png), a folder or NAME.wav (audio; default samples/)")
+    p.add_argument("--plot", default=None, help="also write a picture (PNG): a scatter plot of the first two "
+                                                "coordinates for vectors, spectrograms for audio")
     p.add_argument("--raw-weights", action="store_true", help="use the raw weights instead of the EMA weights")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     add_sampling_args(p)
     add_device_arg(p)
-    add_image_sample_args(p)
-    from .sample_latent import add_latent_sample_args
-    add_latent_sample_args(p)
+    g = p.add_argument_group("conditional runs")
+    g.add_argument("--class-label", default=None,
+                   help="class to generate (index or class name; default: every class in turn for a "
+                        "class-conditional run)")
+    g.add_argument("--prompt", action="append", default=None,
+                   help="text prompt for a text-conditioned run (repeatable: samples cycle through the prompts)")
+    g.add_argument("--guidance-scale", type=float, default=1.0,
+                   help="classifier-free guidance scale: 0 = unconditional, 1 = conditional, >1 = stronger "
+                        "(default: 1); with --classifier, the classifier guidance weight")
+    g.add_argument("--classifier", default=None,
+                   help="directory written by 'unnoise train-classifier': classifier guidance towards "
+                        "--class-label (or every class in turn)")
+    g.add_argument("--autoencoder", default=None, metavar="DIR",
+                   help="autoencoder directory of a latent run (default: the one stored in the run)")
     p.set_defaults(func=run)
 
 
+def _check_options(args, pipe, kind) -> None:
+    """Every option is checked against the run's kind: rejected, never ignored."""
+    if args.n is not None and args.n < 1:
+        raise ValueError(f"--n must be a positive integer, got {args.n}")
+    if args.steps < 1:
+        raise ValueError(f"--steps must be a positive integer, got {args.steps}")
+    if args.guidance_scale != args.guidance_scale or abs(args.guidance_scale) == float("inf"):
+        raise ValueError(f"--guidance-scale must be a finite number, got {args.guidance_scale}")
+    if args.prompt and pipe.prompt_encoder is None:
+        raise ValueError(f"--prompt needs a text-conditioned run; {args.checkpoint!r} is a {pipe.kind} run")
+    if args.classifier and not kind.images:
+        raise ValueError(f"--classifier applies to image runs; {args.checkpoint!r} is a {pipe.kind} run")
+    if args.class_label is not None and not pipe.num_classes and not args.classifier:
+        raise ValueError("--class-label given but the run is unconditional: train it with --conditional, or "
+                         "guide it with --classifier DIR")
+    if args.guidance_scale != 1.0 and not (pipe.conditional or args.classifier):
+        raise ValueError("--guidance-scale needs a class-conditional or text-conditioned run, or a noisy "
+                         "classifier (--classifier DIR from 'unnoise train-classifier')")
+    if args.guidance_scale != 1.0 and pipe.prompt_encoder is not None and not args.prompt:
+        raise ValueError("--guidance-scale on a text-conditioned run needs --prompt (the guidance pushes towards it)")
+    if args.plot is not None:
+        if kind.plot is None:
+            raise ValueError(f"--plot applies to vector and audio runs; {args.checkpoint!r} is a {pipe.kind} run")
+        if not args.plot.lower().endswith(".png"):
+            raise ValueError(f"--plot {args.plot!r}: the picture is a PNG; give a file name ending in .png")
+    if args.autoencoder and pipe.kind not in ("latent_images", "text"):
+        raise ValueError(f"--autoencoder applies to latent runs; {args.checkpoint!r} is a {pipe.kind} run")
+
+
 def run(args):
-    from ..checkpoint import load
-    from ..train import resolve_device
-    from .sample_latent import is_latent_run, run_sample_latent
-    if is_latent_run(args.checkpoint):  # diffusion on an autoencoder's latents: decode to images
-        return run_sample_latent(args, parse_options(args.option))
-    if is_image_run(args.checkpoint):  # trained on digits or an image folder
-        if args.out == "samples.npy":
-            args.out = "samples.png"
-        if args.n == 1000:  # the vector default; a 10x10 grid for images
-            args.n = 100
-        return run_sample_images(args, parse_options(args.option))
-    from .sample_audio import DEFAULT_OUT, audio_info, run_sample_audio
-    info = audio_info(args.checkpoint)
-    if info is not None:  # trained on WAV clips: 16-bit WAV files at the stored rate (.npy/.csv: raw arrays)
-        if args.out == "samples.npy":
-            args.out = DEFAULT_OUT
-        if not args.out.lower().endswith((".npy", ".csv")):
-            if args.n == 1000:  # the vector default; a handful of clips to listen to
-                args.n = 8
-            return run_sample_audio(args, parse_options(args.option), info)
-    if args.n < 1:
-        raise ValueError(f"--n must be positive, got {args.n}")
-    ext = os.path.splitext(args.out)[1].lower()
-    if ext not in (".npy", ".csv"):
-        raise ValueError(f"--out must end in .npy or .csv, got {args.out!r}")
-    denoiser, schedule, config = load(args.checkpoint, ema=not args.raw_weights, device=resolve_device(args.device))
-    g = torch.Generator().manual_seed(args.seed)
-    shape = config["data"]["shape"]
-    x = sample_model(denoiser, schedule, args.n, shape, sampler=args.sampler, steps=args.steps,
-                     spacing=args.spacing, generator=g, stats=config["data"].get("normalization"),
-                     progress=True, **parse_options(args.option))
-    arr = x.numpy()
-    if ext == ".npy":
-        np.save(args.out, arr)
-    else:
-        np.savetxt(args.out, arr.reshape(len(arr), -1), delimiter=",")
-    print(f"wrote {args.n} samples of shape {tuple(shape)} to {args.out}")
+    device = resolve_device(args.device)
+    pipe = load(args.checkpoint, device=device, ema=not args.raw_weights, autoencoder=args.autoencoder)
+    kind = sample_kind(pipe)
+    _check_options(args, pipe, kind)
+    n = args.n if args.n is not None else kind.default_n
+    out = args.out if args.out is not None else kind.default_out
+    check_out(kind, out)
+    options = parse_options(args.option)
+    classifier = load(args.classifier, device=device) if args.classifier else None
+    if classifier is not None and classifier.kind != "classifier":
+        raise ValueError(f"--classifier {args.classifier!r} is a {classifier.kind} run, not a noisy classifier")
+    labels = args.class_label
+    classes = classifier.num_classes if classifier is not None else pipe.num_classes
+    if labels is None and classes:  # every class in turn
+        labels = [i % classes for i in range(n)]
+    args._labels = None if labels is None else ([labels] * n if isinstance(labels, str) else labels)
+    prompts = None if not args.prompt else [args.prompt[i % len(args.prompt)] for i in range(n)]
+    x = pipe.sample(n, sampler=args.sampler, steps=args.steps, spacing=args.spacing,
+                    guidance_scale=args.guidance_scale, class_label=labels, prompt=prompts,
+                    generator=torch.Generator().manual_seed(args.seed), progress=True, classifier=classifier,
+                    **options)
+    paths = kind.write(pipe, x, args, out)
+    where = paths[0] if len(paths) == 1 else f"{paths[0]} ... {paths[-1]}"
+    print(f"wrote {n} samples of shape {tuple(x.shape[1:])} to {where}")
     if args.plot:
-        from ..plotting import plot_points
-        plot_points({f"{args.sampler}, {args.steps} steps": x.reshape(len(x), -1)}, args.plot)
+        kind.plot(pipe, x, args, args.plot)
         print(f"wrote {args.plot}")
+    return 0

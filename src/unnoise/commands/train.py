@@ -179,7 +179,7 @@ def run(args):
     try:
         trainer = train_model(x, args.out, net_config={"width": args.width, "depth": args.depth},
                               parameterization=args.parameterization, schedule=args.schedule, config=cfg,
-                              normalize=not args.no_normalize, info={"command": command_record(args)},
+                              normalize=not args.no_normalize, info={"kind": "vectors", "command": command_record(args)},
                               progress=int(os.environ.get("RANK", "0")) == 0)
     except OSError as err:
         if isinstance(err, (FileNotFoundError, PermissionError)):

@@ -67,7 +67,8 @@ def run_arrays(args, x: torch.Tensor, train_cmd, extra_info: dict | None = None)
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay,
                       grad_clip=args.grad_clip, weighting=args.weighting, warmup=args.warmup, seed=args.seed,
                       device=args.device, **train_cmd.loop_options(args))
-    info = {"data": {"shape": list(x.shape[1:]), "normalization": stats, "num_examples": len(x)},
+    info = {"kind": "audio" if "audio" in (extra_info or {}) else "arrays",
+            "data": {"shape": list(x.shape[1:]), "normalization": stats, "num_examples": len(x)},
             "command": train_cmd.command_record(args), **(extra_info or {})}
     try:
         trainer = train_model(scaled, args.out, net=name, net_config=net_config,

@@ -68,7 +68,7 @@ def run_images(args, train_cmd):
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay,
                       grad_clip=args.grad_clip, weighting=args.weighting, warmup=args.warmup, seed=args.seed,
                       device=args.device, **extra)
-    info = {"image": {"size": int(images.shape[-1]), "channels": int(images.shape[1]), "num_classes": num_classes,
+    info = {"kind": "images", "image": {"size": int(images.shape[-1]), "channels": int(images.shape[1]), "num_classes": num_classes,
                       "class_names": class_names if num_classes else [], "source": args.data}}
     if hasattr(train_cmd, "command_record"):
         info["command"] = train_cmd.command_record(args)
@@ -83,93 +83,4 @@ def run_images(args, train_cmd):
     if hasattr(train_cmd, "finish"):
         return train_cmd.finish(trainer, args.out)
     print(f"wrote {args.out}/ (config.json, model.safetensors, metrics.jsonl, loss.png)")
-    return 0
-
-
-# ------------------------------------------------------------------------------------------ sampling
-def add_image_sample_args(p) -> None:
-    g = p.add_argument_group("image runs")
-    g.add_argument("--class-label", default=None,
-                   help="class to generate (index or class name; default: every class in turn for a "
-                        "class-conditional run)")
-    g.add_argument("--guidance-scale", type=float, default=1.0,
-                   help="classifier-free guidance scale: 0 = unconditional, 1 = conditional, >1 = stronger (default: 1)")
-    g.add_argument("--classifier", default=None,
-                   help="directory written by 'unnoise train-classifier': use classifier guidance with "
-                        "--guidance-scale instead of classifier-free guidance")
-
-
-def is_image_run(checkpoint_dir: str) -> bool:
-    from ..checkpoint import read_config
-    return "image" in read_config(checkpoint_dir)
-
-
-def resolve_labels(spec, n: int, image_info: dict):
-    """``(n,)`` labels for ``--class-label`` (index or class name; None = cycle through all classes)."""
-    k = int(image_info.get("num_classes") or 0)
-    if not k:
-        if spec is not None:
-            raise ValueError("--class-label given but the run is unconditional (train it with --conditional)")
-        return None
-    if spec is None:
-        return torch.arange(n) % k
-    names = image_info.get("class_names") or []
-    if spec in names:
-        idx = names.index(spec)
-    else:
-        try:
-            idx = int(spec)
-        except ValueError:
-            raise ValueError(f"unknown class {spec!r}; use an index in [0, {k}) or one of {names}") from None
-    if not 0 <= idx < k:
-        raise ValueError(f"--class-label {idx} out of range: the run has {k} classes (0..{k - 1})")
-    return torch.full((n,), idx, dtype=torch.long)
-
-
-def run_sample_images(args, options: dict) -> int:
-    """``unnoise sample`` for an image run: PNG grid (``--out x.png``) or an array (.npy)."""
-    import numpy as np
-
-    from ..checkpoint import load
-    from ..guidance import ClassifierGuidance, cfg, load_classifier
-    from ..pipeline import sample_model
-    from ..train import resolve_device
-    if args.n < 1:
-        raise ValueError(f"--n must be positive, got {args.n}")
-    ext = os.path.splitext(args.out)[1].lower()
-    if ext not in (".png", ".npy"):
-        raise ValueError(f"for an image run --out must end in .png (a grid) or .npy (the array), got {args.out!r}")
-    device = resolve_device(args.device)
-    denoiser, schedule, config = load(args.checkpoint, ema=not args.raw_weights, device=device)
-    image_info = config["image"]
-    labels = resolve_labels(args.class_label, args.n, image_info) if not args.classifier else None
-    guided = denoiser
-    if args.classifier:
-        classifier, _ = load_classifier(args.classifier, device=device)
-        if args.class_label is None:
-            labels = torch.arange(args.n) % classifier.num_classes
-        else:
-            labels = torch.full((args.n,), int(args.class_label), dtype=torch.long)
-        guided = ClassifierGuidance(denoiser, classifier, args.guidance_scale)
-    elif args.guidance_scale != 1.0:
-        if labels is None:
-            raise ValueError("--guidance-scale needs a class-conditional run (train with --conditional) "
-                             "or a noisy classifier (--classifier DIR from 'unnoise train-classifier')")
-        guided = cfg(denoiser, args.guidance_scale)
-    g = torch.Generator().manual_seed(args.seed)
-    x = sample_model(guided, schedule, args.n, config["data"]["shape"], sampler=args.sampler, steps=args.steps,
-                     spacing=args.spacing, generator=g, stats=config["data"].get("normalization"),
-                     cond=None if labels is None else labels.to(device), progress=True, **options)
-    x = x.clamp(-1, 1)
-    if ext == ".npy":
-        np.save(args.out, x.numpy())
-    else:
-        from ..imaging import save_image_grid
-        k = int(image_info.get("num_classes") or 0)
-        nrow = k if (labels is not None and args.class_label is None and k and args.n % k == 0) else None
-        if nrow:  # one row per class: reorder so row r holds class r
-            x = x[torch.argsort(labels, stable=True)]
-            nrow = args.n // k
-        save_image_grid(x, args.out, nrow=nrow)
-    print(f"wrote {args.n} images of shape {tuple(x.shape[1:])} to {args.out}")
     return 0

@@ -6,6 +6,7 @@ import os
 import torch
 
 from .common import add_device_arg, add_sampling_args, parse_options
+from .edit_common import load_image_pipeline, read_images, write_result
 
 
 def register(sub):
@@ -46,17 +47,12 @@ def run(args):
         return 0
     if not args.checkpoint or not args.input:
         raise ValueError("give --checkpoint RUN and --input IMAGE to upscale (or --train to train a model)")
-    from ..checkpoint import load
-    from ..upscale import upscale
-    from .edit_common import read_images, write_result
-    device = resolve_device(args.device)
-    den, schedule, config = load(args.checkpoint, device=device)
-    if "upscale" not in config:
-        raise ValueError(f"{args.checkpoint!r} is not a super-resolution run (train one with unnoise upscale --train)")
-    factor = config["upscale"]["factor"]
-    low = read_images(args.input, config["upscale"]["low_shape"])
-    high = upscale(den, schedule, low, factor, sampler=args.sampler, steps=args.steps,
-                   generator=torch.Generator().manual_seed(args.seed), **parse_options(args.option))
+    args.autoencoder, args.guidance_scale, args.prompt = None, 1.0, None
+    pipe = load_image_pipeline(args, ("upscale",))
+    factor = pipe.config["upscale"]["factor"]
+    low = read_images(args.input, pipe.config["upscale"]["low_shape"])
+    high = pipe.upscale(low, sampler=args.sampler, steps=args.steps, spacing=args.spacing,
+                        generator=torch.Generator().manual_seed(args.seed), **parse_options(args.option))
     if args.out.lower().endswith(".png"):
         near = torch.nn.functional.interpolate(low, scale_factor=factor, mode="nearest")
         write_result(near, high[:, None], args.out)  # each row: the input (enlarged), the upscaled image

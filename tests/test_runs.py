@@ -1,0 +1,122 @@
+"""``unnoise.load`` -> ``Pipeline`` for every kind of run: the loaded pipeline samples exactly what the
+trainer's EMA denoiser samples from the same noise (decoded to data units), two loads agree sample
+for sample, the sampling start is the diffusers start."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import unnoise
+from unnoise.cli import main
+from unnoise.data.audio import write_wav
+from unnoise.runs import Standardizer, run_kind
+
+COMMON = ["--steps", "3", "--batch-size", "8", "--checkpoint-every", "0", "--log-every", "1", "--device", "cpu"]
+
+
+def expected_samples(pipe, noise, steps=4, cond=None):
+    """What the EMA denoiser of the run samples from ``noise`` (the same recipe, written out)."""
+    sigmas = pipe.schedule.sampling_sigmas(steps)
+    scale = float(pipe.schedule.scale(torch.tensor(float(sigmas[0]), dtype=torch.float64)))
+    x = noise / scale if pipe.schedule.process != "ve" else noise * float(sigmas[0])
+    out = unnoise.sample(pipe.denoiser, x, sigmas, sampler="ddim", cond=cond)
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("runs")
+    made = {}
+    made["vectors"] = str(base / "vec")
+    assert main(["train", "--data", "ring", "--num-points", "64", "--width", "16", "--depth", "1",
+                 "--out", made["vectors"], *COMMON]) == 0
+    arr = np.random.default_rng(0).normal(size=(16, 2, 8)).astype(np.float32) * 3 + 1
+    np.save(base / "series.npy", arr)
+    made["arrays"] = str(base / "arr")
+    assert main(["train", "--data", str(base / "series.npy"), "--net", "diffwave", "--base-channels", "8",
+                 "--out", made["arrays"], *COMMON]) == 0
+    made["images"] = str(base / "img")
+    assert main(["train", "--data", "digits", "--conditional", "--base-channels", "8", "--channel-mult", "1,2",
+                 "--out", made["images"], *COMMON]) == 0
+    wavs = base / "wavs"
+    wavs.mkdir()
+    for i in range(3):
+        t = torch.arange(400) / 2000
+        write_wav(str(wavs / f"t{i}.wav"), 0.3 * torch.sin(2 * math.pi * (100 + 50 * i) * t)[None], 2000)
+    made["audio"] = str(base / "aud")
+    assert main(["train", "--data", str(wavs), "--sample-rate", "2000", "--clip-length", "64", "--num-clips", "8",
+                 "--base-channels", "8", "--out", made["audio"], *COMMON]) == 0
+    return made
+
+
+@pytest.mark.parametrize("kind", ["vectors", "arrays", "images", "audio"])
+def test_load_samples_what_the_ema_denoiser_samples(runs, kind):
+    pipe = unnoise.load(runs[kind])
+    assert pipe.kind == kind and pipe.config["kind"] == kind and pipe.config["version"] == 2
+    g = torch.Generator().manual_seed(1)
+    noise = torch.randn(6, *pipe.model_shape, generator=g)
+    labels = None
+    if kind == "images":
+        assert pipe.num_classes == 10 and pipe.shape == (1, 8, 8)
+        labels = torch.tensor([0, 1, 2, 3, 4, 9])
+    got = pipe.sample(6, sampler="ddim", steps=4, noise=noise, class_label=None if labels is None else labels.tolist())
+    want = expected_samples(pipe, noise, cond=None if labels is None else {"label": labels})
+    if kind == "images":
+        want = want.clamp(-1, 1)
+    else:
+        want = Standardizer(pipe.config["data"]["normalization"]).decode(want)
+    assert got.shape == (6, *pipe.shape)
+    assert torch.allclose(got, want, atol=1e-5, rtol=1e-5)
+    # two loads of the same run sample identically from the same noise
+    again = unnoise.load(runs[kind]).sample(6, sampler="ddim", steps=4, noise=noise,
+                                            class_label=None if labels is None else labels.tolist())
+    assert torch.equal(got, again)
+
+
+def test_sampling_starts_where_diffusers_starts():
+    """VP: the process variable x_T = s x is exactly the standard-normal noise."""
+    schedule = unnoise.schedules.DDPM()
+    pipe = unnoise.Pipeline(lambda x, s, c=None: torch.zeros_like(x), schedule, "vectors", (3,))
+    noise = torch.randn(5, 3)
+    sigma_max = float(schedule.sampling_sigmas(10)[0])
+    x = pipe.start(noise, sigma_max)
+    assert torch.allclose(x * float(schedule.scale(torch.tensor(sigma_max))), noise, atol=1e-6)
+    ve = unnoise.Pipeline(None, unnoise.schedules.get("karras"), "vectors", (3,))
+    assert torch.allclose(ve.start(noise, 80.0), noise * 80.0)
+
+
+def test_cli_sample_honours_an_explicit_n_and_rejects_options_of_other_kinds(runs, tmp_path, capsys):
+    out = tmp_path / "grid.npy"
+    assert main(["sample", "--checkpoint", runs["images"], "--n", "1000", "--steps", "1", "--out", str(out),
+                 "--device", "cpu"]) == 0
+    assert np.load(out).shape == (1000, 1, 8, 8)  # the explicit --n, not the image default
+    before = out.read_bytes()
+    capsys.readouterr()
+    cases = [
+        (["--checkpoint", runs["vectors"], "--class-label", "3"], "unconditional"),
+        (["--checkpoint", runs["vectors"], "--prompt", "a cat"], "text-conditioned"),
+        (["--checkpoint", runs["vectors"], "--guidance-scale", "3"], "class-conditional"),
+        (["--checkpoint", runs["images"], "--plot", str(tmp_path / "p.png")], "--plot applies"),
+        (["--checkpoint", runs["images"], "--guidance-scale", "nan"], "finite"),
+        (["--checkpoint", runs["images"], "--class-label", "12"], "out of range"),
+        (["--checkpoint", runs["vectors"], "--autoencoder", str(tmp_path)], "latent runs"),
+        (["--checkpoint", runs["vectors"], "--n", "0"], "positive"),
+        (["--checkpoint", runs["audio"], "--out", str(tmp_path / "x.mp3")], "WAV files"),
+    ]
+    for extra, phrase in cases:
+        assert main(["sample", "--out", str(out), "--device", "cpu", "--steps", "1", *extra]) != 0, extra
+        err = capsys.readouterr().err
+        assert phrase in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, (extra, err)
+    assert out.read_bytes() == before  # nothing written by a rejected command
+
+
+def test_run_kind_of_version_1_configs():
+    assert run_kind({"latent": {}, "text": {}}) == "text"
+    assert run_kind({"latent": {}}) == "latent_images"
+    assert run_kind({"image": {}}) == "images"
+    assert run_kind({"audio": {"sample_rate": 8000}}) == "audio"
+    assert run_kind({"data": {"shape": [2]}}) == "vectors"
+    assert run_kind({"data": {"shape": [1, 16]}}) == "arrays"
+    with pytest.raises(ValueError, match="unknown run kind"):
+        run_kind({"kind": "video"})
