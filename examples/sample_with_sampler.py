@@ -51,11 +51,8 @@ def main(argv=None):
     g = torch.Generator().manual_seed(args.seed)
     result = {"sampler": args.sampler, "steps": args.steps}
     if args.checkpoint:
-        from unnoise.checkpoint import load
-        from unnoise.pipeline import sample_model
-        denoiser, schedule, config = load(args.checkpoint)
-        x = sample_model(denoiser, schedule, args.n, config["data"]["shape"], sampler=args.sampler,
-                         steps=args.steps, generator=g, stats=config["data"].get("normalization"), **options)
+        x = unnoise.load(args.checkpoint).sample(args.n, sampler=args.sampler, steps=args.steps, generator=g,
+                                                 **options)
     else:
         ring = unnoise.analytic.GaussianMixture.ring(k=8, radius=2.0, std=0.1)
         sigmas = unnoise.schedules.Karras(sigma_min=0.002, sigma_max=80.0).sampling_sigmas(args.steps)

@@ -20,10 +20,9 @@ import torch
 from PIL import Image, ImageDraw
 
 import unnoise
-from unnoise.checkpoint import load
 from unnoise.data.images import load_image_folder
 from unnoise.imaging import save_image_grid
-from unnoise.pipeline import sample_model, train_model
+from unnoise.pipeline import train_model
 
 
 def make_folder(root: str, n: int, size: int, seed: int = 0) -> str:
@@ -67,10 +66,9 @@ def main(argv=None):
                           parameterization="v", schedule="cosine", config=config, normalize=False,
                           progress=not args.fast)
 
-    denoiser, schedule, run_config = load(os.path.join(out, "run"))
     g = torch.Generator().manual_seed(0)
-    samples = sample_model(denoiser, schedule, 16, images.shape[1:], sampler="dpmpp_2m",
-                           steps=5 if args.fast else 30, generator=g)
+    samples = unnoise.load(os.path.join(out, "run")).sample(16, sampler="dpmpp_2m", steps=5 if args.fast else 30,
+                                                            generator=g)
     grid = os.path.join(out, "samples.png")
     save_image_grid(samples.clamp(-1, 1), grid, nrow=4)
     result = {"images": len(images), "final_loss": trainer.history[-1]["loss"], "samples": grid,

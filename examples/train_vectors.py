@@ -20,10 +20,9 @@ import numpy as np
 import torch
 
 import unnoise
-from unnoise.checkpoint import load
 from unnoise.data import load_array
 from unnoise.metrics import sliced_wasserstein
-from unnoise.pipeline import sample_model, train_model
+from unnoise.pipeline import train_model
 
 
 def make_data(path: str, n: int, seed: int = 0) -> str:
@@ -58,9 +57,8 @@ def main(argv=None):
                 net_config=dict(width=64 if args.fast else 256, depth=2 if args.fast else 4),
                 parameterization="v", schedule="ddpm", config=config, progress=not args.fast)
 
-    denoiser, schedule, config_json = load(os.path.join(out, "run"))
-    samples = sample_model(denoiser, schedule, len(held_out), data.shape[1:], sampler="dpmpp_2m", steps=25,
-                           generator=g, stats=config_json["data"]["normalization"])
+    pipe = unnoise.load(os.path.join(out, "run"))  # samples come back in the data's own units
+    samples = pipe.sample(len(held_out), sampler="dpmpp_2m", steps=25, generator=g)
     proj = torch.Generator().manual_seed(1)
     swd = sliced_wasserstein(samples, held_out, generator=proj)
     floor = sliced_wasserstein(train, held_out, generator=torch.Generator().manual_seed(1))

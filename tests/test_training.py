@@ -11,7 +11,7 @@ from unnoise import checkpoint
 from unnoise.analytic import GaussianMixture
 from unnoise.data import toy_dataset
 from unnoise.metrics import sliced_wasserstein
-from unnoise.pipeline import sample_model, train_model
+from unnoise.pipeline import train_model
 from unnoise.train import TrainConfig
 
 
@@ -57,9 +57,7 @@ def test_training_closes_the_gap_to_the_optimal_denoiser(trained):
 def test_samples_land_near_the_data(trained):
     run, data, trainer = trained
     g = torch.Generator().manual_seed(1)
-    den, sched, cfg = checkpoint.load(run)
-    stats = cfg["data"]["normalization"]
-    x = sample_model(den, sched, 1000, (2,), "ddim", steps=50, generator=g, stats=stats)
+    x = unnoise.load(run).sample(1000, "ddim", steps=50, generator=g)  # in the data's units
     ref = data[torch.randperm(len(data), generator=g)[:1000]]
     swd = sliced_wasserstein(x, ref, generator=g)
     blob = data.mean(0) + data.std(0) * torch.randn(1000, 2, generator=g)  # a Gaussian fit of the data
@@ -92,8 +90,8 @@ def test_conditional_training_separates_classes():
     trainer = train_model(data, None, net_config={"width": 64, "depth": 2, "num_classes": 2}, config=cfg,
                           labels=labels, progress=False, normalize=False)
     for label, centre in ((0, 2.0), (1, -2.0)):
-        x = sample_model(trainer.ema, trainer.schedule, 300, (2,), "ddim", steps=30, generator=g,
-                         cond=torch.full((300,), label))
+        pipe = unnoise.Pipeline(trainer.ema, trainer.schedule, "vectors", (2,), num_classes=2)
+        x = pipe.sample(300, "ddim", steps=30, generator=g, class_label=label)
         on_own_side = (torch.sign(x.mean(1)) == (1 if centre > 0 else -1)).float().mean()
         assert on_own_side > 0.9  # an unconditional model would put half on each side
 

@@ -1,4 +1,4 @@
-"""End-to-end helpers used by the command line: train on a tensor of examples, sample from a run.
+"""End-to-end helper used by the command line: train on a tensor of examples (``unnoise.load`` samples the run).
 
 Data are standardised per feature before training (statistics stored in the checkpoint) and
 mapped back after sampling, so users see samples in their own units.
@@ -10,7 +10,6 @@ import torch
 from . import nets, schedules
 from .data.memory import TensorDataset
 from .denoiser import Denoiser
-from .samplers import sample
 from .train import TrainConfig, Trainer
 
 
@@ -60,15 +59,3 @@ def train_model(data: torch.Tensor, run_dir: str | None, net: str = "mlp", net_c
         print(nets.summary(model))
     trainer.fit(progress=progress)
     return trainer
-
-
-def sample_model(denoiser, schedule, n: int, shape, sampler: str = "ddim", steps: int = 50, spacing=None,
-                 generator: torch.Generator | None = None, stats: dict | None = None, cond=None,
-                 progress: bool = False, callback=None, **options) -> torch.Tensor:
-    """Draw ``n`` samples from a denoiser under its schedule, mapped back to data units."""
-    device = next(denoiser.parameters()).device if isinstance(denoiser, torch.nn.Module) else torch.device("cpu")
-    sigmas = schedule.sampling_sigmas(steps, spacing)
-    x = torch.randn(n, *shape, generator=generator) * sigmas[0]
-    out = sample(denoiser, x.to(device), sigmas, sampler=sampler, generator=generator, cond=cond,
-                 progress=progress, callback=callback, **options)
-    return unstandardise(out.cpu(), stats)

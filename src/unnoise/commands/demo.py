@@ -8,7 +8,8 @@ import torch
 
 from .. import metrics
 from ..data import TOY_DATASETS, toy_dataset
-from ..pipeline import sample_model, train_model, unstandardise
+from ..pipeline import train_model, unstandardise
+from ..runs import load
 from ..plotting import plot_points, plot_trajectory
 from ..train import TrainConfig
 
@@ -53,8 +54,9 @@ def run(args):
     den, sched, stats = trainer.ema, trainer.schedule, trainer.info["data"]["normalization"]
 
     n = 2000
-    ddpm = sample_model(den, sched, n, (2,), "ddpm", steps=1000, generator=g, stats=stats, progress=True)
-    ddim = sample_model(den, sched, n, (2,), "ddim", steps=50, generator=g, stats=stats)
+    pipe = load(run_dir, device=trainer.device)
+    ddpm = pipe.sample(n, "ddpm", steps=1000, generator=g, progress=True)
+    ddim = pipe.sample(n, "ddim", steps=50, generator=g)
     samples_png = os.path.join(args.out, "samples.png")
     swd = {k: metrics.sliced_wasserstein(v, held_out, generator=torch.Generator().manual_seed(1))
            for k, v in (("ddpm", ddpm), ("ddim", ddim))}
