@@ -226,6 +226,11 @@ def test_float_cache_with_stats(tmp_path):
     assert torch.equal(_stack(CachedDataset(str(tmp_path / "f16")))[0], x.half().float())
     with pytest.raises(ValueError, match="uint8 cache holds images in"):
         prepare(ds, str(tmp_path / "u8"), dtype="uint8", progress=False)
+    # a batched transform (as latent encoding is) runs before storing; the shape is the transformed one
+    index = prepare(ds, str(tmp_path / "lat"), dtype="float32", transform=lambda b: b[:, :, ::2] * 2,
+                    shard_size=8, batch_size=5, progress=False)
+    assert index["shape"] == [2, 3]
+    assert torch.equal(_stack(CachedDataset(str(tmp_path / "lat")))[0], x[:, :, ::2] * 2)
 
 
 def test_prepare_command(classes, tmp_path, capsys):
@@ -280,6 +285,12 @@ def test_corrupt_and_truncated_wavs(tmp_path):
     text = " ".join(str(w.message) for w in record)
     assert "skipped 2 unreadable WAV file(s)" in text and "head.wav" in text and "junk.wav" in text
     assert "truncated" in text and len(ds.paths) == 3 and ds[0][0].shape == (1, 64)
+    # 24-bit PCM (three bytes per sample) reads as k / 2^23
+    import wave
+    with wave.open(str(tmp_path / "w24.wav"), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(3), w.setframerate(8000)
+        w.writeframes(b"".join(int(k).to_bytes(3, "little", signed=True) for k in (-2**23, -1, 0, 2**22, 2**23 - 1)))
+    assert read_wav(str(tmp_path / "w24.wav"))[0].tolist() == [[-1.0, -2**-23, 0.0, 0.5, 1 - 2**-23]]
     empty = tmp_path / "bad"
     empty.mkdir()
     (empty / "x.wav").write_bytes(b"RIFF\0\0\0\0WAVE")

@@ -74,7 +74,7 @@ def _encode(x: torch.Tensor, dtype: str, first: int) -> np.ndarray:
 
 def prepare(dataset: Dataset, out_dir: str, dtype: str = "uint8", shard_size: int = 4096, stats=None,
             info: dict | None = None, class_names: list | None = None, batch_size: int = 256, num_workers: int = 0,
-            overwrite: bool = False, progress: bool = True) -> dict:
+            transform=None, overwrite: bool = False, progress: bool = True) -> dict:
     """Write ``dataset`` (items ``(x0, cond)``) to a cache in ``out_dir``; returns the index.
 
     Args:
@@ -85,6 +85,9 @@ def prepare(dataset: Dataset, out_dir: str, dtype: str = "uint8", shard_size: in
             the same pass (:class:`~unnoise.data.datasets.RunningStats` on the items as given).
         info: recorded in the index (e.g. the source folder, image size and mode); part of the settings.
         class_names: stored in the index (default: the dataset's ``class_names`` attribute, if any).
+        transform: a batched map ``(B, ...) -> (B, ...)`` applied before storing, e.g. a latent cache with
+            ``transform=codec.encode`` (:class:`unnoise.latent.LatentCodec`) and ``dtype="float16"``;
+            name it in ``info`` so a cache of other latents is not mistaken for this one.
         overwrite: replace a complete cache made with other settings (otherwise that is a ``ValueError``).
 
     A second call with the same settings on a complete cache returns its index without work; on an
@@ -102,6 +105,9 @@ def prepare(dataset: Dataset, out_dir: str, dtype: str = "uint8", shard_size: in
     if class_names is None:
         class_names = list(getattr(dataset, "class_names", []) or [])
     x0, cond0 = dataset[0]
+    if transform is not None:
+        with torch.no_grad():
+            x0 = transform(x0[None])[0]
     settings = {"dtype": dtype, "shard_size": shard_size, "count": n, "shape": list(x0.shape),
                 "cond": sorted(cond0), "stats": stats if isinstance(stats, str) or stats is None else "given",
                 "info": info or {}}
@@ -148,6 +154,9 @@ def prepare(dataset: Dataset, out_dir: str, dtype: str = "uint8", shard_size: in
             if sorted(cond) != settings["cond"]:
                 raise ValueError(f"items have condition keys {sorted(cond)} but the first has {settings['cond']}; "
                                  "every item needs the same keys")
+            if transform is not None:
+                with torch.no_grad():
+                    x = transform(x).detach().cpu().float()
             if shard_acc is not None:
                 shard_acc.update(x)
             xs.append(_encode(x, dtype, lo + sum(len(v) for v in xs)))
