@@ -277,7 +277,8 @@ def test_corrupt_and_truncated_wavs(tmp_path):
         read_wav(str(tmp_path / "head.wav"))
     full = (tmp_path / "sub" / "c.wav").read_bytes()
     (tmp_path / "sub" / "c.wav").write_bytes(full[:44 + 2 * 1000 + 1])  # 1000 of 3000 16-bit frames, half a frame
-    with pytest.warns(UserWarning, match=r"c\.wav: the file is truncated: its header declares 3000 frames but only 1000"):
+    truncated = r"c\.wav: the file is truncated: its header declares 3000 frames but only 1000 are"
+    with pytest.warns(UserWarning, match=truncated):
         audio, _ = read_wav(str(tmp_path / "sub" / "c.wav"))
     assert audio.shape == (1, 1000)
     with pytest.warns(UserWarning) as record:

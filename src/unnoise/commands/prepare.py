@@ -15,7 +15,8 @@ def register(sub):
                                    "processes) and write uint8 shards plus index.json to --out; a .npy array is "
                                    "written as float shards with per-channel (or per-feature) statistics.  An "
                                    "interrupted run continues where it stopped when started again.")
-    p.add_argument("--data", required=True, help="a folder of PNG/JPEG images (class subfolders give labels) or a .npy file")
+    p.add_argument("--data", required=True,
+                   help="a folder of PNG/JPEG images (class subfolders give labels) or a .npy file")
     p.add_argument("--out", required=True, help="cache directory to write")
     p.add_argument("--image-size", type=int, default=32, help="side in pixels after resize + centre crop (default: 32)")
     p.add_argument("--image-mode", default="RGB", choices=("RGB", "L"), help="colour mode of the images (default: RGB)")

@@ -79,6 +79,7 @@ class WavInfo:
 
     @property
     def truncated(self) -> bool:
+        """True when the file holds fewer frames than its header declares."""
         return self.frames < self.declared
 
 

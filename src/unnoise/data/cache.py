@@ -236,10 +236,12 @@ class CachedDataset(Dataset):
 
     @property
     def shape(self) -> tuple:
+        """The shape of one example."""
         return tuple(self.index["shape"])
 
     @property
     def labels(self) -> torch.Tensor | None:
+        """Every example's ``label`` as one ``(N,)`` tensor (None when the items have no label)."""
         if "label" not in self.index["cond"]:
             return None
         return torch.from_numpy(np.concatenate([np.asarray(c["label"]) for _, c in self._open()]))

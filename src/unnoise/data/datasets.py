@@ -91,6 +91,7 @@ class RunningStats:
 
     @property
     def count_examples(self) -> int:
+        """Examples seen so far."""
         if self.shape is None:
             return 0
         per = 1 if self.axis == "feature" else math.prod(self.shape[1:])
@@ -172,6 +173,7 @@ class TensorDataset(Dataset):
 
     @property
     def shape(self) -> tuple:
+        """The shape of one example."""
         return tuple(self.x.shape[1:])
 
 
@@ -219,6 +221,7 @@ class ArrayDataset(Dataset):
 
     @property
     def shape(self) -> tuple:
+        """The shape of one example."""
         return tuple(self._shape[1:])
 
     def __getitem__(self, i):
@@ -260,10 +263,12 @@ class ImageFolder(Dataset):
 
     @property
     def shape(self) -> tuple:
+        """``(channels, image_size, image_size)``."""
         return (MODES[self.mode], self.image_size, self.image_size)
 
     @property
     def num_classes(self) -> int:
+        """Number of class folders (0 without classes)."""
         return len(self.class_names)
 
     def __getitem__(self, i):
@@ -322,6 +327,7 @@ class AudioClips(Dataset):
 
     @property
     def shape(self) -> tuple:
+        """``(channels, clip_length)``."""
         return (self.channels, self.clip_length)
 
     def _resampled(self, f: int) -> torch.Tensor:

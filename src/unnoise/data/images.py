@@ -226,10 +226,10 @@ def random_flip(x: torch.Tensor, generator: torch.Generator | None = None) -> to
     return torch.where(flip.reshape(-1, *([1] * (x.ndim - 1))), x.flip(-1), x)
 
 
-__all__ = ["IMAGE_EXTENSIONS", "decode_image", "image_to_tensor", "scan_image_folder", "is_image_spec", "load_digits", "load_image_folder",
-           "load_images", "random_flip", "flip_rows"]
-
-
 def flip_rows(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """Flip image ``i`` of ``(B, C, H, W)`` left-right where ``u[i] < 1/2`` (the Trainer's augment hook)."""
     return torch.where((u < 0.5).reshape(-1, *([1] * (x.ndim - 1))).to(x.device), x.flip(-1), x)
+
+
+__all__ = ["DEEP_MODES", "IMAGE_EXTENSIONS", "decode_image", "flip_rows", "image_to_tensor", "is_image_spec",
+           "load_digits", "load_image_folder", "load_images", "random_flip", "scan_image_folder"]
