@@ -109,7 +109,7 @@ def prepare(dataset: Dataset, out_dir: str, dtype: str = "uint8", shard_size: in
         with torch.no_grad():
             x0 = transform(x0[None])[0]
     settings = {"dtype": dtype, "shard_size": shard_size, "count": n, "shape": list(x0.shape),
-                "cond": sorted(cond0), "stats": stats if isinstance(stats, str) or stats is None else "given",
+                "cond": sorted(cond0), "stats": stats,
                 "info": info or {}}
     index_path, plan_path = os.path.join(out_dir, "index.json"), os.path.join(out_dir, ".prepare.json")
     if os.path.exists(index_path):
