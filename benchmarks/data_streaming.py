@@ -14,10 +14,11 @@ cache and an in-memory tensor (CPU).
 3. Examples/s of a small U-Net training step (64 px, base 16, levels 1,2, no attention, batch 8,
    AdamW, v-loss on DDPM sigmas, 1 torch thread) fed through a DataLoader with 2 workers from (a) the
    streamed folder, (b) the cache written by ``unnoise prepare``, (c) a TensorDataset in memory; the
-   sources alternate round after round so load on a shared machine hits all alike.  Also the loaders'
-   own rate without training (what the data path could deliver).
+   three loaders stay alive and the sources take turns step by step (one network), so load on a
+   shared machine hits all alike; median step time (fetch + step).  Also the loaders' own rate
+   without training (what the data path could deliver).
 
-Run: ``.venv/bin/python benchmarks/data_streaming.py [--sizes 1000,16000] [--steps 20] [--rounds 2]``
+Run: ``.venv/bin/python benchmarks/data_streaming.py [--sizes 1000,16000] [--steps 40] [--parts memory,throughput]``
 """
 from __future__ import annotations
 
@@ -83,20 +84,39 @@ def loader(ds, workers: int = 2, seed: int = 0):
                       persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
 
 
-def throughput(ds, steps: int, train: bool, workers: int = 2) -> float:
-    """Examples/s over ``steps`` batches after the first (worker start-up excluded)."""
-    step = build_step() if train else (lambda x0: None)
+def loader_rate(ds, batches: int, workers: int = 2) -> float:
+    """Examples/s of the DataLoader alone over ``batches`` batches after the first (start-up excluded)."""
     it = iter(loader(ds, workers))
-    step(next(it)[0])
+    next(it)
     t0 = time.perf_counter()
+    for _ in range(batches):
+        next(it)
+    return batches * BATCH / (time.perf_counter() - t0)
+
+
+def interleaved_steps(sources: dict, steps: int, workers: int = 2) -> dict:
+    """Per-step times (batch fetch + training step) of one U-Net fed from each source in turn.
+
+    All loaders stay alive with their workers, and the sources take turns step by step, so load from
+    other jobs on a shared machine hits every source alike; each source's first batch (worker start-up)
+    is not timed.
+    """
+    step = build_step()
+    its = {name: iter(loader(ds, workers)) for name, ds in sources.items()}
+    for it in its.values():
+        step(next(it)[0])
+    times = {name: [] for name in sources}
     for _ in range(steps):
-        try:
-            x0, _ = next(it)
-        except StopIteration:
-            it = iter(loader(ds, workers))
-            x0, _ = next(it)
-        step(x0)
-    return steps * BATCH / (time.perf_counter() - t0)
+        for name, it in its.items():
+            t0 = time.perf_counter()
+            try:
+                x0, _ = next(it)
+            except StopIteration:
+                its[name] = it = iter(loader(sources[name], workers))
+                x0, _ = next(it)
+            step(x0)
+            times[name].append(time.perf_counter() - t0)
+    return times
 
 
 # ----------------------------------------------------------------------------- subprocess measurement
@@ -180,11 +200,11 @@ def child_main(folder: str) -> None:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="1000,16000", help="folder sizes (default: 1000,16000)")
-    ap.add_argument("--steps", type=int, default=20, help="timed training batches per source and round")
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=40, help="timed training steps per source (default: 40)")
     ap.add_argument("--throughput-size", type=int, default=1000, help="folder used for examples/s (default: 1000)")
     ap.add_argument("--train-args", default="", help="extra options for 'unnoise train' (space-separated)")
     ap.add_argument("--skip-cli", action="store_true", help="skip the 'unnoise train' subprocess runs")
+    ap.add_argument("--parts", default="memory,throughput", help="which parts to run (default: memory,throughput)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -192,7 +212,8 @@ def main():
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
     tmp = tempfile.mkdtemp(prefix="unnoise-stream-")
     try:
-        sizes = [int(s) for s in args.sizes.split(",")]
+        parts = args.parts.split(",")
+        sizes = [int(s) for s in args.sizes.split(",")] if "memory" in parts else []
         folders = {}
         for n in sorted(set(sizes + [args.throughput_size])):
             t0 = time.perf_counter()
@@ -200,8 +221,9 @@ def main():
             mb = sum(e.stat().st_size for e in os.scandir(folders[n])) / 2**20
             print(f"wrote {n:,} PNGs ({mb:.0f} MB) in {time.perf_counter() - t0:.1f} s", flush=True)
 
-        print("\n| run | images | peak RSS, largest process | peak RSS, process tree | time to first step "
-              "| wall |\n|---|---|---|---|---|---|")
+        if sizes:
+            print("\n| run | images | peak RSS, largest process | peak RSS, process tree | time to first step "
+                  "| wall |\n|---|---|---|---|---|---|")
         for n in sizes:
             runs = [("bare streaming loop (ImageFolder, 2 workers)", lambda: child_run(folders[n]))]
             if not args.skip_cli:
@@ -213,6 +235,8 @@ def main():
                 print(f"| {name} | {n:,} | {r['max_rss_mb']:.0f} MB | {r['tree_rss_mb']:.0f} MB | {first} "
                       f"| {r['wall_s']:.1f} s |", flush=True)
 
+        if "throughput" not in parts:
+            return
         from unnoise.data.cache import CachedDataset, prepare
         from unnoise.data.datasets import ImageFolder, TensorDataset
         torch.set_num_threads(1)
@@ -226,20 +250,14 @@ def main():
         print(f"\nprepared the {len(streamed):,}-image cache in {prep:.1f} s ({len(streamed) / prep:.0f} images/s, "
               "2 workers)", flush=True)
         sources = {"streamed folder": streamed, "prepared cache": cached, "in-memory tensor": memory}
-        train = {k: [] for k in sources}
-        alone = {k: [] for k in sources}
-        for r in range(args.rounds):
-            for name, ds in sources.items():
-                train[name].append(throughput(ds, args.steps, train=True))
-                alone[name].append(throughput(ds, 4 * args.steps, train=False))
-                print(f"round {r}: {name}: {train[name][-1]:.1f} ex/s training, {alone[name][-1]:.0f} ex/s "
-                      "loader alone", flush=True)
-        base = statistics.median(train["in-memory tensor"])
-        print(f"\n| source (DataLoader, 2 workers) | training examples/s | vs in-memory | loader alone, examples/s "
-              "|\n|---|---|---|---|")
+        alone = {name: loader_rate(ds, 4 * args.steps) for name, ds in sources.items()}
+        times = interleaved_steps(sources, args.steps)
+        rate = {name: BATCH / statistics.median(t) for name, t in times.items()}
+        base = rate["in-memory tensor"]
+        print(f"\n| source (DataLoader, 2 workers) | training examples/s (median step) | vs in-memory "
+              f"| loader alone, examples/s |\n|---|---|---|---|")
         for name in sources:
-            m = statistics.median(train[name])
-            print(f"| {name} | {m:.1f} | {m / base:.2f} | {statistics.median(alone[name]):.0f} |")
+            print(f"| {name} | {rate[name]:.1f} | {rate[name] / base:.2f} | {alone[name]:.0f} |")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
