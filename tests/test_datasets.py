@@ -314,3 +314,26 @@ def test_write_wav_is_atomic(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="No space"):
         write_wav(str(path), torch.ones(1, 100) * 0.5, 8000)
     assert path.read_bytes() == before and os.listdir(tmp_path) == ["keep.wav"]
+
+
+# ----------------------------------------------------------------------------- with the Trainer
+def test_trainer_reaches_the_same_weights_from_folder_cache_and_tensor(tmp_path):
+    from unnoise import nets, schedules
+    from unnoise.denoiser import Denoiser
+    from unnoise.train import TrainConfig, Trainer
+    rng = np.random.default_rng(5)
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(tmp_path / f"{i:02d}.png")
+    folder = ImageFolder(str(tmp_path), image_size=8)
+    prepare(folder, str(tmp_path / "cache"), shard_size=5, progress=False)
+    sources = [(load_image_folder(str(tmp_path), 8)[0], 0), (folder, 0), (CachedDataset(str(tmp_path / "cache")), 2)]
+    weights = []
+    for data, workers in sources:
+        torch.manual_seed(0)
+        net = nets.build("unet", shape=(3, 8, 8), base_channels=4, channel_mult=(1,), num_res_blocks=1,
+                         attention_levels=(), num_heads=1)
+        trainer = Trainer(Denoiser(net), schedules.get("ddpm"), data,
+                          TrainConfig(steps=4, batch_size=4, device="cpu", num_workers=workers))
+        trainer.fit(progress=False)  # 4 steps of 4: crosses the 12-image epoch boundary
+        weights.append(torch.cat([p.detach().flatten() for p in trainer.denoiser.parameters()]))
+    assert torch.equal(weights[0], weights[1]) and torch.equal(weights[0], weights[2])

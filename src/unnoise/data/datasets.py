@@ -1,6 +1,6 @@
 """Map-style ``torch.utils.data`` datasets of training examples, read lazily from disk.
 
-Every dataset here yields ``(x0, cond)``: ``x0`` a float32 tensor holding one example in model units,
+Every dataset here (and :class:`unnoise.data.memory.TensorDataset`, re-exported) yields ``(x0, cond)``: ``x0`` a float32 tensor holding one example in model units,
 ``cond`` a dict of tensors for that example (``{}`` when unconditional, ``{"label": tensor(k)}`` for class
 folders), so the DataLoader's default collate gives ``(x0 (B, ...), {"label": (B,)})``.  Nothing is read
 whole: image folders decode and resize in ``__getitem__`` (that is, in the DataLoader's worker processes),
@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from .arrays import check_layout, load_array, npy_header
 from .audio import convert_channels, draw_crops, read_wav_frames, readable_wavs, resample, resampled_length, wav_paths
 from .images import DECODE_ERRORS, MODES, decode_image, scan_image_folder
+from .memory import TensorDataset  # noqa: F401  (the in-memory dataset, re-exported here)
 
 STAT_AXES = ("feature", "channel")
 
@@ -144,37 +145,6 @@ def streaming_stats(dataset, axis: str = "feature", batch_size: int = 256, num_w
     for x, _ in loader:
         acc.update(x)
     return acc.stats()
-
-
-# ----------------------------------------------------------------------------- in memory
-class TensorDataset(Dataset):
-    """An in-memory tensor ``(N, ...)`` as a dataset of ``(x[i], {key: cond[key][i]})``.
-
-    Args:
-        x: the examples (model units).
-        cond: optional dict of per-example tensors, each with ``N`` rows (e.g. ``{"label": labels}``).
-    """
-
-    def __init__(self, x: torch.Tensor, cond: dict | None = None):
-        x = torch.as_tensor(x)
-        if x.ndim < 1 or len(x) == 0:
-            raise ValueError(f"need a tensor of examples (N, ...), got shape {tuple(x.shape)}")
-        cond = {k: torch.as_tensor(v) for k, v in (cond or {}).items()}
-        for k, v in cond.items():
-            if v.ndim == 0 or len(v) != len(x):
-                raise ValueError(f"condition {k!r} has {len(v) if v.ndim else 0} rows for {len(x)} examples")
-        self.x, self.cond = x, cond
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def __getitem__(self, i):
-        return self.x[i], {k: v[i] for k, v in self.cond.items()}
-
-    @property
-    def shape(self) -> tuple:
-        """The shape of one example."""
-        return tuple(self.x.shape[1:])
 
 
 # ----------------------------------------------------------------------------- arrays
