@@ -7,7 +7,7 @@ import importlib
 import sys
 
 # one line per subcommand module, in the order they appear in --help
-COMMAND_MODULES = ["demo", "train", "sample", "train_classifier", "train_autoencoder", "inpaint", "img2img", "upscale", "compare_samplers"]
+COMMAND_MODULES = ["demo", "train", "prepare", "sample", "train_classifier", "train_autoencoder", "inpaint", "img2img", "upscale", "compare_samplers"]
 
 
 def build_parser() -> argparse.ArgumentParser:

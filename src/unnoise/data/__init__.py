@@ -1,4 +1,5 @@
-"""Data sources: built-in toy sets and user arrays."""
+"""Data sources: built-in toy sets, user arrays, and streaming datasets of ``(x0, cond)`` items
+(image folders, memory-mapped arrays, WAV crops, the preprocessing cache)."""
 from __future__ import annotations
 
 import os
@@ -6,6 +7,8 @@ import os
 import torch
 
 from .arrays import check_finite, load_array
+from .cache import CachedDataset, prepare
+from .datasets import ArrayDataset, AudioClips, ImageFolder, TensorDataset, streaming_stats
 from .toy2d import TOY_DATASETS, toy_dataset
 
 
@@ -19,4 +22,5 @@ def load_vectors(spec: str, n: int = 10000, generator: torch.Generator | None = 
                      "or a path to a .npy/.npz/.csv file")
 
 
-__all__ = ["TOY_DATASETS", "check_finite", "load_array", "load_vectors", "toy_dataset"]
+__all__ = ["TOY_DATASETS", "ArrayDataset", "AudioClips", "CachedDataset", "ImageFolder", "TensorDataset",
+           "check_finite", "load_array", "load_vectors", "prepare", "streaming_stats", "toy_dataset"]

@@ -65,6 +65,108 @@ def resample(audio: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Tensor
 
 
 # ----------------------------------------------------------------------------- files
+# WAVE format tags (fmt chunk): integer PCM, IEEE float, and the "extensible" wrapper that names one of them
+_PCM, _FLOAT, _EXTENSIBLE = 1, 3, 0xFFFE
+
+
+class WavInfo:
+    """What a WAV header says: ``rate``, ``channels``, ``bits`` per sample, ``float``, the byte ``offset`` and
+    ``frames`` of the sample data actually present in the file (``declared`` frames per the header)."""
+
+    def __init__(self, path, rate, channels, bits, is_float, offset, frames, declared):
+        self.path, self.rate, self.channels, self.bits, self.is_float = path, rate, channels, bits, is_float
+        self.offset, self.frames, self.declared = offset, frames, declared
+
+    @property
+    def truncated(self) -> bool:
+        """True when the file holds fewer frames than its header declares."""
+        return self.frames < self.declared
+
+
+def wav_info(path: str) -> WavInfo:
+    """Parse the header of the WAV file ``path`` without reading its samples.
+
+    A RIFF/WAVE file is a sequence of chunks ``(4-byte id, 4-byte little-endian size, data, pad to even)``;
+    the ``fmt `` chunk gives the format tag, channels, rate, block size and bits per sample, the ``data``
+    chunk holds the interleaved frames.  A ``data`` chunk that claims more bytes than the file holds is a
+    truncated file: :attr:`WavInfo.frames` counts only the complete frames present.
+
+    Raises ``ValueError`` (``"<path>: not a readable WAV file (<why>)"``) for anything else.
+    """
+    import struct
+
+    def bad(why):
+        return ValueError(f"{path}: not a readable WAV file ({why}); re-export it as 16-bit PCM or float WAV")
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"audio file {path!r} does not exist")
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX", b"RF64") or head[8:12] != b"WAVE":
+            raise bad("no RIFF/WAVE header")
+        if head[:4] != b"RIFF":
+            raise bad(f"{head[:4].decode()} files (big-endian or 64-bit) are not supported")
+        fmt = None
+        pos = 12
+        while True:
+            f.seek(pos)
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                raise bad("no data chunk" if fmt else "no fmt chunk")
+            cid, csize = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if cid == b"fmt ":
+                body = f.read(min(csize, 40))
+                if len(body) < 16:
+                    raise bad("fmt chunk too short")
+                tag, channels, rate, _, block, bits = struct.unpack("<HHIIHH", body[:16])
+                if tag == _EXTENSIBLE and len(body) >= 26:
+                    tag = struct.unpack("<H", body[24:26])[0]  # first two bytes of the sub-format GUID
+                fmt = (tag, channels, rate, block, bits)
+            elif cid == b"data":
+                if fmt is None:
+                    raise bad("data chunk before the fmt chunk")
+                tag, channels, rate, block, bits = fmt
+                if tag not in (_PCM, _FLOAT):
+                    raise bad(f"compressed or unknown sample format (format tag {tag})")
+                if channels < 1 or rate < 1 or bits not in ((8, 16, 24, 32, 64) if tag == _PCM else (32, 64)):
+                    raise bad(f"{channels} channels, {rate} Hz, {bits}-bit {'float' if tag == _FLOAT else 'PCM'}")
+                if block != channels * bits // 8:
+                    raise bad(f"block size {block} does not match {channels} x {bits}-bit samples")
+                offset = pos + 8
+                declared = csize // block if csize != 0xFFFFFFFF else (size - offset) // block
+                present = max(0, size - offset) // block
+                return WavInfo(path, int(rate), int(channels), int(bits), tag == _FLOAT, offset,
+                               min(declared, present), declared)
+            pos += 8 + csize + (csize & 1)
+
+
+def read_wav_frames(info: WavInfo, start: int = 0, count: int | None = None) -> torch.Tensor:
+    """Frames ``[start, start + count)`` of the file described by ``info`` as float32 ``(channels, count)``
+    in [-1, 1], reading only those bytes (``count=None``: to the end)."""
+    start = max(0, min(int(start), info.frames))
+    count = info.frames - start if count is None else max(0, min(int(count), info.frames - start))
+    width = info.bits // 8
+    with open(info.path, "rb") as f:
+        f.seek(info.offset + start * info.channels * width)
+        raw = f.read(count * info.channels * width)
+    if info.bits == 24:  # three little-endian bytes -> the top three bytes of an int32 (divided by 2^31 below)
+        b = np.frombuffer(raw, np.uint8).reshape(-1, 3)
+        arr = np.zeros((len(b), 4), np.uint8)
+        arr[:, 1:] = b
+        arr = arr.view("<i4")[:, 0]
+    else:
+        kind = "<f" if info.is_float else ("u" if info.bits == 8 else "<i")
+        arr = np.frombuffer(raw, f"{kind}{width}")
+    out = _to_float(arr.reshape(-1, info.channels), info.path)
+    return torch.from_numpy(np.ascontiguousarray(out.T))
+
+
+def _warn_truncated(info: WavInfo) -> None:
+    warnings.warn(f"{info.path}: the file is truncated: its header declares {info.declared} frames but only "
+                  f"{info.frames} are present; using those {info.frames}", stacklevel=3)
+
+
 def read_wav(path: str, sample_rate: int | None = None, channels: int | None = None,
              allow_resample: bool = True) -> tuple[torch.Tensor, int]:
     """Read a WAV file as ``(audio, rate)``: ``audio`` is float32 ``(channels, length)`` in [-1, 1].
@@ -74,17 +176,15 @@ def read_wav(path: str, sample_rate: int | None = None, channels: int | None = N
             ``allow_resample=False``, rejected with a ``ValueError``).  None keeps the file's rate.
         channels: wanted channel count; mono and stereo convert into each other (see
             :func:`convert_channels`).  None keeps the file's channels.
+
+    A file that is not a WAV file raises ``ValueError`` naming it; a truncated file (fewer frames than
+    its header declares) is read as far as it goes, with a warning.
     """
-    from scipy.io import wavfile
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"audio file {path!r} does not exist")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", wavfile.WavFileWarning)  # unknown extra chunks are harmless
-            rate, arr = wavfile.read(path)
-    except Exception as err:
-        raise ValueError(f"{path}: not a readable WAV file ({err})") from None
-    audio = torch.from_numpy(np.ascontiguousarray(_to_float(arr, path).T))
+    info = wav_info(path)
+    if info.truncated:
+        _warn_truncated(info)
+    audio = read_wav_frames(info)
+    rate = info.rate
     if audio.shape[1] == 0:
         raise ValueError(f"{path}: the file holds no samples")
     if not torch.isfinite(audio).all():
@@ -103,7 +203,8 @@ def write_wav(path: str, audio: torch.Tensor, sample_rate: int, format: str = "p
     """Write ``(channels, length)`` (or ``(length,)``) audio in [-1, 1] to a WAV file.
 
     ``format``: ``pcm16`` (16-bit integer; values are rounded to ``k / 32768`` and clipped to the
-    representable range) or ``float32`` (IEEE float, stored as given).
+    representable range) or ``float32`` (IEEE float, stored as given).  The file is written under a
+    temporary name, synced and renamed, so an existing file is replaced whole or not at all.
     """
     from scipy.io import wavfile
     if format not in WAV_FORMATS:
@@ -124,14 +225,84 @@ def write_wav(path: str, audio: torch.Tensor, sample_rate: int, format: str = "p
         data = arr.astype(np.float32)
     if data.shape[1] == 1:
         data = data[:, 0]
+    from ..checkpoint import atomic_write_bytes
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    wavfile.write(path, int(sample_rate), data)
+    atomic_write_bytes(path, lambda tmp: wavfile.write(tmp, int(sample_rate), data))
 
 
 # ----------------------------------------------------------------------------- folders of clips
+def wav_paths(root: str) -> list[str]:
+    """Every ``.wav`` file under ``root`` (recursively), sorted."""
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"audio folder {root!r} does not exist")
+    paths = sorted(os.path.join(d, f) for d, _, files in os.walk(root) for f in files if f.lower().endswith(".wav"))
+    if not paths:
+        raise ValueError(f"no .wav files found under {root!r}")
+    return paths
+
+
+def readable_wavs(root: str, paths: list[str], channels: int | None = None) -> list[WavInfo]:
+    """Headers of the readable files among ``paths``; unreadable or empty files are skipped with one warning
+    naming them, truncated ones are kept with a warning; ``ValueError`` when none can be read."""
+    infos, skipped = [], []
+    for p in paths:
+        try:
+            info = wav_info(p)
+            if info.frames == 0:
+                raise ValueError(f"{p}: the file holds no samples")
+        except ValueError as err:
+            skipped.append(str(err))
+            continue
+        if channels is not None and info.channels not in (1, channels) and channels != 1:
+            raise ValueError(f"{p} has {info.channels} channels but {channels} are needed; only mono <-> "
+                             "multichannel conversion is automatic, so convert the file (e.g. down-mix) first")
+        if info.truncated:
+            _warn_truncated(info)
+        infos.append(info)
+    if skipped:
+        warnings.warn(f"skipped {len(skipped)} unreadable WAV file(s): " + "; ".join(skipped[:10])
+                      + (f"; and {len(skipped) - 10} more" if len(skipped) > 10 else ""), stacklevel=3)
+    if not infos:
+        raise ValueError(f"none of the {len(paths)} .wav files under {root!r} could be read (first: {skipped[0]})")
+    return infos
+
+
+def decode_wav(info: WavInfo, sample_rate: int | None = None, channels: int | None = None) -> torch.Tensor:
+    """The whole file of ``info`` as ``(channels, length)`` at ``sample_rate``, as :func:`read_wav` reads it."""
+    audio = read_wav_frames(info)
+    if not torch.isfinite(audio).all():
+        raise ValueError(f"{info.path}: the file contains NaN or inf samples")
+    if channels is not None:
+        audio = convert_channels(audio, channels, info.path)
+    if sample_rate is not None and sample_rate != info.rate:
+        audio = resample(audio, info.rate, sample_rate)
+    return audio
+
+
+def resampled_length(frames: int, orig_rate: int, new_rate: int) -> int:
+    """Length of :func:`resample`'s output, ``ceil(frames * new_rate / orig_rate)``."""
+    return -(-frames * new_rate // orig_rate) if orig_rate != new_rate else frames
+
+
+def draw_crops(lengths: list[int], n: int, clip_length: int, generator: torch.Generator | None = None):
+    """``n`` random ``(file, offset)`` pairs: a file drawn uniformly, then an offset uniform over the crops
+    of ``clip_length`` that fit (0 for a shorter file).  The one definition of :meth:`AudioFolder.crops`."""
+    if n < 1:
+        raise ValueError(f"number of crops must be positive, got {n}")
+    files = torch.randint(0, len(lengths), (n,), generator=generator).tolist()
+    out = []
+    for f in files:
+        room = lengths[f] - clip_length
+        out.append((f, int(torch.randint(0, room + 1, (1,), generator=generator)) if room > 0 else 0))
+    return out
+
+
 class AudioFolder:
     """Every ``.wav`` file under ``root`` (recursively), at one rate and channel count, in memory.
+
+    Unreadable files are skipped with a warning naming them (see :func:`readable_wavs`); for a folder
+    larger than memory use :class:`unnoise.data.datasets.AudioClips`, which reads each crop lazily.
 
     Args:
         root: a folder of WAV files.
@@ -142,31 +313,21 @@ class AudioFolder:
     """
 
     def __init__(self, root: str, sample_rate: int = 8000, channels: int = 1, clip_length: int = 2048):
-        if not os.path.isdir(root):
-            raise FileNotFoundError(f"audio folder {root!r} does not exist")
         if clip_length < 1:
             raise ValueError(f"clip_length must be positive, got {clip_length}")
-        paths = sorted(os.path.join(d, f) for d, _, files in os.walk(root) for f in files
-                       if f.lower().endswith(".wav"))
-        if not paths:
-            raise ValueError(f"no .wav files found under {root!r}")
-        self.paths, self.sample_rate, self.channels, self.clip_length = paths, sample_rate, channels, clip_length
-        self.audio = [read_wav(p, sample_rate, channels)[0] for p in paths]
+        infos = readable_wavs(root, wav_paths(root), channels)
+        self.paths = [i.path for i in infos]
+        self.sample_rate, self.channels, self.clip_length = sample_rate, channels, clip_length
+        self.audio = [decode_wav(i, sample_rate, channels) for i in infos]
 
     def __len__(self) -> int:
         return len(self.audio)
 
     def crops(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` random crops ``(n, channels, clip_length)``: a file drawn uniformly, then an offset."""
-        if n < 1:
-            raise ValueError(f"number of crops must be positive, got {n}")
         out = torch.zeros(n, self.channels, self.clip_length)
-        files = torch.randint(0, len(self.audio), (n,), generator=generator).tolist()
-        for i, f in enumerate(files):
-            a = self.audio[f]
-            room = a.shape[1] - self.clip_length
-            start = int(torch.randint(0, room + 1, (1,), generator=generator)) if room > 0 else 0
-            piece = a[:, start:start + self.clip_length]
+        for i, (f, start) in enumerate(draw_crops([a.shape[1] for a in self.audio], n, self.clip_length, generator)):
+            piece = self.audio[f][:, start:start + self.clip_length]
             out[i, :, :piece.shape[1]] = piece
         return out
 

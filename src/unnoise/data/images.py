@@ -1,13 +1,16 @@
 """Image data: a folder of PNG/JPEG files (optionally one subfolder per class) or the bundled
 scikit-learn digits, as float tensors ``(N, C, H, W)`` scaled to ``[-1, 1]``.
 
-Everything is loaded into memory once (the Trainer samples batches from one tensor); a random
-horizontal flip is available as a training-time augmentation (:func:`random_flip`).
+:func:`load_image_folder` decodes a folder into memory; :class:`unnoise.data.datasets.ImageFolder`
+streams the same pixels one file at a time (both use :func:`scan_image_folder` and :func:`decode_image`).
+A random horizontal flip is available as a training-time augmentation (:func:`random_flip`).
 """
 from __future__ import annotations
 
 import os
+import struct
 import warnings
+import zlib
 
 import numpy as np
 import torch
@@ -57,24 +60,59 @@ def image_to_tensor(img) -> torch.Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1) / 127.5 - 1.0
 
 
-def load_image_folder(root: str, image_size: int = 32, mode: str = "RGB", class_folders: bool | None = None):
-    """Load every image under ``root`` (recursively).
+# Pillow modes holding one channel of more than 8 bits, and the value that is full white in each:
+# 16-bit PNG/TIFF grayscale opens as I;16 (or as 32-bit I), floating-point TIFF as F (taken as [0, 1])
+DEEP_MODES = {"I;16": 65535.0, "I;16L": 65535.0, "I;16B": 65535.0, "I;16N": 65535.0, "I": 65535.0, "F": 1.0}
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, struct.error, zlib.error)  # what broken files raise in Pillow
 
-    Each image is converted to ``mode`` (``"RGB"`` or ``"L"`` grayscale; RGBA/palette transparency is
-    composited on white), its shorter side resized to ``image_size`` and centre-cropped to a square.
-    Files that Pillow cannot decode are skipped with a warning naming them.
 
-    Args:
-        root: a directory.  With ``class_folders`` (default: auto = the root holds only subfolders),
-            the first-level subfolder of each file is its class, in sorted name order.
-        image_size: output side in pixels.
-        mode: colour mode of the output.
+def _deep_to_tensor(img, size: int, mode: str) -> torch.Tensor:
+    """A >8-bit grayscale image -> ``(C, size, size)`` in [-1, 1]: scaled by its full-white value (not clipped
+    to 255), resized in 32-bit float with the same bicubic resize + centre crop as 8-bit images."""
+    from PIL import Image
+    white = DEEP_MODES[img.mode]
+    arr = np.clip(np.asarray(img, dtype=np.float64) / white, 0.0, 1.0) * 255.0
+    out = np.asarray(_resize_center_crop(Image.fromarray(arr.astype(np.float32), mode="F"), size), dtype=np.float32)
+    x = torch.from_numpy(np.clip(out, 0.0, 255.0))[None] / 127.5 - 1.0
+    return x.expand(MODES[mode], -1, -1).clone()
+
+
+def decode_image(path: str, image_size: int, mode: str = "RGB") -> torch.Tensor:
+    """Decode one image file to ``(C, image_size, image_size)`` float32 in [-1, 1].
+
+    The image is converted to ``mode`` (transparency composited on white), its shorter side resized to
+    ``image_size`` (bicubic) and the centre cropped.  8-bit images map ``k -> k / 127.5 - 1``; 16-bit and
+    32-bit integer grayscale map ``k -> 2 k / 65535 - 1`` and float images ``v -> 2 v - 1`` (see
+    :data:`DEEP_MODES`), so a 16-bit PNG keeps its full range instead of being clipped to white.
+    Raises one of :data:`DECODE_ERRORS` when the file cannot be decoded.
+    """
+    from PIL import Image
+    with Image.open(path) as img:
+        img.load()
+        if img.mode in DEEP_MODES:
+            return _deep_to_tensor(img, image_size, mode)
+        return image_to_tensor(_resize_center_crop(_to_mode(img, mode), image_size))
+
+
+def _skipped_warning(skipped: list[str], what: str = "image") -> None:
+    warnings.warn(f"skipped {len(skipped)} unreadable {what} file(s): " + "; ".join(skipped[:10])
+                  + (f"; and {len(skipped) - 10} more" if len(skipped) > 10 else ""), stacklevel=3)
+
+
+def scan_image_folder(root: str, image_size: int = 32, mode: str = "RGB", class_folders: bool | None = None):
+    """The readable image files under ``root`` with their class labels, decoding none of them.
+
+    Each file's header is read (``PIL.Image.open`` is lazy: format, mode and size only); files whose header
+    cannot be read are skipped with one warning naming them.  Class folders: see :func:`load_image_folder`.
 
     Returns:
-        ``(images, labels, class_names)``: ``(N, C, image_size, image_size)`` float32 in ``[-1, 1]``;
-        ``(N,)`` int64 labels or ``None``; the list of class names (empty without classes).
+        ``(paths, labels, class_names)``: sorted paths, a list of ints per path or ``None``, class names.
+
+    Raises:
+        ``FileNotFoundError`` for a missing folder; ``ValueError`` for bad arguments, a folder without
+        images, or one where no image can be read.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
     if mode not in MODES:
         raise ValueError(f"unknown image mode {mode!r}; use one of {', '.join(MODES)}")
     if image_size < 1:
@@ -92,24 +130,59 @@ def load_image_folder(root: str, image_size: int = 32, mode: str = "RGB", class_
         loose = [f for f, parts in zip(files, rel_dirs) if len(parts) == 1][:3]
         raise ValueError(f"class folders requested but {root!r} also holds images outside any subfolder "
                          f"(e.g. {loose}); move them into a class folder")
-    images, labels, skipped = [], [], []
+    index = {name: k for k, name in enumerate(class_names)}
+    paths, labels, skipped = [], [], []
     for path, parts in zip(files, rel_dirs):
         try:
-            with Image.open(path) as img:
-                img.load()
-                img = _resize_center_crop(_to_mode(img, mode), image_size)
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+            with Image.open(path):
+                pass
+        except DECODE_ERRORS as err:
             skipped.append(f"{path} ({type(err).__name__}: {err})")
             continue
-        images.append(image_to_tensor(img))
+        paths.append(path)
         if class_folders:
-            labels.append(class_names.index(parts[0]))
+            labels.append(index[parts[0]])
     if skipped:
-        warnings.warn(f"skipped {len(skipped)} unreadable image file(s): " + "; ".join(skipped), stacklevel=2)
+        _skipped_warning(skipped)
+    if not paths:
+        raise ValueError(f"none of the {len(files)} image files under {root!r} could be read (first: {skipped[0]}); "
+                         "point --data at a folder of PNG/JPEG images")
+    return paths, (labels if class_folders else None), class_names
+
+
+def load_image_folder(root: str, image_size: int = 32, mode: str = "RGB", class_folders: bool | None = None):
+    """Load every image under ``root`` (recursively) into memory.
+
+    Each image is converted to ``mode`` (``"RGB"`` or ``"L"`` grayscale; RGBA/palette transparency is
+    composited on white), its shorter side resized to ``image_size`` and centre-cropped to a square
+    (:func:`decode_image`).  Files that Pillow cannot decode are skipped with a warning naming them.
+    To stream a folder instead, use :class:`unnoise.data.datasets.ImageFolder` (the same pixels).
+
+    Args:
+        root: a directory.  With ``class_folders`` (default: auto = the root holds only subfolders),
+            the first-level subfolder of each file is its class, in sorted name order.
+        image_size: output side in pixels.
+        mode: colour mode of the output.
+
+    Returns:
+        ``(images, labels, class_names)``: ``(N, C, image_size, image_size)`` float32 in ``[-1, 1]``;
+        ``(N,)`` int64 labels or ``None``; the list of class names (empty without classes).
+    """
+    paths, labels, class_names = scan_image_folder(root, image_size, mode, class_folders)
+    images, kept, skipped = [], [], []
+    for k, path in enumerate(paths):
+        try:
+            images.append(decode_image(path, image_size, mode))
+        except DECODE_ERRORS as err:
+            skipped.append(f"{path} ({type(err).__name__}: {err})")
+            continue
+        kept.append(k)
+    if skipped:
+        _skipped_warning(skipped)
     if not images:
-        raise ValueError(f"none of the {len(files)} image files under {root!r} could be read")
+        raise ValueError(f"none of the {len(paths)} image files under {root!r} could be read")
     x = torch.stack(images)
-    return x, (torch.tensor(labels, dtype=torch.long) if class_folders else None), class_names
+    return x, (torch.tensor([labels[k] for k in kept], dtype=torch.long) if labels is not None else None), class_names
 
 
 def load_digits(image_size: int = 8):
@@ -153,10 +226,10 @@ def random_flip(x: torch.Tensor, generator: torch.Generator | None = None) -> to
     return torch.where(flip.reshape(-1, *([1] * (x.ndim - 1))), x.flip(-1), x)
 
 
-__all__ = ["IMAGE_EXTENSIONS", "image_to_tensor", "is_image_spec", "load_digits", "load_image_folder",
-           "load_images", "random_flip", "flip_rows"]
-
-
 def flip_rows(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """Flip image ``i`` of ``(B, C, H, W)`` left-right where ``u[i] < 1/2`` (the Trainer's augment hook)."""
     return torch.where((u < 0.5).reshape(-1, *([1] * (x.ndim - 1))).to(x.device), x.flip(-1), x)
+
+
+__all__ = ["DEEP_MODES", "IMAGE_EXTENSIONS", "decode_image", "flip_rows", "image_to_tensor", "is_image_spec",
+           "load_digits", "load_image_folder", "load_images", "random_flip", "scan_image_folder"]
