@@ -261,6 +261,14 @@ def list_step_dirs(run_dir: str) -> list[tuple[int, str]]:
     return sorted(out)
 
 
+def _all_step_dirs(run_dir: str) -> list[tuple[int, str]]:
+    root = os.path.join(run_dir, CHECKPOINTS_DIR)
+    if not os.path.isdir(root):
+        return []
+    return sorted((int(m.group(1)), os.path.join(root, n)) for n in os.listdir(root)
+                  if (m := _STEP_RE.match(n)) and os.path.isdir(os.path.join(root, n)))
+
+
 def is_step_dir(path: str) -> bool:
     """Whether ``path`` is a training-checkpoint directory (``.../checkpoints/step_N`` or one holding
     ``state.safetensors``) rather than a run directory."""
@@ -315,7 +323,7 @@ def latest_checkpoint(run_dir: str) -> str:
     if is_step_dir(run_dir):
         verify_step_dir(run_dir)
         return run_dir
-    found = list_step_dirs(run_dir)
+    found = _all_step_dirs(run_dir)  # incomplete ones too: a missing file is damage to report, not skip silently
     if not found:
         aside = _aside_path(run_dir)
         kept = (f" (the run it replaced is kept in {aside} until this run's first checkpoint)"
@@ -397,16 +405,18 @@ def prepare_run_dir(run_dir: str, resume: bool = False, overwrite: bool = False)
 def clean_run_dir(run_dir: str) -> list[str]:
     """Remove what a crash left in a run directory: ``.tmp-*`` files (top level and
     ``checkpoints/``), ``.tmp-*`` directories in ``checkpoints/`` (half-written or half-deleted step
-    directories) and incomplete ``step_*`` directories (a ``kill -9`` during pruning).  Complete
-    checkpoints are never touched.  Returns the removed paths."""
+    directories) and incomplete ``step_*`` directories older than the newest complete one (a
+    ``kill -9`` during pruning, which deletes old ones).  Complete checkpoints are never touched.  Returns the removed paths."""
     removed = [os.path.join(run_dir, n) for n in uio.remove_stale_temporaries(run_dir, dirs=False)]
     root = os.path.join(run_dir, CHECKPOINTS_DIR)
     if not os.path.isdir(root):
         return removed
     removed += [os.path.join(root, n) for n in uio.remove_stale_temporaries(root)]
-    for name in os.listdir(root):
-        path = os.path.join(root, name)
-        if _STEP_RE.match(name) and os.path.isdir(path) and not _complete(path):
+    complete = list_step_dirs(run_dir)
+    newest = complete[-1][0] if complete else -1
+    for step, path in _all_step_dirs(run_dir):
+        # pruning deletes only older directories; an incomplete *newest* one is damage, reported on resume
+        if step < newest and not _complete(path):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed

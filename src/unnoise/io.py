@@ -190,6 +190,13 @@ def fsync_file(path: str) -> None:
         os.fsync(f.fileno())
 
 
+def _nearly_full(directory: str) -> bool:
+    try:
+        return shutil.disk_usage(directory).free < (1 << 20)
+    except OSError:
+        return False
+
+
 def atomic_write(path: str, write) -> str:
     """Write ``path`` by calling ``write(tmp_path)``, then fsync and rename over ``path``.
 
@@ -218,7 +225,10 @@ def atomic_write(path: str, write) -> str:
             os.remove(tmp)
         except OSError:
             pass
-        if isinstance(err, OSError) and err.errno is not None:
+        if isinstance(err, OSError):
+            if err.errno is None and _nearly_full(directory):
+                # numpy's tofile reports a short write as "N requested and M written", without errno
+                err = OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({err})")
             raise write_error(path, err, existed) from None
         raise
     return path
