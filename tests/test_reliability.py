@@ -249,8 +249,11 @@ def test_damaged_newest_checkpoint_is_skipped_with_a_warning(tmp_path, damaged, 
         resumed = trainer(run, steps=8, checkpoint_every=2, resume_from=run)
     assert resumed.step_count == 4
     # a step directory is a resume source of its own, and resolves to its run
-    assert checkpoint.resolve_resume(os.path.join(run, "checkpoints", "step_00000002")) == \
-        (os.path.abspath(run), os.path.abspath(os.path.join(run, "checkpoints", "step_00000002")))
+    step2 = os.path.join(run, "checkpoints", "step_00000002")
+    assert checkpoint.resolve_resume(step2) == (os.path.abspath(run), os.path.abspath(step2))
+    assert trainer(run, steps=8, resume_from=step2).step_count == 2
+    with pytest.raises(ValueError, match="is a checkpoint directory, not a run directory"):
+        checkpoint.latest_checkpoint(step2)  # the old meaning of a resume source: a run directory
     if os.path.isdir(newest):  # asked for by name, a damaged one is an error naming the file
         with pytest.raises((ValueError, FileNotFoundError), match=damaged):
             checkpoint.resolve_resume(newest)

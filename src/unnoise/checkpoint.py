@@ -315,14 +315,17 @@ def latest_checkpoint(run_dir: str) -> str:
 
     Step directories are tried newest first; a damaged one (truncated or unparsable file, see
     :func:`verify_step_dir`) is skipped with a ``UserWarning`` naming it and the one used instead.
-    Given a step directory itself, returns it (after the same check).  Raises
-    ``FileNotFoundError`` when there is no checkpoint, ``ValueError`` when all are damaged.
+    Raises ``FileNotFoundError`` when there is no checkpoint, ``ValueError`` when all are damaged
+    or when ``run_dir`` is itself a step directory (use :func:`resolve_resume`, which accepts both
+    and also says which run directory the continued run belongs to).
     """
     if not os.path.isdir(run_dir):
         raise FileNotFoundError(f"run directory {run_dir!r} does not exist")
     if is_step_dir(run_dir):
-        verify_step_dir(run_dir)
-        return run_dir
+        verify_step_dir(run_dir)  # a damaged one: the error names the file
+        raise ValueError(f"{run_dir} is a checkpoint directory, not a run directory; its run is "
+                         f"{os.path.dirname(os.path.dirname(os.path.abspath(run_dir)))} "
+                         "(checkpoint.resolve_resume accepts either)")
     found = _all_step_dirs(run_dir)  # incomplete ones too: a missing file is damage to report, not skip silently
     if not found:
         aside = _aside_path(run_dir)
