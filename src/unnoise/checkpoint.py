@@ -15,20 +15,29 @@ Every file is written to a temporary name, flushed, fsynced and renamed; a step 
 assembled under a temporary name and renamed as a whole, and ``latest`` is updated only after
 that rename.  A crash (or ``kill -9``, or a full disk) at any moment therefore leaves the previous
 checkpoint complete and ``latest`` pointing at a complete directory.
+
+Starting again after a crash: :func:`clean_run_dir` (run by :func:`check_run_dir`, i.e. whenever a
+Trainer opens a run directory) removes the temporary files and directories a ``kill -9`` left and
+the step directories that pruning had half deleted; :func:`latest_checkpoint` returns the newest
+step directory that is complete *and* readable, skipping (with a warning naming both) damaged newer
+ones; :func:`resolve_resume` accepts a run directory or one of its ``step_*`` directories.
+:func:`prepare_run_dir` refuses to start a new run over an existing one unless asked to replace it.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
 import shutil
-import signal
 import tempfile
+import warnings
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from . import io as uio
 from . import nets, schedules
 from .denoiser import Denoiser
 
@@ -41,77 +50,32 @@ STEP_FILES = (CONFIG_NAME, WEIGHTS_NAME, STATE_NAME, STATE_JSON)
 _STEP_RE = re.compile(r"^step_(\d+)$")
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+# one implementation of atomic writes and fault injection, in unnoise.io (these names are kept)
+_FILE_MODE, _DIR_MODE = uio.FILE_MODE, uio.DIR_MODE
+fault_point = uio.fault_point
+_fsync_dir = uio.fsync_dir
+atomic_write_bytes = uio.atomic_write
 
 
-# mkstemp/mkdtemp create private 0600/0700 entries; finished checkpoints get the usual permissions
-_FILE_MODE, _DIR_MODE = 0o666 & ~_umask(), 0o777 & ~_umask()
-
-# ----------------------------------------------------------------------------- fault injection
-# Crash-safety is only believable if it is tested by crashing.  UNNOISE_FAULT="STAGE" or
-# "STAGE@N" makes the process SIGKILL itself the N-th time (default 1st) it reaches STAGE:
-#   "before_replace"  - inside atomic_write_bytes, temporary file written but not yet renamed
-#   "before_rename"   - step directory fully written under its temporary name, not yet renamed
-#   "before_latest"   - step directory renamed, ``latest`` not yet updated
-_fault_counts: dict[str, int] = {}
-
-
-def fault_point(stage: str) -> None:
-    """Test hook: kill this process with SIGKILL at ``stage`` when ``UNNOISE_FAULT=stage[@n]`` is set
-    (on its ``n``-th visit), to test that checkpoints survive a crash there.  No-op otherwise."""
-    spec = os.environ.get("UNNOISE_FAULT")
-    if not spec:
-        return
-    name, _, nth = spec.partition("@")
-    if name != stage:
-        return
-    _fault_counts[stage] = _fault_counts.get(stage, 0) + 1
-    if _fault_counts[stage] == int(nth or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-# ----------------------------------------------------------------------------- atomic writes
-def _fsync_dir(directory: str) -> None:
+def _save_tensors(tensors: dict[str, torch.Tensor], path: str) -> None:
+    """``save_file`` with its I/O failures (``SafetensorError: ... (os error 28)``) as ``OSError``."""
     try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # some platforms cannot open directories; the rename is still atomic
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        save_file(tensors, path)
+    except SafetensorError as err:
+        m = re.search(r"os error (\d+)", str(err))
+        if m:
+            code = int(m.group(1))
+            raise OSError(code, os.strerror(code)) from None
+        raise OSError(str(err)) from None
 
 
-def atomic_write_bytes(path: str, write) -> None:
-    """Write a file by ``write(tmp_path)`` then fsync + rename, so a crash never leaves half a file."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _FILE_MODE)
-        fault_point("before_replace")
-        os.replace(tmp, path)
-        _fsync_dir(directory)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+def save_tensors(path: str, tensors: dict[str, torch.Tensor]) -> str:
+    """Write a safetensors file atomically; a full disk etc. is one-line ``OSError``, the old file intact."""
+    return atomic_write_bytes(path, lambda p: _save_tensors(tensors, p))
 
 
 def _write_json(path: str, obj) -> None:
-    def write(p):
-        with open(p, "w") as f:
-            json.dump(obj, f, indent=2)
-    atomic_write_bytes(path, write)
+    uio.save_json(path, obj)
 
 
 # ----------------------------------------------------------------------------- sampling checkpoint
@@ -139,7 +103,7 @@ def save(run_dir: str, denoiser: Denoiser, schedule, ema: Denoiser | None = None
     os.makedirs(run_dir, exist_ok=True)
     config = _model_config(denoiser, schedule, info)
     tensors = _weights(denoiser, ema)
-    atomic_write_bytes(os.path.join(run_dir, WEIGHTS_NAME), lambda p: save_file(tensors, p))
+    save_tensors(os.path.join(run_dir, WEIGHTS_NAME), tensors)
     _write_json(os.path.join(run_dir, CONFIG_NAME), config)
 
 
@@ -279,6 +243,10 @@ def step_dir_name(step: int) -> str:
     return f"step_{step:08d}"
 
 
+def _complete(path: str) -> bool:
+    return all(os.path.exists(os.path.join(path, f)) for f in STEP_FILES)
+
+
 def list_step_dirs(run_dir: str) -> list[tuple[int, str]]:
     """Complete-looking ``(step, path)`` checkpoint directories, oldest first."""
     root = os.path.join(run_dir, CHECKPOINTS_DIR)
@@ -288,28 +256,184 @@ def list_step_dirs(run_dir: str) -> list[tuple[int, str]]:
     for name in os.listdir(root):
         m = _STEP_RE.match(name)
         path = os.path.join(root, name)
-        if m and all(os.path.exists(os.path.join(path, f)) for f in STEP_FILES):
+        if m and _complete(path):
             out.append((int(m.group(1)), path))
     return sorted(out)
 
 
+def _all_step_dirs(run_dir: str) -> list[tuple[int, str]]:
+    root = os.path.join(run_dir, CHECKPOINTS_DIR)
+    if not os.path.isdir(root):
+        return []
+    return sorted((int(m.group(1)), os.path.join(root, n)) for n in os.listdir(root)
+                  if (m := _STEP_RE.match(n)) and os.path.isdir(os.path.join(root, n)))
+
+
+def is_step_dir(path: str) -> bool:
+    """Whether ``path`` is a training-checkpoint directory (``.../checkpoints/step_N`` or one holding
+    ``state.safetensors``) rather than a run directory."""
+    path = os.path.abspath(path)
+    named = bool(_STEP_RE.match(os.path.basename(path))) and \
+        os.path.basename(os.path.dirname(path)) == CHECKPOINTS_DIR
+    return os.path.isdir(path) and (named or os.path.exists(os.path.join(path, STATE_NAME)))
+
+
+def verify_step_dir(path: str) -> None:
+    """Cheap completeness check of a step directory, without loading the weights: both JSON files
+    parse and both safetensors headers are valid and cover their files exactly (which catches
+    truncation).  Raises ``FileNotFoundError``/``ValueError`` naming the damaged file."""
+    read_config(path)
+    json_path = os.path.join(path, STATE_JSON)
+    try:
+        with open(json_path) as f:
+            state = json.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{json_path} is missing; the checkpoint is incomplete") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{json_path} is not valid JSON ({err}); the checkpoint is corrupt") from None
+    if not isinstance(state, dict) or "step" not in state:
+        raise ValueError(f"{json_path} has no 'step' entry; the checkpoint is corrupt")
+    for name in (WEIGHTS_NAME, STATE_NAME):
+        fpath = os.path.join(path, name)
+        if not os.path.exists(fpath):
+            raise FileNotFoundError(f"{fpath} is missing; the checkpoint is incomplete")
+        try:
+            with safe_open(fpath, "pt") as f:
+                f.keys()
+        except (SafetensorError, OSError, RuntimeError, ValueError) as err:
+            raise ValueError(f"{fpath} is corrupt or truncated ({err})") from None
+
+
+def _aside_path(run_dir: str) -> str:
+    """Where :func:`prepare_run_dir` keeps a replaced run until the new run's first checkpoint."""
+    run_dir = os.path.abspath(run_dir)
+    return os.path.join(os.path.dirname(run_dir), f".{os.path.basename(run_dir)}.replaced")
+
+
 def latest_checkpoint(run_dir: str) -> str:
-    """Path of the newest complete step directory of a run (via ``checkpoints/latest``)."""
+    """Path of the newest complete and readable step directory of a run.
+
+    Step directories are tried newest first; a damaged one (truncated or unparsable file, see
+    :func:`verify_step_dir`) is skipped with a ``UserWarning`` naming it and the one used instead.
+    Raises ``FileNotFoundError`` when there is no checkpoint, ``ValueError`` when all are damaged
+    or when ``run_dir`` is itself a step directory (use :func:`resolve_resume`, which accepts both
+    and also says which run directory the continued run belongs to).
+    """
     if not os.path.isdir(run_dir):
         raise FileNotFoundError(f"run directory {run_dir!r} does not exist")
-    root = os.path.join(run_dir, CHECKPOINTS_DIR)
-    pointer = os.path.join(root, LATEST_NAME)
-    if os.path.exists(pointer):
-        with open(pointer) as f:
-            name = f.read().strip()
-        path = os.path.join(root, name)
-        if _STEP_RE.match(name) and all(os.path.exists(os.path.join(path, x)) for x in STEP_FILES):
-            return path
-    found = list_step_dirs(run_dir)
+    if is_step_dir(run_dir):
+        verify_step_dir(run_dir)  # a damaged one: the error names the file
+        raise ValueError(f"{run_dir} is a checkpoint directory, not a run directory; its run is "
+                         f"{os.path.dirname(os.path.dirname(os.path.abspath(run_dir)))} "
+                         "(checkpoint.resolve_resume accepts either)")
+    found = _all_step_dirs(run_dir)  # incomplete ones too: a missing file is damage to report, not skip silently
     if not found:
+        aside = _aside_path(run_dir)
+        kept = (f" (the run it replaced is kept in {aside} until this run's first checkpoint)"
+                if os.path.isdir(aside) else "")
         raise FileNotFoundError(f"{run_dir!r} has no complete training checkpoint under {CHECKPOINTS_DIR}/ "
-                                "to resume from; start a new run instead")
-    return found[-1][1]
+                                f"to resume from; start a new run instead{kept}")
+    skipped: list[tuple[str, Exception]] = []
+    for _, path in reversed(found):
+        try:
+            verify_step_dir(path)
+        except (OSError, ValueError) as err:
+            skipped.append((path, err))
+            continue
+        for bad, err in skipped:
+            warnings.warn(f"skipping damaged checkpoint {bad} ({uio.describe(err)}); using {path}", stacklevel=2)
+        return path
+    newest, err = skipped[0]
+    raise ValueError(f"every training checkpoint of {run_dir!r} is damaged ({len(skipped)} found); the newest, "
+                     f"{newest}: {uio.describe(err)}") from None
+
+
+def resolve_resume(source: str) -> tuple[str, str]:
+    """What ``--resume SOURCE`` continues: ``(run_dir, step_dir)``.
+
+    ``source`` is a run directory (its newest complete, readable checkpoint is used, see
+    :func:`latest_checkpoint`) or one of its ``checkpoints/step_*`` directories (used as given,
+    after :func:`verify_step_dir`); ``run_dir`` is where the continued run writes.
+    """
+    if not source or not os.path.isdir(source):
+        raise FileNotFoundError(f"cannot resume from {source!r}: no such directory; give a run directory "
+                                f"or one of its {CHECKPOINTS_DIR}/step_* directories")
+    source = os.path.abspath(source)
+    if is_step_dir(source):
+        verify_step_dir(source)
+        parent = os.path.dirname(source)
+        run_dir = os.path.dirname(parent) if os.path.basename(parent) == CHECKPOINTS_DIR else parent
+        return run_dir, source
+    return source, latest_checkpoint(source)
+
+
+def is_run_dir(path: str) -> bool:
+    """Whether ``path`` already holds a training run (a ``config.json``, ``model.safetensors``,
+    ``checkpoints/`` or ``metrics.jsonl``)."""
+    return os.path.isdir(path) and any(os.path.lexists(os.path.join(path, n))
+                                       for n in (CONFIG_NAME, WEIGHTS_NAME, CHECKPOINTS_DIR, "metrics.jsonl"))
+
+
+def prepare_run_dir(run_dir: str, resume: bool = False, overwrite: bool = False) -> str | None:
+    """Guard a new run's output directory; call it before any long work.
+
+    * ``resume``: nothing to do here (resolve the source with :func:`resolve_resume`).
+    * an existing run (:func:`is_run_dir`) without ``overwrite``: ``FileExistsError`` (one line
+      saying to use ``--resume`` or ``--overwrite``).
+    * ``overwrite``: the old run is *moved aside* (renamed, atomic) to ``.NAME.replaced`` beside
+      it and deleted only when the new run's first training checkpoint is complete (by
+      :func:`save_training_checkpoint`).  A crash before that leaves ``run_dir`` without
+      checkpoints (so ``--resume`` cannot continue the old run by mistake) and the old run
+      recoverable.  Returns the aside path, or None when nothing was moved.
+    """
+    if resume and overwrite:
+        raise ValueError("--resume continues a run and --overwrite replaces it; give only one of them")
+    if resume or not is_run_dir(run_dir):
+        return None
+    if not overwrite:
+        raise FileExistsError(errno.EEXIST, f"{run_dir} already holds a training run; continue it with --resume "
+                                            f"{run_dir}, replace it with --overwrite, or choose another --out")
+    aside = _aside_path(run_dir)
+    if os.path.lexists(aside):
+        if list_step_dirs(run_dir):  # an older aside whose deletion failed: the current run is the one to keep aside
+            shutil.rmtree(aside, ignore_errors=True)
+        else:  # run_dir is a replacement that never reached its first checkpoint: the aside is the real old run
+            shutil.rmtree(run_dir)
+            return aside
+    os.rename(run_dir, aside)
+    uio.fsync_dir(os.path.dirname(aside))
+    return aside
+
+
+def clean_run_dir(run_dir: str) -> list[str]:
+    """Remove what a crash left in a run directory: ``.tmp-*`` files (top level and
+    ``checkpoints/``), ``.tmp-*`` directories in ``checkpoints/`` (half-written or half-deleted step
+    directories) and incomplete ``step_*`` directories older than the newest complete one (a
+    ``kill -9`` during pruning, which deletes old ones).  Complete checkpoints are never touched.  Returns the removed paths."""
+    removed = [os.path.join(run_dir, n) for n in uio.remove_stale_temporaries(run_dir, dirs=False)]
+    root = os.path.join(run_dir, CHECKPOINTS_DIR)
+    if not os.path.isdir(root):
+        return removed
+    removed += [os.path.join(root, n) for n in uio.remove_stale_temporaries(root)]
+    complete = list_step_dirs(run_dir)
+    newest = complete[-1][0] if complete else -1
+    for step, path in _all_step_dirs(run_dir):
+        # pruning deletes only older directories; an incomplete *newest* one is damage, reported on resume
+        if step < newest and not _complete(path):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _short_os_error(err: OSError, extra: str = "") -> OSError:
+    """A short one-line OSError (reason and fix, no temporary paths) for the Trainer's message."""
+    reason = os.strerror(err.errno) if err.errno else str(err)
+    hint = {errno.ENOSPC: "free some space, lower --keep-checkpoints or choose another --out",
+            errno.EDQUOT: "free some space, lower --keep-checkpoints or choose another --out",
+            errno.EROFS: "the file system is read-only; choose another --out",
+            errno.EACCES: "fix the permissions or choose another --out"}.get(err.errno)
+    msg = reason + (f": {hint}" if hint else "") + extra
+    return OSError(err.errno, msg) if err.errno else OSError(msg)
 
 
 def save_training_checkpoint(run_dir: str, step: int, denoiser: Denoiser, schedule, ema: Denoiser | None,
@@ -318,20 +442,24 @@ def save_training_checkpoint(run_dir: str, step: int, denoiser: Denoiser, schedu
     """Write ``run_dir/checkpoints/step_<step>/`` atomically, point ``latest`` at it, refresh the
     top-level sampling checkpoint and delete all but the newest ``keep`` step directories.
 
-    Returns the step directory.  Raises ``OSError`` (e.g. disk full) with the previous
-    checkpoint left intact.
+    Returns the step directory.  Raises a short ``OSError`` (e.g. disk full: the reason and the
+    fix) with the previous checkpoint left intact.  The first checkpoint of a run that replaced
+    another (:func:`prepare_run_dir`) deletes the replaced run.
     """
     root = os.path.join(run_dir, CHECKPOINTS_DIR)
-    os.makedirs(root, exist_ok=True)
-    _remove_stale_temporaries(root)
-    _remove_stale_temporaries(run_dir, dirs=False)
     final = os.path.join(root, step_dir_name(step))
-    tmp = tempfile.mkdtemp(dir=root, prefix=f".tmp-{step_dir_name(step)}-")
+    try:
+        os.makedirs(root, exist_ok=True)
+        uio.remove_stale_temporaries(root)
+        uio.remove_stale_temporaries(run_dir, dirs=False)
+        tmp = tempfile.mkdtemp(dir=root, prefix=f"{uio.TMP_PREFIX}{step_dir_name(step)}-")
+    except OSError as err:
+        raise _short_os_error(err) from None
     try:
         config = _model_config(denoiser, schedule, info)
         weights = _weights(denoiser, ema)
-        _write_file(os.path.join(tmp, WEIGHTS_NAME), lambda p: save_file(weights, p))
-        _write_file(os.path.join(tmp, STATE_NAME), lambda p: save_file(state_tensors, p))
+        _write_file(os.path.join(tmp, WEIGHTS_NAME), lambda p: _save_tensors(weights, p))
+        _write_file(os.path.join(tmp, STATE_NAME), lambda p: _save_tensors(state_tensors, p))
         _write_file(os.path.join(tmp, STATE_JSON), lambda p: _dump_json(p, state_json))
         _write_file(os.path.join(tmp, CONFIG_NAME), lambda p: _dump_json(p, config))
         for name in STEP_FILES:
@@ -340,55 +468,61 @@ def save_training_checkpoint(run_dir: str, step: int, denoiser: Denoiser, schedu
         _fsync_dir(tmp)
         fault_point("before_rename")
         if os.path.exists(final):  # re-saving a step (e.g. stopped right after a resume)
-            old = tempfile.mkdtemp(dir=root, prefix=".tmp-old-")
+            old = tempfile.mkdtemp(dir=root, prefix=f"{uio.TMP_PREFIX}old-")
             os.rename(final, os.path.join(old, "x"))
             os.rename(tmp, final)
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.rename(tmp, final)
         _fsync_dir(root)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OSError):
+            raise _short_os_error(err) from None
         raise
     fault_point("before_latest")
-    atomic_write_bytes(os.path.join(root, LATEST_NAME), lambda p: _write_text(p, step_dir_name(step) + "\n"))
-    save(run_dir, denoiser, schedule, ema=ema, info=info)
+    try:
+        atomic_write_bytes(os.path.join(root, LATEST_NAME), lambda p: _write_text(p, step_dir_name(step) + "\n"))
+        save(run_dir, denoiser, schedule, ema=ema, info=info)
+    except OSError as err:
+        raise _short_os_error(err, f" ({final} itself is complete; the top-level {WEIGHTS_NAME} may still hold "
+                                   "an earlier step)") from None
+    aside = _aside_path(run_dir)
+    if os.path.isdir(aside):  # the run this one replaced is no longer needed
+        shutil.rmtree(aside, ignore_errors=True)
     for _, path in list_step_dirs(run_dir)[:-keep] if keep > 0 else []:
         if path != final:
-            shutil.rmtree(path, ignore_errors=True)
+            _remove_dir(path)
     return final
+
+
+def _remove_dir(path: str) -> None:
+    """Delete a step directory by renaming it to a ``.tmp-`` name first, so that a crash half way
+    leaves only a temporary directory (removed at the next start), never a half-empty ``step_*``."""
+    doomed = os.path.join(os.path.dirname(path), f"{uio.TMP_PREFIX}prune-{os.path.basename(path)}")
+    try:
+        os.rename(path, doomed)
+    except OSError:
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    fault_point("before_prune")
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def _write_file(path: str, write) -> None:
     write(path)
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
+    uio.fsync_file(path)
 
 
 def _dump_json(path: str, obj) -> None:
+    text = json.dumps(obj, indent=2)
     with open(path, "w") as f:
-        json.dump(obj, f, indent=2)
+        f.write(text)
 
 
 def _write_text(path: str, text: str) -> None:
     with open(path, "w") as f:
         f.write(text)
-
-
-def _remove_stale_temporaries(root: str, dirs: bool = True) -> None:
-    """Delete half-written files and step directories left by a crash (never complete ones)."""
-    for name in os.listdir(root):
-        if name.startswith(".tmp-"):
-            path = os.path.join(root, name)
-            if os.path.isdir(path):
-                if not dirs:
-                    continue
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                try:
-                    os.remove(path)
-                except OSError:
-                    pass
 
 
 def load_training_checkpoint(path: str):
@@ -419,7 +553,9 @@ def check_run_dir(run_dir: str, needed_bytes: int = 0) -> None:
     """Fail before training if ``run_dir`` cannot be created, written, or has too little free space.
 
     Writes and deletes a probe file (``os.access`` is not enough: it says yes to root on a
-    read-only mount).  ``needed_bytes`` is compared with the free space of the file system.
+    read-only mount).  ``needed_bytes`` is compared with the free space of the file system.  Also
+    removes what an earlier crash left in the directory (:func:`clean_run_dir`), so every start of
+    a Trainer on a run directory cleans it.
     """
     try:
         os.makedirs(run_dir, exist_ok=True)
@@ -435,6 +571,7 @@ def check_run_dir(run_dir: str, needed_bytes: int = 0) -> None:
     except OSError as err:
         raise PermissionError(f"run directory {run_dir!r} is not writable ({err.strerror or err}); "
                               "fix its permissions or choose another --out") from None
+    clean_run_dir(run_dir)
     free = shutil.disk_usage(run_dir).free
     if needed_bytes and free < needed_bytes:
         raise OSError(28, f"not enough free space for checkpoints in {run_dir!r}: need about "

@@ -38,12 +38,14 @@ def image_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 1, upsc
 
 def save_image_grid(images: torch.Tensor, path: str, nrow: int | None = None, pad: int = 1,
                     upscale: int | None = None) -> None:
-    """Write ``(N, C, H, W)`` images in ``[-1, 1]`` as one PNG grid (``upscale`` default: tiles >= 64 px)."""
-    from PIL import Image
+    """Write ``(N, C, H, W)`` images in ``[-1, 1]`` as one PNG grid (``upscale`` default: tiles >= 64 px).
+
+    Written atomically (:func:`unnoise.io.save_png`): a failed write leaves any previous file intact."""
+    from .io import save_png
     if upscale is None:
         upscale = max(1, 64 // images.shape[-1])
     grid = image_grid(images, nrow, pad, upscale)
-    Image.fromarray(grid[..., 0] if grid.shape[2] == 1 else grid).save(path)
+    save_png(path, grid)
 
 
 def plot_image_rows(rows: list[torch.Tensor], labels: list[str], path: str, title: str | None = None) -> None:

@@ -9,8 +9,12 @@ import torch  # noqa: E402
 
 
 def _save(fig, path):
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    """Save a figure atomically (:func:`unnoise.io.save_figure`) and close it, even on failure."""
+    from .io import save_figure
+    try:
+        save_figure(fig, path, dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
 
 
 def plot_loss(history: list[dict], path: str) -> None:

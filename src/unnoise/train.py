@@ -57,14 +57,36 @@ LR_DECAYS = ("none", "cosine")
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; any other name (``cpu``, ``cuda:1``) as given.
+    """``"auto"`` -> CUDA when available, else CPU; any other name (``cpu``, ``cuda:1``, ``mps``) as given.
 
-    Raises ValueError when CUDA is asked for but not available."""
+    Raises one-line ValueError for a name torch does not know (``tpu``), a device type this torch
+    build or machine does not have, or a CUDA index beyond the devices present."""
+    if not isinstance(device, (str, torch.device)):
+        raise ValueError(f"device must be a name such as 'cpu' or 'cuda:0', got {device!r}")
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available; use --device cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} requested but CUDA is not available; use --device cpu")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(f"device {device!r} requested but this machine has {count} CUDA device(s) "
+                             f"(cuda:0 to cuda:{count - 1}); choose one of them")
+        return dev
+    backend = getattr(torch, dev.type, None) if dev.type != "mps" else getattr(torch.backends, "mps", None)
+    available = getattr(backend, "is_available", None)
+    if available is None or dev.type in ("meta", "lazy"):
+        raise ValueError(f"device type {dev.type!r} is not supported for training or sampling; use auto, cpu, "
+                         "cuda, cuda:N or mps")
+    if not available():
+        raise ValueError(f"device {device!r} requested but it is not available on this machine; use --device cpu")
+    return dev
 
 
 class TrainingDiverged(FloatingPointError, ValueError):
@@ -530,23 +552,52 @@ class Trainer:
             else:
                 self.save()
         finally:
-            for sig, old in handlers.items():
-                signal.signal(sig, old)
+            # Restore the previous handlers with both signals blocked, so one arriving half way
+            # waits and then reaches the handler it was meant for; a signal this trainer received
+            # but had no step left to act on (e.g. during the final save) is passed on to it too.
+            blocked = hasattr(signal, "pthread_sigmask") and bool(handlers)
+            if blocked:
+                mask = signal.pthread_sigmask(signal.SIG_BLOCK, set(handlers))
+            try:
+                for sig, old in handlers.items():
+                    signal.signal(sig, old)
+                unhandled = [] if self._stop_agreed else self._signals_received
+                self._signals_received = []
+                for signum in dict.fromkeys(unhandled):  # once each
+                    if callable(handlers.get(signum)) or handlers.get(signum) == signal.SIG_DFL:
+                        signal.raise_signal(signum)  # pending until unblocked below
+            finally:
+                if blocked:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             bar.close()
             if self._tb is not None:
                 self._tb.flush()
         return self.history
 
     def _install_signal_handlers(self) -> dict:
+        """Catch SIGINT/SIGTERM for a clean stop; returns ``{signal: previous handler}`` to restore.
+
+        A signal that is ignored (``SIG_IGN``, e.g. SIGINT of a command started with ``&`` from a
+        script, which the shell makes immune to Ctrl-C) stays ignored, and one whose handler was
+        not installed from Python (``getsignal`` is None, so it could not be restored) is left as it is.
+        """
+        self._signals_received = []
         if threading.current_thread() is not threading.main_thread():
             return {}
 
         def handler(signum, frame):
             if self._stop_signal is not None and signum == signal.SIGINT:
                 raise KeyboardInterrupt  # second Ctrl-C: stop now (files are written atomically)
+            self._signals_received.append(signum)
             self._stop_signal = signal.Signals(signum).name
 
-        return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+        handlers = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            current = signal.getsignal(sig)
+            if current is None or current == signal.SIG_IGN:
+                continue
+            handlers[sig] = signal.signal(sig, handler)
+        return handlers
 
     def _log(self, record: dict) -> None:
         self.history.append(record)
