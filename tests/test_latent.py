@@ -6,7 +6,8 @@ from unnoise import schedules
 from unnoise.analytic import EmpiricalDenoiser
 from unnoise.data.shapes import make_shapes
 from unnoise.latent import LatentCodec, LatentPipeline, load_latent_run, psnr, train_latent
-from unnoise.nets.autoencoder import Autoencoder, estimate_latent_scale, save_autoencoder
+from unnoise import checkpoint
+from unnoise.nets.autoencoder import Autoencoder, estimate_latent_scale
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +83,7 @@ def test_train_latent_run_roundtrip(tmp_path, codec):
     from unnoise.train import TrainConfig
     c, images = codec
     ae_dir = tmp_path / "ae"
-    save_autoencoder(str(ae_dir), c.autoencoder, c.scale, c.shift)
+    checkpoint.save(str(ae_dir), c.autoencoder, None, info={"kind": "autoencoder", "scale": c.scale, "shift": c.shift})
     run = tmp_path / "run"
     cfg = TrainConfig(steps=3, batch_size=8, log_every=1, device="cpu")
     train_latent(images, str(ae_dir), str(run), net="unet",
@@ -103,8 +104,9 @@ def test_cli_train_autoencoder_train_latent_sample(tmp_path):
     ae, run = str(tmp_path / "ae"), str(tmp_path / "run")
     assert main(["train-autoencoder", "--out", ae, "--num-images", "32", "--image-size", "16", "--steps", "2",
                  "--batch-size", "8", "--channels", "8", "--latent-channels", "2", "--device", "cpu"]) == 0
-    cfg = json.load(open(tmp_path / "ae" / "autoencoder.json"))
-    assert cfg["config"]["downsample"] == 4 and cfg["scale"] > 0 and "psnr_db" in cfg
+    cfg = json.load(open(tmp_path / "ae" / "config.json"))
+    assert cfg["kind"] == "autoencoder" and cfg["net"]["config"]["downsample"] == 4 and cfg["scale"] > 0
+    assert "psnr_db" in cfg and (tmp_path / "ae" / "metrics.jsonl").exists()
     assert main(["train", "--latent", ae, "--data", "shapes", "--num-images", "32", "--image-size", "16",
                  "--out", run, "--steps", "2", "--batch-size", "8", "--base-channels", "8", "--conditional",
                  "--checkpoint-every", "0", "--device", "cpu"]) == 0

@@ -48,8 +48,14 @@ class LatentCodec:
 
     @classmethod
     def from_dir(cls, directory: str, device="cpu") -> "LatentCodec":
+        """The codec of an autoencoder run directory (``unnoise train-autoencoder``; its EMA weights and
+        the latent ``scale``/``shift`` of its ``config.json``)."""
         model, cfg = load_autoencoder(directory, device)
-        return cls(model, cfg.get("scale", 1.0), cfg.get("shift", 0.0), os.path.abspath(directory))
+        if "scale" not in cfg:
+            raise ValueError(f"{os.path.join(directory, 'config.json')} has no latent scale: the autoencoder's "
+                             f"training did not finish; continue it with 'unnoise train-autoencoder --resume "
+                             f"{directory}' and the same options")
+        return cls(model, cfg["scale"], cfg.get("shift", 0.0), os.path.abspath(directory))
 
     @property
     def device(self):
