@@ -191,7 +191,6 @@ def load_latent_run(run_dir: str, device="cpu", ema: bool = True, autoencoder: s
 
     ``autoencoder`` overrides the stored autoencoder directory (e.g. after moving the files).
     """
-    from . import text  # noqa: F401  (registers the caption_table backbone of text-conditioned runs)
     from .checkpoint import load
     denoiser, schedule, config = load(run_dir, ema=ema, device=device)
     info = config.get("latent")
@@ -210,13 +209,17 @@ def load_latent_run(run_dir: str, device="cpu", ema: bool = True, autoencoder: s
 
 def train_latent(images: torch.Tensor, autoencoder_dir: str, run_dir: str | None, net: str = "unet",
                  net_config: dict | None = None, labels=None, info: dict | None = None, progress: bool = True,
-                 encode_batch: int = 256, prepare_net=None, **train_kwargs):
+                 encode_batch: int = 256, captions: list[str] | None = None, text_encoder=None, **train_kwargs):
     """Encode ``images`` with the autoencoder in ``autoencoder_dir`` and train a diffusion model on the latents.
 
     ``train_kwargs`` go to :func:`unnoise.pipeline.train_model` (schedule, parameterization, config, ...);
     latents are not standardised again (the codec's scale already makes them unit variance).
-    ``prepare_net(model)``, when given, is called on the freshly built network before training
-    (e.g. to fill a caption table).  Returns the finished :class:`~unnoise.train.Trainer`.
+    ``labels``: class labels ``(N,)`` of a class-conditional model.  ``captions``: one string per image
+    for a text-conditioned model: the distinct captions are encoded once by ``text_encoder`` (default
+    a :class:`~unnoise.text.TextEncoder`) into a :class:`~unnoise.text.CaptionDataset`, the network
+    gets cross-attention (``context_dim``), and the denoiser's null condition is the empty prompt
+    (caption dropout, classifier-free guidance, sampling without a prompt).  Returns the finished
+    :class:`~unnoise.train.Trainer`.
     """
     from .pipeline import train_model
     codec = LatentCodec.from_dir(autoencoder_dir, "cpu")
@@ -228,29 +231,20 @@ def train_latent(images: torch.Tensor, autoencoder_dir: str, run_dir: str | None
     if progress:
         print(f"encoded {len(images):,} images {tuple(images.shape[1:])} -> latents {tuple(latents.shape[1:])} "
               f"(std {float(latents.std()):.3f})")
-    if prepare_net is None:
+    if captions is None:
         return train_model(latents, run_dir, net=net, net_config=net_config, normalize=False, labels=labels,
                            info=info, progress=progress, **train_kwargs)
-    return _train_prepared(latents, run_dir, net, net_config, labels, info, progress, prepare_net, **train_kwargs)
-
-
-def _train_prepared(data, run_dir, net, net_config, labels, info, progress, prepare_net, parameterization="v",
-                    schedule="ddpm", schedule_config=None, config=None, augment=None):
-    """:func:`unnoise.pipeline.train_model` on unnormalised data with a hook on the built network."""
-    from . import nets, schedules
-    from .data.memory import TensorDataset
-    from .denoiser import Denoiser
-    from .train import Trainer
-    sched = schedules.get(schedule, **(schedule_config or {}))
-    net_config = dict(net_config or {})
-    model = nets.build(net, **net_config)
-    prepare_net(model)
-    denoiser = Denoiser(model, parameterization, sched.process, sigma_data=float(data.std()))
-    run_info = {"data": {"shape": list(data.shape[1:]), "normalization": None, "num_examples": len(data)}, **info}
-    dataset = TensorDataset(data, None if labels is None else {"label": labels})
-    trainer = Trainer(denoiser, sched, dataset, config, run_dir=run_dir, info=run_info, augment=augment)
+    from .text import CaptionDataset, TextEncoder, empty_prompt
+    if labels is not None:
+        raise ValueError("give captions or class labels, not both")
+    encoder = text_encoder if text_encoder is not None else TextEncoder()
+    data = CaptionDataset.from_captions(latents, list(captions), encoder)
+    null = empty_prompt(encoder, data.table.shape[1])
+    net_config = {**dict(net_config or {}), "context_dim": int(data.table.shape[2])}
+    net_config.pop("num_classes", None)
+    info.setdefault("text", {"captions": data.names, "encoder": "all-MiniLM-L6-v2"})
     if progress:
-        print(f"training {net} with {nets.count_parameters(model):,} parameters on {len(data):,} latents "
-              f"of shape {tuple(data.shape[1:])} ({parameterization}-prediction, {sched.name} schedule)")
-    trainer.fit(progress=progress)
-    return trainer
+        print(f"{len(images):,} captioned images, {len(data.names)} distinct captions, prompt table "
+              f"{tuple(data.table.shape)}")
+    return train_model(data, run_dir, net=net, net_config=net_config, normalize=False, info=info,
+                       progress=progress, null_cond=null, **train_kwargs)
