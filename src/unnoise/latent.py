@@ -120,12 +120,23 @@ class LatentPipeline:
     def _device(self):
         return next(self.denoiser.parameters()).device if isinstance(self.denoiser, torch.nn.Module) else self.codec.device
 
+    def _cond(self, cond, n: int):
+        """No condition on a text-conditioned model means the empty prompt (its null context), not no context."""
+        if cond is None or (isinstance(cond, dict) and not cond):
+            from .text import null_prompt_cond
+            try:
+                return null_prompt_cond(self.denoiser, n, self._device())
+            except ValueError:
+                return cond
+        return cond
+
     def sample(self, n: int, sampler: str = "ddim", steps: int = 50, spacing=None, generator=None, cond=None,
                return_latents: bool = False, progress: bool = False, **options) -> torch.Tensor:
         """``n`` images ``(n, C, H, W)`` in [-1, 1] (and the latents when ``return_latents``)."""
         sigmas = self.schedule.sampling_sigmas(steps, spacing)
         z = torch.randn(n, *self.latent_shape, generator=generator) * sigmas[0]
-        z = sample(self.denoiser, z.to(self._device()), sigmas, sampler=sampler, generator=generator, cond=cond,
+        z = sample(self.denoiser, z.to(self._device()), sigmas, sampler=sampler, generator=generator,
+                   cond=self._cond(cond, n),
                    progress=progress, **options)
         images = self.codec.decode(z).cpu()
         return (images, z.cpu()) if return_latents else images
@@ -140,7 +151,7 @@ class LatentPipeline:
             return images.clone()
         z = self.codec.encode(images.to(self._device()))
         out = editing.img2img(self.denoiser, z, self.schedule.sampling_sigmas(steps, spacing), strength,
-                              sampler=sampler, cond=cond, generator=generator, **options)
+                              sampler=sampler, cond=self._cond(cond, len(images)), generator=generator, **options)
         return self.codec.decode(out).cpu()
 
     def inpaint(self, images: torch.Tensor, mask, sampler: str = "ddpm", steps: int = 50, spacing=None,
@@ -168,6 +179,7 @@ class LatentPipeline:
         z_known = self.codec.encode(images.to(dev))
         lat_keep = self.codec.latent_mask(pix_all).to(dev).expand(-1, self.latent_shape[0], -1, -1)
         sigmas = self.schedule.sampling_sigmas(steps, spacing)
+        cond = self._cond(cond, len(images))
         if method == "replace":
             z = editing.inpaint(self.denoiser, z_known, lat_keep, sigmas, sampler=sampler, cond=cond,
                                 generator=generator, jump_length=jump_length, jump_n_sample=jump_n_sample, **options)
