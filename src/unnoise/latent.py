@@ -239,6 +239,7 @@ def train_latent(images: torch.Tensor, autoencoder_dir: str, run_dir: str | None
         raise ValueError(f"latent diffusion needs images (N, C, H, W), got {tuple(images.shape)}")
     latents = codec.encode(images, encode_batch)
     info = dict(info or {})
+    info.setdefault("kind", "latent_images" if captions is None else "text")
     info["latent"] = codec.describe(images.shape[1:])
     if progress:
         print(f"encoded {len(images):,} images {tuple(images.shape[1:])} -> latents {tuple(latents.shape[1:])} "

@@ -42,7 +42,7 @@ def train_upscaler(images: torch.Tensor, factor: int, run_dir: str | None, net_c
     config = train_kwargs.get("config")
     if config is not None:
         config.cond_dropout = 0.0
-    info = {"upscale": {"factor": factor, "low_shape": list(data.cond["concat"].shape[1:])}}
+    info = {"kind": "upscale", "upscale": {"factor": factor, "low_shape": list(data.cond["concat"].shape[1:])}}
     return train_model(data, run_dir, net="unet", net_config=net, normalize=False, info=info, progress=progress,
                        **train_kwargs)
 
