@@ -219,11 +219,43 @@ def load_latent_run(run_dir: str, device="cpu", ema: bool = True, autoencoder: s
     return LatentPipeline(denoiser, schedule, codec, info["image_shape"]), config
 
 
-def train_latent(images: torch.Tensor, autoencoder_dir: str, run_dir: str | None, net: str = "unet",
+@torch.no_grad()
+def encode_dataset(codec: LatentCodec, dataset, batch_size: int = 256, num_workers: int = 0,
+                   progress: bool = False):
+    """A latent cache: every ``(image, cond)`` item of ``dataset`` encoded once by ``codec``, streamed in
+    batches through a DataLoader (``num_workers`` processes decode the images), into an in-memory
+    :class:`~unnoise.data.memory.TensorDataset` of ``(latent, cond)`` items.
+
+    Only the latents (``f^2 C / c`` times smaller than the images) and the conditions are kept, so a
+    streamed image dataset never has to fit in memory; the Trainer then reads the cache with its fast
+    gather path.  ``cond`` tensors are kept per key (all items must carry the same keys).
+    """
+    from tqdm.auto import tqdm
+
+    from .data.memory import TensorDataset
+    if len(dataset) < 1:
+        raise ValueError("the image dataset is empty")
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    latents, conds = [], {}
+    for images, cond in tqdm(loader, desc="encoding", disable=not progress, dynamic_ncols=True):
+        if images.ndim != 4:
+            raise ValueError(f"latent diffusion needs images (C, H, W) per item, got {tuple(images.shape[1:])}")
+        latents.append(codec.encode(images, batch_size).cpu())
+        if conds and set(cond) != set(conds):
+            raise ValueError(f"dataset items carry different condition keys ({sorted(cond)} vs {sorted(conds)})")
+        for key, value in cond.items():
+            conds.setdefault(key, []).append(value)
+    return TensorDataset(torch.cat(latents), {k: torch.cat(v) for k, v in conds.items()})
+
+
+def train_latent(images, autoencoder_dir: str, run_dir: str | None, net: str = "unet",
                  net_config: dict | None = None, labels=None, info: dict | None = None, progress: bool = True,
                  encode_batch: int = 256, captions: list[str] | None = None, text_encoder=None, **train_kwargs):
     """Encode ``images`` with the autoencoder in ``autoencoder_dir`` and train a diffusion model on the latents.
 
+    ``images``: a tensor ``(N, C, H, W)``, or a dataset of ``(image, cond)`` items (e.g. a streamed image
+    folder, conditions such as ``{"label": y}`` carried along), encoded once into a latent cache
+    (:func:`encode_dataset`) so the images are never all in memory.
     ``train_kwargs`` go to :func:`unnoise.pipeline.train_model` (schedule, parameterization, config, ...);
     latents are not standardised again (the codec's scale already makes them unit variance).
     ``labels``: class labels ``(N,)`` of a class-conditional model.  ``captions``: one string per image
@@ -235,15 +267,22 @@ def train_latent(images: torch.Tensor, autoencoder_dir: str, run_dir: str | None
     """
     from .pipeline import train_model
     codec = LatentCodec.from_dir(autoencoder_dir, "cpu")
-    if images.ndim != 4:
-        raise ValueError(f"latent diffusion needs images (N, C, H, W), got {tuple(images.shape)}")
-    latents = codec.encode(images, encode_batch)
+    if isinstance(images, torch.Tensor):
+        if images.ndim != 4:
+            raise ValueError(f"latent diffusion needs images (N, C, H, W), got {tuple(images.shape)}")
+        image_shape, n = tuple(images.shape[1:]), len(images)
+        latents = codec.encode(images, encode_batch)
+    else:
+        if labels is not None or captions is not None:
+            raise ValueError("a dataset of images carries its own conditions: give labels/captions only with a tensor")
+        image_shape, n = tuple(images[0][0].shape), len(images)
+        latents = encode_dataset(codec, images, encode_batch, progress=progress)
     info = dict(info or {})
     info.setdefault("kind", "latent_images" if captions is None else "text")
-    info["latent"] = codec.describe(images.shape[1:])
+    info["latent"] = codec.describe(image_shape)
     if progress:
-        print(f"encoded {len(images):,} images {tuple(images.shape[1:])} -> latents {tuple(latents.shape[1:])} "
-              f"(std {float(latents.std()):.3f})")
+        z = latents if isinstance(latents, torch.Tensor) else latents.x
+        print(f"encoded {n:,} images {image_shape} -> latents {tuple(z.shape[1:])} (std {float(z.std()):.3f})")
     if captions is None:
         return train_model(latents, run_dir, net=net, net_config=net_config, normalize=False, labels=labels,
                            info=info, progress=progress, **train_kwargs)
