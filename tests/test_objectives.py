@@ -97,3 +97,24 @@ def test_autoencoder_resumes_exactly_and_writes_its_latent_scale(tmp_path):
     assert cfg["kind"] == "autoencoder" and "schedule" not in cfg and cfg["objective"]["loss"] == "l1"
     assert (codec.scale, codec.shift) == estimate_latent_scale(second.ema, data)
     assert os.path.exists(os.path.join(run, "checkpoints", "step_00000008", "state.safetensors"))
+
+
+def test_version_1_classifier_and_autoencoder_directories_still_load(tmp_path):
+    """Directories written before the common run format (classifier.json, autoencoder.json) still load."""
+    from safetensors.torch import save_file
+    torch.manual_seed(0)
+    clf = NoisyClassifier([2], 2, width=8, depth=1)
+    ae = Autoencoder(3, latent_channels=2, downsample=2, channels=8)
+    for name, model, extra in (("classifier", clf, {"class_names": ["a", "b"]}), ("autoencoder", ae,
+                                                                                  {"scale": 0.5, "shift": 0.1})):
+        d = tmp_path / name
+        d.mkdir()
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(d / f"{name}.safetensors"))
+        (d / f"{name}.json").write_text(json.dumps({"format": f"unnoise-{name}", "version": 1,
+                                                    "config": model.config, **extra}))
+    loaded, cfg = load_classifier(str(tmp_path / "classifier"))
+    assert cfg["class_names"] == ["a", "b"] and cfg["kind"] == "classifier"
+    assert_bitwise(loaded.state_dict(), clf.state_dict())
+    codec = LatentCodec.from_dir(str(tmp_path / "autoencoder"))
+    assert (codec.scale, codec.shift) == (0.5, 0.1)
+    assert_bitwise(codec.autoencoder.state_dict(), ae.state_dict())

@@ -251,7 +251,10 @@ def load_nulls(denoiser: Denoiser, tensors: dict[str, torch.Tensor], path: str) 
 def load_model(run_dir: str, kind: str, ema: bool = True, device: str | torch.device = "cpu"):
     """Load a run directory whose ``config.json`` has ``"kind": kind`` (e.g. ``"classifier"``,
     ``"autoencoder"``): its registered network with the EMA (default) or raw weights, in eval mode.
-    Returns ``(module, config)``."""
+    Returns ``(module, config)``.  Directories of format version 1 (``classifier.json`` +
+    ``classifier.safetensors``, ``autoencoder.json`` + ``autoencoder.safetensors``) are read too."""
+    if not os.path.exists(os.path.join(run_dir, CONFIG_NAME)) and os.path.exists(os.path.join(run_dir, f"{kind}.json")):
+        return _load_model_v1(run_dir, kind, device)
     config = read_config(run_dir)
     path = os.path.join(run_dir, CONFIG_NAME)
     if config.get("kind") != kind:
@@ -265,6 +268,28 @@ def load_model(run_dir: str, kind: str, ema: bool = True, device: str | torch.de
     prefix = "ema." if ema and any(k.startswith("ema.") for k in tensors) else "model."
     load_state_checked(module, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, wpath,
                        prefix.rstrip("."))
+    return module.to(device).eval(), config
+
+
+_V1_NETS = {"classifier": "noisy_classifier", "autoencoder": "autoencoder"}
+
+
+def _load_model_v1(run_dir: str, kind: str, device):
+    """A version-1 classifier/autoencoder directory, with its config in the current layout."""
+    path = os.path.join(run_dir, f"{kind}.json")
+    try:
+        with open(path) as f:
+            old = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); the {kind} is corrupt") from None
+    if not isinstance(old, dict) or old.get("format") != f"unnoise-{kind}" or "config" not in old:
+        raise ValueError(f"{path} is not an unnoise {kind} config")
+    module = nets.build(_V1_NETS[kind], **old["config"])
+    wpath = os.path.join(run_dir, f"{kind}.safetensors")
+    load_state_checked(module, read_tensors(wpath), wpath, kind)
+    rest = {k: v for k, v in old.items() if k not in ("format", "version", "config")}
+    config = {"format": FORMAT, "version": 1, "kind": kind, "net": {"name": _V1_NETS[kind], "config": old["config"]},
+              **rest}
     return module.to(device).eval(), config
 
 

@@ -1,6 +1,11 @@
 """Training loop: AdamW, EMA, warm-up + cosine LR, mixed precision, gradient accumulation,
 data-parallel training over processes, crash-safe checkpoints and exact resume.
 
+One loop trains every kind of model: a module and an *objective* that maps this rank's rows
+``(x0, sigma, noise, cond)`` to per-example losses (:class:`DenoisingObjective` for a denoiser, the
+default; :class:`unnoise.guidance.ClassifierObjective`; :class:`unnoise.nets.autoencoder.AutoencoderObjective`).
+Everything below (randomness, data path, checkpoints, resume) is the same for all of them.
+
 How randomness is organised (this is what makes 1 and N processes, and resumed and
 uninterrupted runs, agree):
 
