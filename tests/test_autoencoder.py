@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from unnoise.nets.autoencoder import (Autoencoder, DiagonalGaussian, autoencoder_loss, estimate_latent_scale,
-                                      fit_autoencoder, load_autoencoder, save_autoencoder)
+                                      fit_autoencoder, load_autoencoder)
 
 
 def blobs(n, size=16, seed=0):
@@ -85,17 +85,18 @@ def test_training_reduces_reconstruction_error_and_roundtrips(tmp_path):
     model = Autoencoder(latent_channels=4, downsample=2, channels=8)
     with torch.no_grad():
         before = float(autoencoder_loss(model, data, loss="l1")["recon"])
-    hist = fit_autoencoder(model, data, steps=50, batch_size=16, lr=3e-3, kl_weight=1e-6, progress=False)
+    trainer = fit_autoencoder(model, data, steps=50, batch_size=16, lr=3e-3, kl_weight=1e-6, progress=False,
+                              run_dir=str(tmp_path), info={"data": {"shape": [3, 16, 16]}})
     with torch.no_grad():
         after = float(autoencoder_loss(model, data, loss="l1")["recon"])
-    assert after < 0.5 * before and len(hist) == 2
-    save_autoencoder(str(tmp_path), model, scale=0.7, shift=0.1, info={"data": {"shape": [3, 16, 16]}})
+    assert after < 0.5 * before and len(trainer.history) == 2 and "recon" in trainer.history[-1]
     loaded, cfg = load_autoencoder(str(tmp_path))
-    assert cfg["scale"] == 0.7 and cfg["shift"] == 0.1 and cfg["data"]["shape"] == [3, 16, 16]
+    assert cfg["kind"] == "autoencoder" and cfg["data"]["shape"] == [3, 16, 16]
+    assert (cfg["scale"], cfg["shift"]) == estimate_latent_scale(model, data)
     x = data[:3]
     assert torch.equal(loaded.decode(loaded.encode(x).mode()), model.eval().decode(model.encode(x).mode()))
-    (tmp_path / "autoencoder.json").write_text(json.dumps({"format": "other"}))
-    with pytest.raises(ValueError, match="not an unnoise autoencoder"):
+    (tmp_path / "config.json").write_text(json.dumps({"format": "other"}))
+    with pytest.raises(ValueError, match="not an unnoise checkpoint"):
         load_autoencoder(str(tmp_path))
     with pytest.raises(FileNotFoundError, match="train-autoencoder"):
         (tmp_path / "empty").mkdir()

@@ -15,7 +15,7 @@ import torch
 from unnoise import nets, schedules
 from unnoise.analytic import GaussianMixture
 from unnoise.guidance import (ClassifierFreeGuidance, ClassifierGuidance, NoisyClassifier, cfg, load_classifier,
-                              save_classifier, train_classifier)
+                              train_classifier)
 from unnoise.pipeline import train_model
 from unnoise.samplers import sample
 from unnoise.train import TrainConfig
@@ -146,17 +146,18 @@ def test_noisy_classifier_learns_and_knows_the_noise_level(tmp_path):
     data = torch.randn(2000, 2, generator=g) * 0.3 + torch.tensor([[-1.5, 0.0], [1.5, 0.0]])[labels]
     clf = NoisyClassifier([2], 2, width=32, depth=2, sigma_data=1.0)
     sched = schedules.get("loglinear", sigma_min=0.01, sigma_max=30.0)
-    train_classifier(clf, data, labels, sched, steps=300, batch_size=256, lr=3e-3, progress=False)
+    trainer = train_classifier(clf, data, labels, sched, steps=300, batch_size=256, lr=3e-3, progress=False,
+                               run_dir=str(tmp_path), info={"class_names": ["a", "b"]})
+    assert trainer.history[-1]["accuracy"] > 0.6  # logged with the loss in metrics.jsonl
     with torch.no_grad():
         for sigma, lo, hi in ((0.05, 0.97, 1.0), (30.0, 0.4, 0.62)):
             x = data + sigma * torch.randn(data.shape, generator=g)
             acc = float((clf(x, sigma).argmax(1) == labels).float().mean())
             assert lo <= acc <= hi, (sigma, acc)
-        save_classifier(str(tmp_path), clf, info={"class_names": ["a", "b"]})
         loaded, config = load_classifier(str(tmp_path))
-        assert config["class_names"] == ["a", "b"]
+        assert config["class_names"] == ["a", "b"] and config["kind"] == "classifier"
         assert torch.equal(loaded(data[:5], 0.5), clf(data[:5], 0.5))
-    (tmp_path / "classifier.safetensors").write_bytes(b"junk")
+    (tmp_path / "model.safetensors").write_bytes(b"junk")
     with pytest.raises(ValueError, match="corrupt"):
         load_classifier(str(tmp_path))
 

@@ -157,8 +157,9 @@ def test_cli_classifier_guidance_and_errors(folder, tmp_path_factory, capsys):
         assert main(["train-classifier", "--data", str(folder), "--out", str(clf), "--image-size", "8",
                      "--steps", "2", "--width", "8", "--batch-size", "4", "--device", "cpu"]) == 0
     import json
-    config = json.loads((clf / "classifier.json").read_text())
-    assert config["class_names"] == ["cats", "dogs"] and config["config"]["num_classes"] == 2
+    config = json.loads((clf / "config.json").read_text())
+    assert config["class_names"] == ["cats", "dogs"] and config["net"]["config"]["num_classes"] == 2
+    assert config["kind"] == "classifier" and (clf / "metrics.jsonl").exists()
     out = tmp_path_factory.mktemp("s") / "x.npy"
     assert main(["sample", "--checkpoint", str(run), "--n", "4", "--steps", "2", "--classifier", str(clf),
                  "--class-label", "1", "--guidance-scale", "3", "--out", str(out), "--device", "cpu"]) == 0

@@ -6,7 +6,8 @@ from unnoise import schedules
 from unnoise.analytic import EmpiricalDenoiser
 from unnoise.data.shapes import make_shapes
 from unnoise.latent import LatentCodec, LatentPipeline, load_latent_run, psnr, train_latent
-from unnoise.nets.autoencoder import Autoencoder, estimate_latent_scale, save_autoencoder
+from unnoise import checkpoint
+from unnoise.nets.autoencoder import Autoencoder, estimate_latent_scale
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +83,7 @@ def test_train_latent_run_roundtrip(tmp_path, codec):
     from unnoise.train import TrainConfig
     c, images = codec
     ae_dir = tmp_path / "ae"
-    save_autoencoder(str(ae_dir), c.autoencoder, c.scale, c.shift)
+    checkpoint.save(str(ae_dir), c.autoencoder, None, info={"kind": "autoencoder", "scale": c.scale, "shift": c.shift})
     run = tmp_path / "run"
     cfg = TrainConfig(steps=3, batch_size=8, log_every=1, device="cpu")
     train_latent(images, str(ae_dir), str(run), net="unet",
@@ -103,8 +104,9 @@ def test_cli_train_autoencoder_train_latent_sample(tmp_path):
     ae, run = str(tmp_path / "ae"), str(tmp_path / "run")
     assert main(["train-autoencoder", "--out", ae, "--num-images", "32", "--image-size", "16", "--steps", "2",
                  "--batch-size", "8", "--channels", "8", "--latent-channels", "2", "--device", "cpu"]) == 0
-    cfg = json.load(open(tmp_path / "ae" / "autoencoder.json"))
-    assert cfg["config"]["downsample"] == 4 and cfg["scale"] > 0 and "psnr_db" in cfg
+    cfg = json.load(open(tmp_path / "ae" / "config.json"))
+    assert cfg["kind"] == "autoencoder" and cfg["net"]["config"]["downsample"] == 4 and cfg["scale"] > 0
+    assert "psnr_db" in cfg and (tmp_path / "ae" / "metrics.jsonl").exists()
     assert main(["train", "--latent", ae, "--data", "shapes", "--num-images", "32", "--image-size", "16",
                  "--out", run, "--steps", "2", "--batch-size", "8", "--base-channels", "8", "--conditional",
                  "--checkpoint-every", "0", "--device", "cpu"]) == 0
@@ -133,3 +135,31 @@ def test_cli_train_autoencoder_train_latent_sample(tmp_path):
     assert np.array_equal(np.load(same)[:, 0], x[:2])
     assert main(["inpaint", "--checkpoint", run, "--input", str(tmp_path / "in.npy"), "--out", edited]) == 2
     assert main(["train", "--latent", str(tmp_path / "missing"), "--data", "shapes", "--out", run]) == 2
+
+
+class _ImageItems(torch.utils.data.Dataset):
+    """A map-style image dataset that is not in memory as one tensor (items built on access)."""
+
+    def __init__(self, images):
+        self.images = images
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return self.images[i].clone(), {"label": torch.tensor(i % 3)}
+
+
+def test_latent_cache_from_a_dataset_and_training_on_it(tmp_path, codec):
+    from unnoise.latent import encode_dataset
+    from unnoise.train import TrainConfig
+    c, images = codec
+    cache = encode_dataset(c, _ImageItems(images), batch_size=24)  # batches that do not divide 64
+    assert torch.allclose(cache.x, c.encode(images), atol=1e-5)
+    assert torch.equal(cache.cond["label"], torch.arange(64) % 3)
+    ae_dir = tmp_path / "ae"
+    checkpoint.save(str(ae_dir), c.autoencoder, None, info={"kind": "autoencoder", "scale": c.scale, "shift": c.shift})
+    t = train_latent(_ImageItems(images), str(ae_dir), None, net="unet",
+                     net_config=dict(base_channels=8, channel_mult=[1], attention_levels=[], num_classes=3),
+                     config=TrainConfig(steps=2, batch_size=8, device="cpu"), progress=False)
+    assert t.step_count == 2 and t.example_shape == (2, 4, 4) and "label" in t.data.cond

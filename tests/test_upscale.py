@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from unnoise.upscale import UpscaleNet, downsample
+from unnoise.upscale import downsample, lowres_dataset
 
 
 def test_downsample_is_the_box_mean():
@@ -15,20 +15,28 @@ def test_downsample_is_the_box_mean():
         downsample(torch.zeros(1, 3, 5, 5), 2)
 
 
-def test_table_lookup_equals_explicit_low_res_and_is_not_saved():
+def test_low_res_condition_reaches_the_unet_and_is_never_dropped():
+    """Items are (high, {"concat": box-downsampled high}); the Trainer passes the low-res image to the U-Net
+    in every row even with condition dropout on (it has no null value)."""
+    from unnoise import nets, schedules
+    from unnoise.denoiser import Denoiser
+    from unnoise.train import TrainConfig, Trainer
     torch.manual_seed(0)
-    net = UpscaleNet(dict(shape=[3, 8, 8], base_channels=8, channel_mult=[1, 2], attention_levels=[]), factor=2).eval()
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    low = torch.randn(5, 3, 4, 4)
-    net.set_table(low)
-    x, c = torch.randn(2, 3, 8, 8), torch.zeros(2)
-    assert torch.allclose(net(x, c, torch.tensor([3, 1])), net(x, c, {"concat": low[[3, 1]]}), atol=1e-6)
-    assert not torch.allclose(net(x, c, torch.tensor([3, 1])), net(x, c, torch.tensor([0, 2])), atol=1e-4)
-    assert "lowres_table" not in net.state_dict()
-    with pytest.raises(ValueError, match="low-resolution"):
-        UpscaleNet(dict(shape=[3, 8, 8], base_channels=8, channel_mult=[1], attention_levels=[])).eval()(x, c, None)
+    images = torch.rand(8, 3, 8, 8) * 2 - 1
+    data = lowres_dataset(images, 2)
+    x3, c3 = data[3]
+    assert torch.equal(x3, images[3]) and torch.equal(c3["concat"], downsample(images[3:4], 2)[0])
+    net = nets.build("unet", shape=[3, 8, 8], base_channels=8, channel_mult=[1, 2], attention_levels=[], cond_channels=3)
+    den = Denoiser(net, "v", "vp")
+    assert den.nulls == {}
+    t = Trainer(den, schedules.get("ddpm"), data, TrainConfig(steps=1, batch_size=8, cond_dropout=0.5, device="cpu"))
+    seen, forward = [], net.forward
+    net.forward = lambda xin, c_noise, cond: seen.append(cond) or forward(xin, c_noise, cond)
+    t.fit(progress=False)
+    idx = t.sampler.indices(0, 8)
+    assert torch.equal(seen[0]["concat"], downsample(images[idx], 2))
+    with pytest.raises(ValueError, match="concat"):
+        net(images[:2], torch.zeros(2), None)
 
 
 def test_cli_train_and_upscale(tmp_path):

@@ -44,6 +44,7 @@ from .denoiser import Denoiser
 FORMAT = "unnoise-checkpoint"
 FORMAT_VERSION = 2  # 2: config.json names the run's kind; null conditions stored as null.<key>
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
+MODEL_KINDS = ("classifier", "autoencoder")  # run kinds that are a plain network, not a denoiser
 STATE_NAME, STATE_JSON = "state.safetensors", "state.json"
 CHECKPOINTS_DIR, LATEST_NAME = "checkpoints", "latest"
 STEP_FILES = (CONFIG_NAME, WEIGHTS_NAME, STATE_NAME, STATE_JSON)
@@ -79,27 +80,41 @@ def _write_json(path: str, obj) -> None:
 
 
 # ----------------------------------------------------------------------------- sampling checkpoint
-def _model_config(denoiser: Denoiser, schedule, info: dict | None) -> dict:
-    return {
-        "format": FORMAT, "version": FORMAT_VERSION,
-        "net": {"name": nets.name_of(denoiser.net), "config": denoiser.net.config},
-        "denoiser": denoiser.describe(),
-        "schedule": schedule.config(),
-        **(info or {}),
-    }
+def _net(model: torch.nn.Module) -> torch.nn.Module:
+    """The registered network of a model: a Denoiser's ``net``, any other module itself."""
+    return model.net if isinstance(model, Denoiser) else model
 
 
-def _weights(denoiser: Denoiser, ema: Denoiser | None) -> dict[str, torch.Tensor]:
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in denoiser.net.state_dict().items()}
-    for key in denoiser.describe().get("null_cond", {}):  # the null label needs no tensor
-        tensors[f"null.{key}"] = getattr(denoiser, f"null_{key}").detach().cpu().contiguous()
+def describe_model(model: torch.nn.Module, schedule=None) -> dict:
+    """What rebuilds a trained model: ``{"net": {"name", "config"}}`` of its registered network, plus
+    ``"denoiser"`` for a :class:`Denoiser` and ``"schedule"`` when one is given."""
+    net = _net(model)
+    out = {"net": {"name": nets.name_of(net), "config": net.config}}
+    if isinstance(model, Denoiser):
+        out["denoiser"] = model.describe()
+    if schedule is not None:
+        out["schedule"] = schedule.config()
+    return out
+
+
+def _model_config(model, schedule, info: dict | None) -> dict:
+    return {"format": FORMAT, "version": FORMAT_VERSION, **describe_model(model, schedule), **(info or {})}
+
+
+def _weights(model, ema) -> dict[str, torch.Tensor]:
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in _net(model).state_dict().items()}
+    if isinstance(model, Denoiser):
+        for key in model.describe().get("null_cond", {}):  # the null label needs no tensor
+            tensors[f"null.{key}"] = getattr(model, f"null_{key}").detach().cpu().contiguous()
     if ema is not None:
-        tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.net.state_dict().items()})
+        tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in _net(ema).state_dict().items()})
     return tensors
 
 
-def save(run_dir: str, denoiser: Denoiser, schedule, ema: Denoiser | None = None, info: dict | None = None) -> None:
-    """Write ``run_dir/config.json`` and ``run_dir/model.safetensors`` (each atomically)."""
+def save(run_dir: str, denoiser: torch.nn.Module, schedule, ema: torch.nn.Module | None = None,
+         info: dict | None = None) -> None:
+    """Write ``run_dir/config.json`` and ``run_dir/model.safetensors`` (each atomically).  ``denoiser``
+    is a :class:`Denoiser` or any registered network (then ``schedule`` may be None)."""
     os.makedirs(run_dir, exist_ok=True)
     config = _model_config(denoiser, schedule, info)
     tensors = _weights(denoiser, ema)
@@ -126,7 +141,9 @@ def read_config(run_dir: str) -> dict:
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise ValueError(f"{path} was written by a newer unnoise (run format version {version}; this version reads "
                          f"up to {FORMAT_VERSION}): upgrade unnoise to load it")
-    for key in ("net", "denoiser", "schedule"):
+    # diffusion runs need all three; the other kinds (classifier, autoencoder) only their network
+    required = ("net",) if config.get("kind") in MODEL_KINDS else ("net", "denoiser", "schedule")
+    for key in required:
         if key not in config:
             raise ValueError(f"{path} has no {key!r} entry; the checkpoint config is incomplete")
     return config
@@ -193,6 +210,51 @@ def load_nulls(denoiser: Denoiser, tensors: dict[str, torch.Tensor], path: str) 
         if f"null.{key}" not in tensors:
             raise ValueError(f"{path} lacks the null value of condition {key!r} described in {CONFIG_NAME}")
         denoiser.set_null(key, tensors[f"null.{key}"])
+
+
+def load_model(run_dir: str, kind: str, ema: bool = True, device: str | torch.device = "cpu"):
+    """Load a run directory whose ``config.json`` has ``"kind": kind`` (e.g. ``"classifier"``,
+    ``"autoencoder"``): its registered network with the EMA (default) or raw weights, in eval mode.
+    Returns ``(module, config)``.  Directories of format version 1 (``classifier.json`` +
+    ``classifier.safetensors``, ``autoencoder.json`` + ``autoencoder.safetensors``) are read too."""
+    if not os.path.exists(os.path.join(run_dir, CONFIG_NAME)) and os.path.exists(os.path.join(run_dir, f"{kind}.json")):
+        return _load_model_v1(run_dir, kind, device)
+    config = read_config(run_dir)
+    path = os.path.join(run_dir, CONFIG_NAME)
+    if config.get("kind") != kind:
+        raise ValueError(f"{path} describes a {config.get('kind') or 'diffusion'} run, not a {kind}")
+    try:
+        module = nets.build(config["net"]["name"], **config["net"]["config"])
+    except TypeError as err:
+        raise ValueError(f"{path} describes a model this version cannot build ({err})") from None
+    wpath = os.path.join(run_dir, WEIGHTS_NAME)
+    tensors = read_tensors(wpath)
+    prefix = "ema." if ema and any(k.startswith("ema.") for k in tensors) else "model."
+    load_state_checked(module, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, wpath,
+                       prefix.rstrip("."))
+    return module.to(device).eval(), config
+
+
+_V1_NETS = {"classifier": "noisy_classifier", "autoencoder": "autoencoder"}
+
+
+def _load_model_v1(run_dir: str, kind: str, device):
+    """A version-1 classifier/autoencoder directory, with its config in the current layout."""
+    path = os.path.join(run_dir, f"{kind}.json")
+    try:
+        with open(path) as f:
+            old = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); the {kind} is corrupt") from None
+    if not isinstance(old, dict) or old.get("format") != f"unnoise-{kind}" or "config" not in old:
+        raise ValueError(f"{path} is not an unnoise {kind} config")
+    module = nets.build(_V1_NETS[kind], **old["config"])
+    wpath = os.path.join(run_dir, f"{kind}.safetensors")
+    load_state_checked(module, read_tensors(wpath), wpath, kind)
+    rest = {k: v for k, v in old.items() if k not in ("format", "version", "config")}
+    config = {"format": FORMAT, "version": 1, "kind": kind, "net": {"name": _V1_NETS[kind], "config": old["config"]},
+              **rest}
+    return module.to(device).eval(), config
 
 
 # ----------------------------------------------------------------------------- nested state <-> safetensors + JSON

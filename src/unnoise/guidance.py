@@ -23,14 +23,13 @@ is a classifier of *noisy* inputs (:class:`NoisyClassifier`), trained by :func:`
 """
 from __future__ import annotations
 
-import json
 import math
-import os
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import nets
 from .denoiser import as_cond, expand_sigma
 from .nets.embeddings import NoiseLevelEmbedding
 from .nets.mlp import ResidualBlock
@@ -190,91 +189,89 @@ class NoisyClassifier(nn.Module):
         return self.head(h)
 
 
-def train_classifier(classifier: NoisyClassifier, data: torch.Tensor, labels: torch.Tensor, schedule,
-                     steps: int = 1000, batch_size: int = 128, lr: float = 1e-3, seed: int = 0,
-                     augment=None, progress: bool = True) -> list[dict]:
-    """Fit ``classifier`` by cross-entropy on ``x_0 + sigma eps`` with sigmas from the schedule's training
-    distribution (so it is accurate where guidance uses it).
+class ClassifierObjective:
+    """Cross-entropy of ``p(y | x_0 + sigma eps, sigma)`` per example: the :class:`~unnoise.train.Trainer`
+    objective of a :class:`NoisyClassifier` (run kind ``"classifier"``).
+
+    The Trainer draws ``sigma`` from the schedule's training distribution (so the classifier is
+    accurate where guidance uses it) and standard normal ``noise``; the classifier sees
+    ``x = x_0 + sigma noise`` and the label ``cond["label"]``.  Also reports the per-example
+    ``accuracy`` (argmax equals the label), logged in ``metrics.jsonl``.
+    """
+
+    kind = "classifier"
+
+    def __call__(self, model, x0, sigma, noise, cond):
+        labels = cond.get("label")
+        if labels is None:
+            raise ValueError("classifier training needs labelled examples: dataset items (x0, {'label': y})")
+        logits = model(x0 + expand_sigma(sigma, x0) * noise, sigma)
+        labels = labels.long()
+        return {"loss": F.cross_entropy(logits.float(), labels, reduction="none"),
+                "accuracy": (logits.argmax(1) == labels).float()}
+
+    def describe(self) -> dict:
+        """JSON settings of the objective."""
+        return {"name": "cross_entropy"}
+
+
+def train_classifier(classifier: NoisyClassifier, data, labels=None, schedule=None, steps: int = 1000,
+                     batch_size: int = 128, lr: float = 1e-3, seed: int = 0, augment=None, progress: bool = True,
+                     config=None, run_dir: str | None = None, info: dict | None = None):
+    """Fit ``classifier`` by cross-entropy on ``x_0 + sigma eps`` (:class:`ClassifierObjective`) through
+    the :class:`~unnoise.train.Trainer`: exact resume, crash-safe checkpoints, NaN guard, torchrun,
+    ``metrics.jsonl`` (loss and accuracy).  Returns the finished Trainer; ``classifier`` holds the
+    trained weights.
 
     Args:
-        data: ``(N, ...)`` clean examples; labels: ``(N,)`` integers in ``[0, num_classes)``.
-        augment: optional ``augment(x0, generator) -> x0`` applied per batch.
-    Returns: history of ``{"step", "loss", "accuracy"}`` records (every 25 steps and the last).
+        data: ``(N, ...)`` clean examples with ``labels`` ``(N,)`` integers in ``[0, num_classes)``, or a
+            dataset of ``(x0, {"label": y})`` items (then ``labels`` is None).
+        schedule: its training sigmas are the noise levels the classifier learns.
+        steps, batch_size, lr, seed: used when ``config`` is None (then AdamW with weight decay 1e-4,
+            no EMA, no gradient clipping, on the classifier's device).
+        augment: the Trainer's ``augment(x0, u)`` hook (e.g. :func:`unnoise.data.images.flip_rows`).
+        config: a full :class:`~unnoise.train.TrainConfig` instead.
+        run_dir: where the run is written (``config.json`` with ``"kind": "classifier"``,
+            ``model.safetensors``, ``checkpoints/``, ``metrics.jsonl``); read it with :func:`load_classifier`.
+        info: extra JSON for ``config.json`` (e.g. ``{"class_names": [...]}``).
     """
-    from tqdm.auto import tqdm
-    labels = torch.as_tensor(labels).long()
-    if len(labels) != len(data):
-        raise ValueError(f"{len(labels)} labels for {len(data)} examples")
-    if labels.min() < 0 or labels.max() >= classifier.num_classes:
-        raise ValueError(f"labels must lie in [0, {classifier.num_classes}), got range "
-                         f"[{int(labels.min())}, {int(labels.max())}]")
-    device = next(classifier.parameters()).device
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(classifier.parameters(), lr=lr, weight_decay=1e-4)
-    history, running = [], None
-    classifier.train()
-    for step in tqdm(range(1, steps + 1), desc="classifier", disable=not progress, dynamic_ncols=True):
-        idx = torch.randint(0, len(data), (batch_size,), generator=g)
-        x0, y = data[idx], labels[idx]
-        if augment is not None:
-            x0 = augment(x0, g)
-        sigma = schedule.sample_training_sigmas(batch_size, g)
-        x = x0 + expand_sigma(sigma, x0) * torch.randn(x0.shape, generator=g)
-        logits = classifier(x.to(device), sigma.to(device))
-        loss = F.cross_entropy(logits, y.to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        acc = float((logits.argmax(1).cpu() == y).float().mean())
-        value = float(loss.detach())
-        running = (value, acc) if running is None else (0.95 * running[0] + 0.05 * value, 0.95 * running[1] + 0.05 * acc)
-        if step % 25 == 0 or step == steps:
-            history.append({"step": step, "loss": value, "loss_smooth": running[0], "accuracy": running[1]})
+    from .data.memory import TensorDataset
+    from .train import TrainConfig, Trainer
+    if schedule is None:
+        raise ValueError("train_classifier needs the schedule whose training noise levels the classifier learns")
+    if isinstance(data, torch.Tensor):
+        if labels is None:
+            raise ValueError("a tensor of examples needs labels (N,) for classifier training")
+        labels = torch.as_tensor(labels).long()
+        if len(labels) != len(data):
+            raise ValueError(f"{len(labels)} labels for {len(data)} examples")
+        if labels.min() < 0 or labels.max() >= classifier.num_classes:
+            raise ValueError(f"labels must lie in [0, {classifier.num_classes}), got range "
+                             f"[{int(labels.min())}, {int(labels.max())}]")
+        data = TensorDataset(data, {"label": labels})
+    elif labels is not None:
+        raise ValueError("give labels only with a tensor of examples; dataset items carry their own {'label': y}")
+    if config is None:
+        device = next(classifier.parameters()).device
+        config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, weight_decay=1e-4, ema_decay=0.0,
+                             grad_clip=0.0, cond_dropout=0.0, seed=seed, log_every=25, device=str(device))
+    info = {"class_names": [str(i) for i in range(classifier.num_classes)], **(info or {})}
+    trainer = Trainer(classifier, schedule, data, config, run_dir=run_dir, info=info, augment=augment,
+                      objective=ClassifierObjective())
+    trainer.fit(progress=progress)
     classifier.eval()
-    return history
+    return trainer
 
 
-CLASSIFIER_CONFIG, CLASSIFIER_WEIGHTS = "classifier.json", "classifier.safetensors"
+def load_classifier(directory: str, device="cpu", ema: bool = True):
+    """Load a classifier run written by :func:`train_classifier` (``unnoise train-classifier``): returns
+    ``(classifier in eval mode, config)`` (``config["class_names"]``, ``config["schedule"]``, ...)."""
+    from .checkpoint import load_model
+    return load_model(directory, "classifier", ema=ema, device=device)
 
 
-def save_classifier(out_dir: str, classifier: NoisyClassifier, info: dict | None = None) -> None:
-    """Write ``classifier.safetensors`` and ``classifier.json`` (config + ``info``) to ``out_dir``."""
-    from safetensors.torch import save_file
-
-    from .checkpoint import atomic_write_bytes
-    os.makedirs(out_dir, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in classifier.state_dict().items()}
-    atomic_write_bytes(os.path.join(out_dir, CLASSIFIER_WEIGHTS), lambda p: save_file(tensors, p))
-    config = {"format": "unnoise-classifier", "version": 1, "config": classifier.config, **(info or {})}
-
-    def write_json(p):
-        with open(p, "w") as f:
-            json.dump(config, f, indent=2)
-    atomic_write_bytes(os.path.join(out_dir, CLASSIFIER_CONFIG), write_json)
+nets.register("noisy_classifier", NoisyClassifier)
 
 
-def load_classifier(out_dir: str, device="cpu"):
-    """Load a directory written by :func:`save_classifier`: returns ``(classifier, config)``."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-    cfg_path, w_path = os.path.join(out_dir, CLASSIFIER_CONFIG), os.path.join(out_dir, CLASSIFIER_WEIGHTS)
-    for p in (cfg_path, w_path):
-        if not os.path.exists(p):
-            raise FileNotFoundError(f"{p} is missing: {out_dir!r} is not a directory written by 'unnoise train-classifier'")
-    try:
-        with open(cfg_path) as f:
-            config = json.load(f)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{cfg_path} is not valid JSON ({err})") from None
-    if config.get("format") != "unnoise-classifier":
-        raise ValueError(f"{cfg_path} is not an unnoise classifier config")
-    classifier = NoisyClassifier(**config["config"])
-    try:
-        classifier.load_state_dict(load_file(w_path))
-    except (SafetensorError, OSError, RuntimeError) as err:
-        raise ValueError(f"{w_path} is corrupt or does not match {CLASSIFIER_CONFIG} ({err})") from None
-    return classifier.to(device).eval(), config
-
-
-__all__ = ["ClassifierFreeGuidance", "ClassifierGuidance", "NoisyClassifier", "cfg", "load_classifier",
-           "save_classifier", "train_classifier"]
+__all__ = ["ClassifierFreeGuidance", "ClassifierGuidance", "ClassifierObjective", "NoisyClassifier", "cfg",
+           "load_classifier", "train_classifier"]

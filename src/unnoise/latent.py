@@ -48,8 +48,14 @@ class LatentCodec:
 
     @classmethod
     def from_dir(cls, directory: str, device="cpu") -> "LatentCodec":
+        """The codec of an autoencoder run directory (``unnoise train-autoencoder``; its EMA weights and
+        the latent ``scale``/``shift`` of its ``config.json``)."""
         model, cfg = load_autoencoder(directory, device)
-        return cls(model, cfg.get("scale", 1.0), cfg.get("shift", 0.0), os.path.abspath(directory))
+        if "scale" not in cfg:
+            raise ValueError(f"{os.path.join(directory, 'config.json')} has no latent scale: the autoencoder's "
+                             f"training did not finish; continue it with 'unnoise train-autoencoder --resume "
+                             f"{directory}' and the same options")
+        return cls(model, cfg["scale"], cfg.get("shift", 0.0), os.path.abspath(directory))
 
     @property
     def device(self):
@@ -114,12 +120,23 @@ class LatentPipeline:
     def _device(self):
         return next(self.denoiser.parameters()).device if isinstance(self.denoiser, torch.nn.Module) else self.codec.device
 
+    def _cond(self, cond, n: int):
+        """No condition on a text-conditioned model means the empty prompt (its null context), not no context."""
+        if cond is None or (isinstance(cond, dict) and not cond):
+            from .text import null_prompt_cond
+            try:
+                return null_prompt_cond(self.denoiser, n, self._device())
+            except ValueError:
+                return cond
+        return cond
+
     def sample(self, n: int, sampler: str = "ddim", steps: int = 50, spacing=None, generator=None, cond=None,
                return_latents: bool = False, progress: bool = False, **options) -> torch.Tensor:
         """``n`` images ``(n, C, H, W)`` in [-1, 1] (and the latents when ``return_latents``)."""
         sigmas = self.schedule.sampling_sigmas(steps, spacing)
         z = torch.randn(n, *self.latent_shape, generator=generator) * sigmas[0]
-        z = sample(self.denoiser, z.to(self._device()), sigmas, sampler=sampler, generator=generator, cond=cond,
+        z = sample(self.denoiser, z.to(self._device()), sigmas, sampler=sampler, generator=generator,
+                   cond=self._cond(cond, n),
                    progress=progress, **options)
         images = self.codec.decode(z).cpu()
         return (images, z.cpu()) if return_latents else images
@@ -134,7 +151,7 @@ class LatentPipeline:
             return images.clone()
         z = self.codec.encode(images.to(self._device()))
         out = editing.img2img(self.denoiser, z, self.schedule.sampling_sigmas(steps, spacing), strength,
-                              sampler=sampler, cond=cond, generator=generator, **options)
+                              sampler=sampler, cond=self._cond(cond, len(images)), generator=generator, **options)
         return self.codec.decode(out).cpu()
 
     def inpaint(self, images: torch.Tensor, mask, sampler: str = "ddpm", steps: int = 50, spacing=None,
@@ -162,6 +179,7 @@ class LatentPipeline:
         z_known = self.codec.encode(images.to(dev))
         lat_keep = self.codec.latent_mask(pix_all).to(dev).expand(-1, self.latent_shape[0], -1, -1)
         sigmas = self.schedule.sampling_sigmas(steps, spacing)
+        cond = self._cond(cond, len(images))
         if method == "replace":
             z = editing.inpaint(self.denoiser, z_known, lat_keep, sigmas, sampler=sampler, cond=cond,
                                 generator=generator, jump_length=jump_length, jump_n_sample=jump_n_sample, **options)
@@ -185,7 +203,6 @@ def load_latent_run(run_dir: str, device="cpu", ema: bool = True, autoencoder: s
 
     ``autoencoder`` overrides the stored autoencoder directory (e.g. after moving the files).
     """
-    from . import text  # noqa: F401  (registers the caption_table backbone of text-conditioned runs)
     from .checkpoint import load
     denoiser, schedule, config = load(run_dir, ema=ema, device=device)
     info = config.get("latent")
@@ -202,49 +219,84 @@ def load_latent_run(run_dir: str, device="cpu", ema: bool = True, autoencoder: s
     return LatentPipeline(denoiser, schedule, codec, info["image_shape"]), config
 
 
-def train_latent(images: torch.Tensor, autoencoder_dir: str, run_dir: str | None, net: str = "unet",
+@torch.no_grad()
+def encode_dataset(codec: LatentCodec, dataset, batch_size: int = 256, num_workers: int = 0,
+                   progress: bool = False):
+    """A latent cache: every ``(image, cond)`` item of ``dataset`` encoded once by ``codec``, streamed in
+    batches through a DataLoader (``num_workers`` processes decode the images), into an in-memory
+    :class:`~unnoise.data.memory.TensorDataset` of ``(latent, cond)`` items.
+
+    Only the latents (``f^2 C / c`` times smaller than the images) and the conditions are kept, so a
+    streamed image dataset never has to fit in memory; the Trainer then reads the cache with its fast
+    gather path.  ``cond`` tensors are kept per key (all items must carry the same keys).
+    """
+    from tqdm.auto import tqdm
+
+    from .data.memory import TensorDataset
+    if len(dataset) < 1:
+        raise ValueError("the image dataset is empty")
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    latents, conds = [], {}
+    for images, cond in tqdm(loader, desc="encoding", disable=not progress, dynamic_ncols=True):
+        if images.ndim != 4:
+            raise ValueError(f"latent diffusion needs images (C, H, W) per item, got {tuple(images.shape[1:])}")
+        latents.append(codec.encode(images, batch_size).cpu())
+        if conds and set(cond) != set(conds):
+            raise ValueError(f"dataset items carry different condition keys ({sorted(cond)} vs {sorted(conds)})")
+        for key, value in cond.items():
+            conds.setdefault(key, []).append(value)
+    return TensorDataset(torch.cat(latents), {k: torch.cat(v) for k, v in conds.items()})
+
+
+def train_latent(images, autoencoder_dir: str, run_dir: str | None, net: str = "unet",
                  net_config: dict | None = None, labels=None, info: dict | None = None, progress: bool = True,
-                 encode_batch: int = 256, prepare_net=None, **train_kwargs):
+                 encode_batch: int = 256, captions: list[str] | None = None, text_encoder=None, **train_kwargs):
     """Encode ``images`` with the autoencoder in ``autoencoder_dir`` and train a diffusion model on the latents.
 
+    ``images``: a tensor ``(N, C, H, W)``, or a dataset of ``(image, cond)`` items (e.g. a streamed image
+    folder, conditions such as ``{"label": y}`` carried along), encoded once into a latent cache
+    (:func:`encode_dataset`) so the images are never all in memory.
     ``train_kwargs`` go to :func:`unnoise.pipeline.train_model` (schedule, parameterization, config, ...);
     latents are not standardised again (the codec's scale already makes them unit variance).
-    ``prepare_net(model)``, when given, is called on the freshly built network before training
-    (e.g. to fill a caption table).  Returns the finished :class:`~unnoise.train.Trainer`.
+    ``labels``: class labels ``(N,)`` of a class-conditional model.  ``captions``: one string per image
+    for a text-conditioned model: the distinct captions are encoded once by ``text_encoder`` (default
+    a :class:`~unnoise.text.TextEncoder`) into a :class:`~unnoise.text.CaptionDataset`, the network
+    gets cross-attention (``context_dim``), and the denoiser's null condition is the empty prompt
+    (caption dropout, classifier-free guidance, sampling without a prompt).  Returns the finished
+    :class:`~unnoise.train.Trainer`.
     """
     from .pipeline import train_model
     codec = LatentCodec.from_dir(autoencoder_dir, "cpu")
-    if images.ndim != 4:
-        raise ValueError(f"latent diffusion needs images (N, C, H, W), got {tuple(images.shape)}")
-    latents = codec.encode(images, encode_batch)
+    if isinstance(images, torch.Tensor):
+        if images.ndim != 4:
+            raise ValueError(f"latent diffusion needs images (N, C, H, W), got {tuple(images.shape)}")
+        image_shape, n = tuple(images.shape[1:]), len(images)
+        latents = codec.encode(images, encode_batch)
+    else:
+        if labels is not None or captions is not None:
+            raise ValueError("a dataset of images carries its own conditions: give labels/captions only with a tensor")
+        image_shape, n = tuple(images[0][0].shape), len(images)
+        latents = encode_dataset(codec, images, encode_batch, progress=progress)
     info = dict(info or {})
-    info["latent"] = codec.describe(images.shape[1:])
+    info.setdefault("kind", "latent_images" if captions is None else "text")
+    info["latent"] = codec.describe(image_shape)
     if progress:
-        print(f"encoded {len(images):,} images {tuple(images.shape[1:])} -> latents {tuple(latents.shape[1:])} "
-              f"(std {float(latents.std()):.3f})")
-    if prepare_net is None:
+        z = latents if isinstance(latents, torch.Tensor) else latents.x
+        print(f"encoded {n:,} images {image_shape} -> latents {tuple(z.shape[1:])} (std {float(z.std()):.3f})")
+    if captions is None:
         return train_model(latents, run_dir, net=net, net_config=net_config, normalize=False, labels=labels,
                            info=info, progress=progress, **train_kwargs)
-    return _train_prepared(latents, run_dir, net, net_config, labels, info, progress, prepare_net, **train_kwargs)
-
-
-def _train_prepared(data, run_dir, net, net_config, labels, info, progress, prepare_net, parameterization="v",
-                    schedule="ddpm", schedule_config=None, config=None, augment=None):
-    """:func:`unnoise.pipeline.train_model` on unnormalised data with a hook on the built network."""
-    from . import nets, schedules
-    from .data.memory import TensorDataset
-    from .denoiser import Denoiser
-    from .train import Trainer
-    sched = schedules.get(schedule, **(schedule_config or {}))
-    net_config = dict(net_config or {})
-    model = nets.build(net, **net_config)
-    prepare_net(model)
-    denoiser = Denoiser(model, parameterization, sched.process, sigma_data=float(data.std()))
-    run_info = {"data": {"shape": list(data.shape[1:]), "normalization": None, "num_examples": len(data)}, **info}
-    dataset = TensorDataset(data, None if labels is None else {"label": labels})
-    trainer = Trainer(denoiser, sched, dataset, config, run_dir=run_dir, info=run_info, augment=augment)
+    from .text import CaptionDataset, TextEncoder, empty_prompt
+    if labels is not None:
+        raise ValueError("give captions or class labels, not both")
+    encoder = text_encoder if text_encoder is not None else TextEncoder()
+    data = CaptionDataset.from_captions(latents, list(captions), encoder)
+    null = empty_prompt(encoder, data.table.shape[1])
+    net_config = {**dict(net_config or {}), "context_dim": int(data.table.shape[2])}
+    net_config.pop("num_classes", None)
+    info.setdefault("text", {"captions": data.names, "encoder": "all-MiniLM-L6-v2"})
     if progress:
-        print(f"training {net} with {nets.count_parameters(model):,} parameters on {len(data):,} latents "
-              f"of shape {tuple(data.shape[1:])} ({parameterization}-prediction, {sched.name} schedule)")
-    trainer.fit(progress=progress)
-    return trainer
+        print(f"{len(images):,} captioned images, {len(data.names)} distinct captions, prompt table "
+              f"{tuple(data.table.shape)}")
+    return train_model(data, run_dir, net=net, net_config=net_config, normalize=False, info=info,
+                       progress=progress, null_cond=null, **train_kwargs)

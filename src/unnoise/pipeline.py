@@ -32,29 +32,40 @@ def unstandardise(x: torch.Tensor, stats: dict | None) -> torch.Tensor:
     return (x.reshape(x.shape[0], -1) * std + mean).reshape(x.shape)
 
 
-def train_model(data: torch.Tensor, run_dir: str | None, net: str = "mlp", net_config: dict | None = None,
+def train_model(data, run_dir: str | None, net: str = "mlp", net_config: dict | None = None,
                 parameterization: str = "v", schedule: str | schedules.Schedule = "ddpm",
                 schedule_config: dict | None = None, config: TrainConfig | None = None,
                 normalize: bool = True, labels=None, progress: bool = True, info: dict | None = None,
-                augment=None) -> Trainer:
+                augment=None, null_cond: dict | None = None) -> Trainer:
     """Build a denoiser for ``data`` and train it; returns the finished :class:`Trainer`.
 
+    ``data``: a tensor ``(N, ...)`` of examples (standardised per feature when ``normalize``, with
+    optional class ``labels``), or an in-memory dataset of ``(x0, cond)`` items
+    (:class:`~unnoise.data.memory.TensorDataset` or a subclass, e.g. a caption dataset; used as
+    given, so ``normalize`` must be False and ``labels`` None).  ``null_cond``: the null value of each
+    droppable condition (see :class:`~unnoise.denoiser.Denoiser`), e.g. the empty prompt.
     ``info`` is merged into the checkpoint config (e.g. image size, class names); ``augment`` is the
     Trainer's per-batch augmentation hook.
     """
     sched = schedules.get(schedule, **(schedule_config or {}))
-    normed, stats = standardise(data, normalize)
+    if isinstance(data, TensorDataset):
+        if normalize or labels is not None:
+            raise ValueError("a dataset is trained on as given: pass normalize=False and put labels in its items")
+        dataset, normed, stats = data, data.x, None
+    else:
+        normed, stats = standardise(data, normalize)
+        dataset = TensorDataset(normed, None if labels is None else {"label": labels})
+    shape = list(normed.shape[1:])
     net_config = dict(net_config or {})
-    net_config.setdefault("shape", list(data.shape[1:]))
+    net_config.setdefault("shape", shape)
     model = nets.build(net, **net_config)
-    denoiser = Denoiser(model, parameterization, sched.process, sigma_data=float(normed.std()))
-    run_info = {"data": {"shape": list(data.shape[1:]), "normalization": stats, "num_examples": len(data)}}
+    denoiser = Denoiser(model, parameterization, sched.process, sigma_data=float(normed.std()), null_cond=null_cond)
+    run_info = {"data": {"shape": shape, "normalization": stats, "num_examples": len(dataset)}}
     run_info.update(info or {})
-    dataset = TensorDataset(normed, None if labels is None else {"label": labels})
     trainer = Trainer(denoiser, sched, dataset, config, run_dir=run_dir, info=run_info, augment=augment)
     if progress:
-        print(f"training {net} with {nets.count_parameters(model):,} parameters on {len(data):,} examples "
-              f"of shape {tuple(data.shape[1:])} ({parameterization}-prediction, {sched.name} schedule, "
+        print(f"training {net} with {nets.count_parameters(model):,} parameters on {len(dataset):,} examples "
+              f"of shape {tuple(shape)} ({parameterization}-prediction, {sched.name} schedule, "
               f"device {trainer.device})")
         print(nets.summary(model))
     trainer.fit(progress=progress)

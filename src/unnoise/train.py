@@ -1,6 +1,11 @@
 """Training loop: AdamW, EMA, warm-up + cosine LR, mixed precision, gradient accumulation,
 data-parallel training over processes, crash-safe checkpoints and exact resume.
 
+One loop trains every kind of model: a module and an *objective* that maps this rank's rows
+``(x0, sigma, noise, cond)`` to per-example losses (:class:`DenoisingObjective` for a denoiser, the
+default; :class:`unnoise.guidance.ClassifierObjective`; :class:`unnoise.nets.autoencoder.AutoencoderObjective`).
+Everything below (randomness, data path, checkpoints, resume) is the same for all of them.
+
 How randomness is organised (this is what makes 1 and N processes, and resumed and
 uninterrupted runs, agree):
 
@@ -45,7 +50,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from . import checkpoint, nets
+from . import checkpoint
 from . import distributed as dist
 from .data import check_finite
 from .data.memory import TensorDataset
@@ -233,17 +238,50 @@ class _RankBatches(torch.utils.data.Sampler):
             step += 1
 
 
-class _LossModule(torch.nn.Module):
-    """The denoiser plus its loss in one ``forward``, so DDP and torch.compile see a single module."""
+class DenoisingObjective:
+    """The denoising loss of a :class:`Denoiser` (:func:`unnoise.losses.denoising_loss` per example),
+    the Trainer's default objective.
 
-    def __init__(self, denoiser: Denoiser, weighting: str, min_snr_gamma: float):
+    An *objective* is what the Trainer optimises: ``objective(model, x0, sigma, noise, cond)`` returns
+    the ``(B,)`` per-example losses, or a dict of ``(B,)`` per-example values with key ``"loss"`` (the
+    others, e.g. an accuracy, are averaged over the global batch and logged).  ``x0``/``cond`` are this
+    rank's rows of the batch, ``sigma`` ``(B,)`` is drawn from the schedule's training distribution
+    (zeros without a schedule) and ``noise`` is standard normal of shape ``(B, *noise_shape(model,
+    example_shape))``.  ``kind`` names the run kind written to ``config.json`` (None here: a diffusion
+    run's kind, ``images``, ``text``, ..., comes with the Trainer's ``info``); ``describe()`` the
+    objective's settings (stored under ``"objective"``).  The classifier
+    (:class:`unnoise.guidance.ClassifierObjective`) and the autoencoder
+    (:class:`unnoise.nets.autoencoder.AutoencoderObjective`) train through the same loop this way.
+    """
+
+    kind = None
+
+    def __init__(self, weighting: str = "uniform", min_snr_gamma: float = 5.0):
+        self.weighting, self.min_snr_gamma = weighting, float(min_snr_gamma)
+
+    def __call__(self, model, x0, sigma, noise, cond):
+        return denoising_loss(model, x0, sigma, self.weighting, cond=cond, noise=noise,
+                              min_snr_gamma=self.min_snr_gamma, reduce=False)
+
+    def noise_shape(self, model, example_shape) -> tuple:
+        """Shape of one example's noise draw: the example's own."""
+        return tuple(example_shape)
+
+    def describe(self) -> dict:
+        """JSON settings of the objective."""
+        return {"name": "denoising", "weighting": self.weighting, "min_snr_gamma": self.min_snr_gamma}
+
+
+class _LossModule(torch.nn.Module):
+    """The trained module plus its objective in one ``forward``, so DDP and torch.compile see a single module."""
+
+    def __init__(self, module: torch.nn.Module, objective):
         super().__init__()
-        self.denoiser = denoiser
-        self.weighting, self.min_snr_gamma = weighting, min_snr_gamma
+        self.module, self.objective = module, objective
 
     def forward(self, x0, sigma, noise, cond):
-        return denoising_loss(self.denoiser, x0, sigma, self.weighting, cond=cond, noise=noise,
-                              min_snr_gamma=self.min_snr_gamma, reduce=False)
+        out = self.objective(self.module, x0, sigma, noise, cond)
+        return out if isinstance(out, dict) else {"loss": out}
 
 
 _EXCEPTIONS = {"PermissionError": PermissionError, "FileNotFoundError": FileNotFoundError,
@@ -267,15 +305,18 @@ def _on_rank0(fn, device):
 
 
 class Trainer:
-    """Trains a :class:`Denoiser` on a dataset of ``(x0, cond)`` examples (or an in-memory tensor).
+    """Trains a model on a dataset of ``(x0, cond)`` examples (or an in-memory tensor) by an objective:
+    a :class:`Denoiser` by the denoising loss (the default), or any registered network with its own
+    objective (the noisy-input classifier, the autoencoder; see :class:`DenoisingObjective`).
 
     The same code runs in one process or in N processes started by ``torchrun`` (one per device;
     gloo on CPU, NCCL on CUDA): only rank 0 prints and writes files, losses and metrics are
     averaged over ranks.
 
     Args:
-        denoiser: the wrapped network.
-        schedule: gives the training sigmas.
+        denoiser: the model trained: a :class:`Denoiser`, or any module registered in
+            :mod:`unnoise.nets` (with a ``config``) when ``objective`` is given.
+        schedule: gives the training sigmas (may be None for an objective that needs none).
         data: a map-style ``torch.utils.data.Dataset`` whose items are ``(x0, cond)`` in model units
             (``cond`` a dict of tensors: ``{"label": ...}``, ``{"context": ..., "context_mask": ...}``,
             ``{"concat": low_res}``, ``{}``), or an ``(N, ...)`` float tensor (already normalised).
@@ -286,11 +327,24 @@ class Trainer:
         augment: optional ``augment(x0, u) -> x0`` applied to each rank's rows of every batch, with
             ``u`` one uniform number in [0, 1) per example, drawn for the whole global batch, so runs on
             1 and N processes augment identically (e.g. :func:`unnoise.data.images.flip_rows`).
+        objective: what is minimised (default: :class:`DenoisingObjective` with the config's
+            weighting); its ``kind`` is written to ``config.json`` as ``"kind"``.
+
+    Checkpoints have one format for every kind: ``config.json`` (``"kind"``, the network's name and
+    config, the denoiser and schedule where there are, ``info``) + ``model.safetensors`` (``model.*``
+    and ``ema.*``) + ``checkpoints/step_*/``.
     """
 
     def __init__(self, denoiser: Denoiser, schedule, data, config: TrainConfig | None = None,
-                 run_dir: str | None = None, info: dict | None = None, augment=None):
+                 run_dir: str | None = None, info: dict | None = None, augment=None, objective=None):
         self.config = cfg = config or TrainConfig()
+        if objective is None:
+            if not isinstance(denoiser, Denoiser):
+                raise ValueError(f"a {type(denoiser).__name__} is not a Denoiser: pass the objective it is trained "
+                                 "by (e.g. unnoise.guidance.ClassifierObjective())")
+            objective = DenoisingObjective(cfg.weighting, cfg.min_snr_gamma)
+        self.objective = objective
+        self.kind = getattr(objective, "kind", None)  # None: a diffusion run (its kind is in ``info``)
         cfg.validate()
         if isinstance(data, torch.Tensor):
             data = TensorDataset(data)
@@ -302,6 +356,8 @@ class Trainer:
         if not isinstance(cond_first, dict):
             raise ValueError(f"dataset items must be (x0, cond) with cond a dict of tensors, got {type(cond_first).__name__}")
         self.example_shape = tuple(x_first.shape)
+        shape_fn = getattr(objective, "noise_shape", None)
+        self.noise_shape = tuple(shape_fn(denoiser, self.example_shape)) if shape_fn else self.example_shape
         if isinstance(data, TensorDataset):
             check_finite(data.x, "training data")
         device = resolve_device(cfg.device)
@@ -324,7 +380,7 @@ class Trainer:
         self.local_batch, self.micro_batch = per_rank, per_rank // cfg.grad_accum
 
         self.denoiser = denoiser.to(self.device)
-        model = _LossModule(self.denoiser, cfg.weighting, cfg.min_snr_gamma)
+        model = _LossModule(self.denoiser, objective)
         if dist.active():
             from torch.nn.parallel import DistributedDataParallel
             # DDP broadcasts rank 0's weights at construction, so every rank starts identical
@@ -349,6 +405,7 @@ class Trainer:
         self.bad_in_row = 0
         self.loss_smooth = None
         self.last_grad_norm = float("nan")
+        self.last_metrics: dict[str, float] = {}  # the objective's extra per-example values, batch means
         self.history: list[dict] = []
         self.stopped_by: str | None = None  # "SIGINT"/"SIGTERM" when fit() stopped early on a signal
         self.sample_fn = None  # optional sample_fn(trainer, path): preview writer for non-vector data
@@ -409,13 +466,14 @@ class Trainer:
         All randomness is drawn for the whole global batch on every rank (so 1 and N processes agree)."""
         cfg, n, rows = self.config, self.config.batch_size, self.rows
         x0, cond = self._read()
-        sigma = self.schedule.sample_training_sigmas(n, self.generator)
+        sigma = self.schedule.sample_training_sigmas(n, self.generator) if self.schedule is not None \
+            else torch.zeros(n)
         # drawn whether used or not, so the random streams do not depend on the data or the hooks
         drop = torch.rand(n, generator=self.generator) < cfg.cond_dropout
         u = torch.rand(n, generator=self.generator)
-        noise = torch.randn((n, *self.example_shape), generator=self.noise_generator, device=self.device,
+        noise = torch.randn((n, *self.noise_shape), generator=self.noise_generator, device=self.device,
                             dtype=x0.dtype)
-        if cfg.cond_dropout > 0 and any(k in cond for k in self.denoiser.nulls):
+        if cfg.cond_dropout > 0 and any(k in cond for k in getattr(self.denoiser, "nulls", {})):
             cond = self.denoiser.null_cond(cond, drop[rows])
         if self.augment is not None:
             x0 = self.augment(x0, u[rows].to(self.device))
@@ -443,7 +501,7 @@ class Trainer:
             group["lr"] = lr
         x0, sigma, noise, cond = self._batch()
         self.opt.zero_grad(set_to_none=True)
-        loss_sum = torch.zeros((), device=self.device, dtype=torch.float32)
+        sums: dict[str, torch.Tensor] = {}
         m = self.micro_batch
         for i in range(cfg.grad_accum):
             rows = slice(i * m, (i + 1) * m)
@@ -452,16 +510,21 @@ class Trainer:
             sync = contextlib.nullcontext() if last or not dist.active() else self._ddp().no_sync()
             with sync:
                 with self._autocast():
-                    per_example = self.model(x0[rows], sigma[rows], noise[rows],
-                                             {k: v[rows] for k, v in cond.items()})
-                loss = per_example.float().mean()
+                    out = self.model(x0[rows], sigma[rows], noise[rows], {k: v[rows] for k, v in cond.items()})
+                loss = out["loss"].float().mean()
                 self.scaler.scale(loss / cfg.grad_accum).backward()
-            loss_sum += per_example.detach().float().sum()
-        # one collective for the loss and for "a rank was asked to stop"
-        stats = torch.stack([loss_sum, torch.tensor(float(self._stop_signal is not None), device=self.device)])
+            for key, value in out.items():
+                total = value.detach().float().sum()
+                sums[key] = total if key not in sums else sums[key] + total
+        # one collective for the loss, the objective's metrics and "a rank was asked to stop"
+        names = ["loss"] + sorted(k for k in sums if k != "loss")
+        stats = torch.stack([sums[k] for k in names]
+                            + [torch.tensor(float(self._stop_signal is not None), device=self.device)])
         dist.all_reduce_sum(stats)
-        loss_value = float(stats[0]) / cfg.batch_size
-        self._stop_agreed = bool(stats[1] > 0)
+        values = (stats[:-1] / cfg.batch_size).tolist()
+        loss_value = values[0]
+        self.last_metrics = dict(zip(names[1:], values[1:]))
+        self._stop_agreed = bool(stats[-1] > 0)
 
         self.scaler.unscale_(self.opt)
         grads = [p.grad for p in self.denoiser.parameters() if p.grad is not None]
@@ -540,7 +603,7 @@ class Trainer:
                                "loss_smooth": self.loss_smooth if self.loss_smooth is not None else float("nan"),
                                "lr": lr_at(cfg, self.step_count - 1), "grad_norm": self.last_grad_norm,
                                "examples_per_s": rate, "skipped_steps": self.skipped_steps,
-                               "epoch": self.step_count * cfg.batch_size // len(self.data)})
+                               "epoch": self.step_count * cfg.batch_size // len(self.data), **self.last_metrics})
                 if self._stop_agreed:
                     self.stopped_by = self._stop_signal or "another rank"
                     self.save()
@@ -627,7 +690,7 @@ class Trainer:
         if self.sample_fn is not None:
             self.sample_fn(self, path)
             return path
-        if len(self.example_shape) != 1 or self.example_shape[0] < 2:
+        if self.kind is not None or len(self.example_shape) != 1 or self.example_shape[0] < 2:
             return None
         from .pipeline import unstandardise
         from .plotting import plot_points
@@ -680,7 +743,10 @@ class Trainer:
             return
         self._check_finite_weights()
         tensors, meta = self._state()  # a collective: every rank takes part
-        info = dict(self.info)
+        info = dict(self.info) if self.kind is None else {"kind": self.kind, **self.info}
+        describe = getattr(self.objective, "describe", None)
+        if describe is not None:
+            info["objective"] = describe()
         info["train"] = {k: v for k, v in asdict(self.config).items()}
         info["step"] = self.step_count
 
@@ -706,8 +772,9 @@ class Trainer:
         is_step_dir = os.path.exists(os.path.join(source, checkpoint.STATE_NAME))
         path = source if is_step_dir else checkpoint.latest_checkpoint(source)
         config, weights, st, meta = checkpoint.load_training_checkpoint(path)
-        mine = {"net": {"name": nets.name_of(self.denoiser.net), "config": self.denoiser.net.config},
-                "denoiser": self.denoiser.describe(), "schedule": self.schedule.config()}
+        mine = checkpoint.describe_model(self.denoiser, self.schedule)
+        if self.kind is not None or config.get("kind") in checkpoint.MODEL_KINDS:
+            mine["kind"] = self.kind
         for key, value in mine.items():
             if json.loads(json.dumps(value)) != config.get(key):
                 raise ValueError(f"{os.path.join(path, checkpoint.CONFIG_NAME)} was written for a different model: "
@@ -719,11 +786,11 @@ class Trainer:
                              f"(its data entry {config['data']} differs from this run's {data_info}); "
                              "resume with the same data")
         wpath = os.path.join(path, checkpoint.WEIGHTS_NAME)
-        for prefix, module in (("model.", self.denoiser.net), ("ema.", self.ema.net)):
+        for prefix, module in (("model.", self.denoiser), ("ema.", self.ema)):
             state = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
-            checkpoint.load_state_checked(module, state, wpath, prefix.rstrip("."))
-        checkpoint.load_nulls(self.denoiser, weights, wpath)
-        checkpoint.load_nulls(self.ema, weights, wpath)
+            checkpoint.load_state_checked(checkpoint._net(module), state, wpath, prefix.rstrip("."))
+            if isinstance(module, Denoiser):
+                checkpoint.load_nulls(module, weights, wpath)
         spath = os.path.join(path, checkpoint.STATE_NAME)
         try:
             self.opt.load_state_dict(checkpoint.unflatten_state(meta["optimizer"], st, spath))

@@ -1,19 +1,15 @@
 """Super-resolution diffusion: a U-Net conditioned on a low-resolution image given as extra channels.
 
-The model denoises the high-resolution image ``(C, H, W)`` with ``cond = {"concat": low}``, ``low``
-``(C, H/f, W/f)`` (the U-Net's ``cond_channels`` input resizes it bilinearly to ``H x W``).  During
-training the low-resolution inputs are area-downsampled from the clean training images; the
-:class:`UpscaleNet` looks them up by example index (the Trainer's labels), so the ordinary training
-loop needs no change.  That table is not saved with the weights: a loaded model is always called
-with an explicit ``{"concat": low}``.
+The model is a plain U-Net with ``cond_channels = C``: it denoises the high-resolution image
+``(C, H, W)`` with ``cond = {"concat": low}``, ``low`` ``(C, H/f, W/f)`` (the U-Net resizes it
+bilinearly to ``H x W``).  Training data are ``(high_res, {"concat": low_res})`` items, the low
+resolution area-downsampled from the clean training images (:func:`lowres_dataset`); the low-res
+image is the condition that is always given (it has no null value, so it is never dropped).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
-from . import nets
 
 
 def downsample(images: torch.Tensor, factor: int) -> torch.Tensor:
@@ -23,64 +19,32 @@ def downsample(images: torch.Tensor, factor: int) -> torch.Tensor:
     return F.avg_pool2d(images, factor)
 
 
-class UpscaleNet(nn.Module):
-    """U-Net with ``cond_channels = C`` whose labels index a (non-persistent) table of low-res images.
-
-    Args:
-        inner: U-Net config (``shape`` = the high-resolution ``(C, H, W)``).
-        factor: the upscaling factor (stored for the command line).
-    """
-
-    num_classes = 0  # no label dropout: the low-res image is always given
-
-    def __init__(self, inner: dict, factor: int = 2):
-        super().__init__()
-        inner = dict(inner)
-        inner["cond_channels"] = int(inner["shape"][0])
-        inner.pop("num_classes", None)
-        self.config = dict(inner=inner, factor=int(factor))
-        self.factor = int(factor)
-        self.net = nets.build("unet", **inner)
-        self.register_buffer("lowres_table", torch.zeros(0), persistent=False)
-
-    def set_table(self, low: torch.Tensor) -> "UpscaleNet":
-        self.lowres_table = low.to(next(self.parameters()).device)
-        return self
-
-    def forward(self, x, c_noise, cond=None):
-        if isinstance(cond, dict) and "concat" in cond:
-            low = cond.get("concat")
-        elif cond is not None and self.lowres_table.numel():
-            idx = cond.get("label") if isinstance(cond, dict) else cond
-            low = self.lowres_table[torch.as_tensor(idx, device=self.lowres_table.device).long()].to(x.device)
-        else:
-            low = None
-        if low is None:
-            raise ValueError("the upscaler needs the low-resolution image: cond={'concat': (B, C, h, w)}")
-        return self.net(x, c_noise, {"concat": low})
-
-
-nets.register("upscale_unet", UpscaleNet)
+def lowres_dataset(images: torch.Tensor, factor: int):
+    """The super-resolution training set: items ``(images[i], {"concat": downsample(images, factor)[i]})``."""
+    from .data.memory import TensorDataset
+    if images.ndim != 4:
+        raise ValueError(f"upscaler training needs images (N, C, H, W), got {tuple(images.shape)}")
+    return TensorDataset(images, {"concat": downsample(images, factor)})
 
 
 def train_upscaler(images: torch.Tensor, factor: int, run_dir: str | None, net_config: dict | None = None,
                    progress: bool = True, **train_kwargs):
-    """Train a super-resolution model on ``images`` ``(N, C, H, W)`` in [-1, 1]; returns the Trainer.
+    """Train a super-resolution model (a U-Net with ``cond_channels = C``) on ``images`` ``(N, C, H, W)``
+    in [-1, 1]; returns the Trainer.
 
     ``train_kwargs`` as for :func:`unnoise.pipeline.train_model` (``config``, ``schedule``, ...).
     """
-    from .latent import _train_prepared
-    if images.ndim != 4:
-        raise ValueError(f"upscaler training needs images (N, C, H, W), got {tuple(images.shape)}")
-    low = downsample(images, factor)
-    inner = {**dict(base_channels=32, channel_mult=[1, 2], attention_levels=[], num_res_blocks=1), **(net_config or {})}
-    inner["shape"] = list(images.shape[1:])
+    from .pipeline import train_model
+    data = lowres_dataset(images, factor)
+    net = {**dict(base_channels=32, channel_mult=[1, 2], attention_levels=[], num_res_blocks=1), **(net_config or {})}
+    net.update(shape=list(images.shape[1:]), cond_channels=int(images.shape[1]))
+    net.pop("num_classes", None)
     config = train_kwargs.get("config")
     if config is not None:
         config.cond_dropout = 0.0
-    info = {"upscale": {"factor": factor, "low_shape": list(low.shape[1:])}}
-    return _train_prepared(images, run_dir, "upscale_unet", {"inner": inner, "factor": factor},
-                           torch.arange(len(images)), info, progress, lambda m: m.set_table(low), **train_kwargs)
+    info = {"kind": "upscale", "upscale": {"factor": factor, "low_shape": list(data.cond["concat"].shape[1:])}}
+    return train_model(data, run_dir, net="unet", net_config=net, normalize=False, info=info, progress=progress,
+                       **train_kwargs)
 
 
 @torch.no_grad()

@@ -28,39 +28,30 @@ def train_text_model(out: str, seed: int = 0, num_images: int = 4000, ae_steps: 
     """
     from ..data.shapes import make_shapes
     from ..latent import LatentCodec, load_latent_run, psnr, train_latent
-    from ..nets.autoencoder import Autoencoder, estimate_latent_scale, fit_autoencoder, save_autoencoder
-    from ..text import TextEncoder, embed_captions
+    from ..nets.autoencoder import Autoencoder, fit_autoencoder
+    from ..text import TextEncoder
     from ..train import TrainConfig
     t0 = time.perf_counter()
     images, _, captions = make_shapes(num_images, 32, torch.Generator().manual_seed(seed))
     ae_dir, run_dir = os.path.join(out, "autoencoder"), os.path.join(out, "run")
     torch.manual_seed(seed)
     held = make_shapes(256, 32, torch.Generator().manual_seed(seed + 1))[0]
-    if reuse_autoencoder and os.path.exists(os.path.join(ae_dir, "autoencoder.json")):
-        codec = LatentCodec.from_dir(ae_dir)
-        ae_psnr = psnr(codec.decode(codec.encode(held)), held)
-    else:
+    if not (reuse_autoencoder and os.path.exists(os.path.join(ae_dir, "config.json"))):
         ae = Autoencoder(3, latent_channels=4, downsample=4, channels=16)
         fit_autoencoder(ae, images, steps=ae_steps, batch_size=32, lr=2e-3, kl_weight=1e-6, loss="l2", seed=seed,
-                        device=device, progress=progress)
-        ae = ae.cpu().eval()
-        scale, shift = estimate_latent_scale(ae, images)
-        codec = LatentCodec(ae, scale, shift)
-        ae_psnr = psnr(codec.decode(codec.encode(held)), held)
-        save_autoencoder(ae_dir, ae, scale, shift, info={"data": {"source": "shapes", "shape": [3, 32, 32]},
-                                                         "psnr_db": ae_psnr})
+                        device=device, progress=progress, run_dir=ae_dir,
+                        info={"data": {"source": "shapes", "shape": [3, 32, 32], "num_examples": len(images)}})
+    codec = LatentCodec.from_dir(ae_dir)
+    ae_psnr = psnr(codec.decode(codec.encode(held)), held)
     t_ae = time.perf_counter() - t0
     log(f"autoencoder: held-out PSNR {ae_psnr:.1f} dB ({t_ae:.0f} s)")
 
     encoder = TextEncoder()
-    names, labels, table, mask = embed_captions(encoder, captions)
-    inner = {"name": "unet", "config": dict(shape=[4, 8, 8], base_channels=32, channel_mult=[1, 2],
-                                             attention_levels=[1], num_res_blocks=1, num_heads=4)}
-    wrapper = dict(inner=inner, num_classes=len(names), context_len=table.shape[1], context_dim=table.shape[2])
+    net_config = dict(shape=[4, 8, 8], base_channels=32, channel_mult=[1, 2], attention_levels=[1], num_res_blocks=1,
+                      num_heads=4)
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=2e-3, ema_decay=0.999, warmup=100, seed=seed,
                       device=device, cond_dropout=0.1, checkpoint_every=0, log_every=50)
-    train_latent(images, ae_dir, run_dir, net="caption_table", net_config=wrapper, labels=labels,
-                 info={"text": {"captions": names, "encoder": "all-MiniLM-L6-v2"}}, prepare_net=lambda m: m.set_table(table, mask),
+    train_latent(images, ae_dir, run_dir, net="unet", net_config=net_config, captions=captions, text_encoder=encoder,
                  schedule="cosine", parameterization="v", config=cfg, progress=progress)
     t_all = time.perf_counter() - t0
     log(f"text-conditioned latent diffusion trained ({t_all - t_ae:.0f} s)")

@@ -127,8 +127,9 @@ def command_record(args) -> dict:
             if k not in skip and (v is None or isinstance(v, (bool, int, float, str, list)))}
 
 
-def finish(trainer, out: str) -> int:
-    """Report how the run ended; exit status 128 + signal number when stopped by SIGINT/SIGTERM."""
+def finish(trainer, out: str, command: str = "train") -> int:
+    """Report how the run ended; exit status 128 + signal number when stopped by SIGINT/SIGTERM.
+    ``command``: the ``unnoise`` subcommand that continues the run."""
     import signal
 
     from .. import distributed
@@ -138,7 +139,7 @@ def finish(trainer, out: str) -> int:
         code = 128 + int(num) if num is not None else 1
         if distributed.is_main():
             print(f"stopped by {trainer.stopped_by} at step {trainer.step_count}; checkpoint saved. "
-                  f"Continue with: unnoise train --resume {out}")
+                  f"Continue with: unnoise {command} --resume {out}" + (" (same options)" if command != "train" else ""))
     elif distributed.is_main():
         print(f"wrote {out}/ (config.json, model.safetensors, checkpoints/, metrics.jsonl, loss.png)")
     distributed.cleanup()

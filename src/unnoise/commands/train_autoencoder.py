@@ -1,7 +1,6 @@
 """``unnoise train-autoencoder``: train the KL autoencoder that latent diffusion runs in."""
 from __future__ import annotations
 
-import json
 import os
 
 import torch
@@ -31,13 +30,14 @@ def load_image_data(spec: str, image_size: int | None = None, n: int = 5000, see
 
 def register(sub):
     p = sub.add_parser("train-autoencoder", help="train a KL autoencoder for latent diffusion",
-                       description="Train a convolutional KL autoencoder on images and write autoencoder.json + "
-                                   "autoencoder.safetensors (with the latent scale estimated from the data) to --out. "
-                                   "Then: unnoise train --latent OUT ...")
+                       description="Train a convolutional KL autoencoder on images through the same training loop "
+                                   "as 'unnoise train' (checkpoints, exact --resume, metrics.jsonl, torchrun) and write "
+                                   "the run (config.json with kind 'autoencoder' and the latent scale estimated from "
+                                   "the data, model.safetensors, checkpoints/) to --out. Then: unnoise train --latent OUT ...")
     p.add_argument("--data", default="shapes",
                    help="'shapes' (generated captioned shapes), 'digits', an image folder or a .npy (N, C, H, W) "
                         "in [-1, 1] (default: shapes)")
-    p.add_argument("--out", required=True, help="directory to write")
+    p.add_argument("--out", default=None, help="run directory to write (default with --resume: the resumed run)")
     p.add_argument("--num-images", type=int, default=5000, help="images generated for --data shapes (default: 5000)")
     p.add_argument("--image-size", type=int, default=None, help="image side in pixels (default: the data's own, 32 for shapes)")
     p.add_argument("--latent-channels", type=int, default=4, help="latent channels (default: 4)")
@@ -51,38 +51,37 @@ def register(sub):
     p.add_argument("--steps", type=int, default=2000, help="optimisation steps (default: 2000)")
     p.add_argument("--batch-size", type=int, default=64, help="batch size (default: 64)")
     p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default: 1e-3)")
+    p.add_argument("--ema-decay", type=float, default=0.0,
+                   help="EMA decay of the weights the latent diffusion uses (default: 0 = the raw weights)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     add_device_arg(p)
+    from .train import add_scaling_args
+    add_scaling_args(p)
     p.set_defaults(func=run)
 
 
 def run(args):
-    from ..latent import psnr
-    from ..nets.autoencoder import Autoencoder, estimate_latent_scale, fit_autoencoder, save_autoencoder
-    from ..train import resolve_device
-    device = resolve_device(args.device)
+    from ..nets.autoencoder import Autoencoder, fit_autoencoder
+    from ..train import TrainConfig
+    from . import train as train_cmd
+    from .train_classifier import resume_args
+    args = resume_args(args, "autoencoder")
     x, _ = load_image_data(args.data, args.image_size, args.num_images, args.seed)
     torch.manual_seed(args.seed)
     model = Autoencoder(x.shape[1], args.latent_channels, args.downsample, args.channels, args.blocks)
     lat = model.latent_shape(x.shape[1:])
-    print(f"autoencoder: {sum(p.numel() for p in model.parameters()):,} parameters, images {tuple(x.shape[1:])} "
-          f"-> latents {lat}, {len(x):,} images, device {device}")
-    os.makedirs(args.out, exist_ok=True)
-    log_path = os.path.join(args.out, "metrics.jsonl")
-
-    def log(rec):
-        with open(log_path, "a") as f:
-            f.write(json.dumps(rec) + "\n")
-    fit_autoencoder(model, x, args.steps, args.batch_size, args.lr, args.kl_weight, args.loss, args.seed, device, log=log)
-    scale, shift = estimate_latent_scale(model, x)
-    with torch.no_grad():
-        held = x[: min(len(x), 256)].to(device)
-        rec = model.decode(model.encode(held).mode()).cpu()
-    psnr_db = psnr(rec, held.cpu())
-    save_autoencoder(args.out, model, scale, shift,
-                     info={"data": {"source": args.data, "shape": list(x.shape[1:]), "num_examples": len(x)},
-                           "train": {k: getattr(args, k) for k in ("steps", "batch_size", "lr", "kl_weight", "loss", "seed")},
-                           "psnr_db": psnr_db})
-    print(f"reconstruction PSNR {psnr_db:.2f} dB, latent scale {scale:.4f}, shift {shift:.4f}")
-    print(f"wrote {args.out}/ (autoencoder.json, autoencoder.safetensors, metrics.jsonl)")
-    print(f"next: unnoise train --latent {args.out} --data {args.data} --out RUN_DIR")
+    main = int(os.environ.get("RANK", "0")) == 0
+    if main:
+        print(f"autoencoder: {sum(p.numel() for p in model.parameters()):,} parameters, images {tuple(x.shape[1:])} "
+              f"-> latents {lat}, {len(x):,} images")
+    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, weight_decay=1e-2,
+                      ema_decay=args.ema_decay, grad_clip=1.0, cond_dropout=0.0, seed=args.seed, device=args.device,
+                      **train_cmd.loop_options(args))
+    info = {"data": {"source": args.data, "shape": list(x.shape[1:]), "num_examples": len(x)}}
+    trainer = fit_autoencoder(model, x, kl_weight=args.kl_weight, loss=args.loss, config=cfg, run_dir=args.out,
+                              info=info, progress=main)
+    if main and not trainer.stopped_by:
+        i = trainer.info
+        print(f"reconstruction PSNR {i['psnr_db']:.2f} dB, latent scale {i['scale']:.4f}, shift {i['shift']:.4f}")
+        print(f"next: unnoise train --latent {args.out} --data {args.data} --out RUN_DIR")
+    return train_cmd.finish(trainer, args.out, "train-autoencoder")

@@ -14,11 +14,13 @@ from .common import add_device_arg
 def register(sub):
     p = sub.add_parser("train-classifier", help="train a noisy-input classifier for classifier guidance",
                        description="Train a classifier of noisy images (or labelled vectors) on the noise levels of a "
-                                   "schedule and save classifier.safetensors + classifier.json to --out.")
-    p.add_argument("--data", required=True, help="digits, a folder with one subfolder per class, or a .npy/.npz/.csv "
+                                   "schedule, through the same training loop as 'unnoise train' (checkpoints, exact "
+                                   "--resume, metrics.jsonl, torchrun), and write the run (config.json with kind "
+                                   "'classifier', model.safetensors, checkpoints/) to --out.")
+    p.add_argument("--data", default=None, help="digits, a folder with one subfolder per class, or a .npy/.npz/.csv "
                                                  "of vectors (then --labels is required)")
     p.add_argument("--labels", default=None, help="labels file (.npy/.csv, integers) for vector data")
-    p.add_argument("--out", required=True, help="directory to write")
+    p.add_argument("--out", default=None, help="run directory to write (default with --resume: the resumed run)")
     p.add_argument("--image-size", type=int, default=None, help="image side (default: 8 for digits, 32 for a folder)")
     p.add_argument("--image-mode", default="RGB", choices=("RGB", "L"), help="colour mode of folder images")
     p.add_argument("--schedule", default="ddpm", choices=schedules.available(),
@@ -29,8 +31,12 @@ def register(sub):
     p.add_argument("--batch-size", type=int, default=128, help="batch size (default: 128)")
     p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default: 1e-3)")
     p.add_argument("--flip", action="store_true", help="random horizontal flips of training images")
+    p.add_argument("--ema-decay", type=float, default=0.0,
+                   help="EMA decay of the weights that are loaded for guidance (default: 0 = the raw weights)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     add_device_arg(p)
+    from .train import add_scaling_args
+    add_scaling_args(p)
     p.set_defaults(func=run)
 
 
@@ -53,27 +59,43 @@ def load_labelled(args):
     return data, labels, [str(i) for i in range(int(labels.max()) + 1)]
 
 
+def resume_args(args, what: str):
+    """``--resume RUN_DIR``: write to that run; the data options must be given as when it started."""
+    if args.resume and not args.out:
+        args.out = args.resume
+    if not args.data or not args.out:
+        raise ValueError(f"--data and --out are required (to continue a {what} run: --resume RUN_DIR with the "
+                         "same --data and model options)")
+    if args.resume and os.path.abspath(args.resume) != os.path.abspath(args.out):
+        raise ValueError("--resume RUN_DIR continues that run in place; leave out --out or give the same directory")
+    return args
+
+
 def run(args):
-    from ..data.images import random_flip
-    from ..guidance import NoisyClassifier, save_classifier, train_classifier
+    from ..data.images import flip_rows
+    from ..guidance import NoisyClassifier, train_classifier
     from ..nets import summary
-    from ..plotting import plot_loss
-    from ..train import resolve_device
+    from ..train import TrainConfig
+    from . import train as train_cmd
     t0 = time.perf_counter()
+    args = resume_args(args, "classifier")
     torch.manual_seed(args.seed)
     data, labels, names = load_labelled(args)
-    device = resolve_device(args.device)
     schedule = schedules.get(args.schedule)
     clf = NoisyClassifier(list(data.shape[1:]), len(names), width=args.width, depth=args.depth,
-                          sigma_data=float(data.std())).to(device)
-    print(summary(clf))
-    history = train_classifier(clf, data, labels, schedule, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                               seed=args.seed, augment=random_flip if args.flip else None)
-    save_classifier(args.out, clf, info={"class_names": names, "schedule": schedule.config(),
-                                         "data": {"source": args.data, "shape": list(data.shape[1:])},
-                                         "train": {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr}})
-    plot_loss(history, os.path.join(args.out, "loss.png"))
-    acc = history[-1]["accuracy"] if history else float("nan")
-    print(f"wrote {args.out}/ (classifier.safetensors, classifier.json, loss.png) in {time.perf_counter() - t0:.0f} s; "
-          f"training accuracy over all noise levels {acc:.2f}")
-    return 0
+                          sigma_data=float(data.std()))
+    main = int(os.environ.get("RANK", "0")) == 0
+    if main:
+        print(summary(clf))
+    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, weight_decay=1e-4,
+                      ema_decay=args.ema_decay, grad_clip=0.0, cond_dropout=0.0, seed=args.seed, device=args.device,
+                      **train_cmd.loop_options(args))
+    info = {"class_names": names, "data": {"source": args.data, "shape": list(data.shape[1:]),
+                                           "num_examples": len(data)}}
+    trainer = train_classifier(clf, data, labels, schedule, augment=flip_rows if args.flip else None, config=cfg,
+                               run_dir=args.out, info=info, progress=main)
+    acc = trainer.last_metrics.get("accuracy", float("nan"))
+    if main and not trainer.stopped_by:
+        print(f"classifier trained in {time.perf_counter() - t0:.0f} s; training accuracy over all noise levels "
+              f"{acc:.2f} (last batch)")
+    return train_cmd.finish(trainer, args.out, "train-classifier")

@@ -76,13 +76,13 @@ def run_latent(args, train_cmd) -> int:
 
 
 def _run_text(args, train_cmd, codec, images, captions) -> int:
-    """Text-conditioned latent diffusion on captioned images (captions -> a table of prompt embeddings)."""
+    """Text-conditioned latent diffusion on captioned images: the dataset carries each caption's
+    embeddings, the empty prompt is the null condition."""
     from ..latent import train_latent
-    from ..text import CaptionTableNet, TextEncoder, embed_captions
+    from ..text import TextEncoder
     from ..train import TrainConfig
     from .train_images import net_config_from_args
     encoder = TextEncoder()
-    names, labels, table, mask = embed_captions(encoder, captions)
     lat = codec.latent_shape(images.shape[1:])
     net, net_config = net_config_from_args(args, 0)
     if net != "unet":
@@ -92,15 +92,12 @@ def _run_text(args, train_cmd, codec, images, captions) -> int:
         levels = levels[:-1]
     net_config.update(channel_mult=levels, shape=list(lat),
                       attention_levels=[a for a in net_config["attention_levels"] if a < len(levels)] or [0])
-    wrapper = dict(inner={"name": net, "config": net_config}, num_classes=len(names), context_len=table.shape[1],
-                   context_dim=table.shape[2])
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay,
                       grad_clip=args.grad_clip, weighting=args.weighting, warmup=args.warmup, seed=args.seed,
                       device=args.device, **train_cmd.loop_options(args))
-    info = {"command": train_cmd.command_record(args), "text": {"captions": names, "encoder": "all-MiniLM-L6-v2"}}
-    print(f"{len(images)} captioned images, {len(names)} distinct captions, prompt table {tuple(table.shape)}")
-    trainer = train_latent(images, args.latent, args.out, net="caption_table", net_config=wrapper, labels=labels,
-                           info=info, schedule=args.schedule, parameterization=args.parameterization, config=cfg,
-                           prepare_net=lambda m: m.set_table(table, mask),
+    info = {"command": train_cmd.command_record(args)}
+    trainer = train_latent(images, args.latent, args.out, net=net, net_config=net_config, captions=captions,
+                           text_encoder=encoder, info=info, schedule=args.schedule,
+                           parameterization=args.parameterization, config=cfg,
                            progress=int(os.environ.get("RANK", "0")) == 0)
     return train_cmd.finish(trainer, args.out)

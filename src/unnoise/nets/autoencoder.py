@@ -13,20 +13,23 @@ latent close to a deterministic code while bounding its scale.
 
 Diffusion then runs on ``(mu - shift) * scale`` with ``scale`` and ``shift`` estimated from data
 (:func:`estimate_latent_scale`) so the latents have zero mean and unit variance, which the noise
-schedules assume.  Checkpoints: ``autoencoder.safetensors`` + ``autoencoder.json`` (no pickle).
+schedules assume.
+
+Training runs through the same :class:`~unnoise.train.Trainer` as diffusion (:class:`AutoencoderObjective`;
+exact resume, crash-safe checkpoints, torchrun, ``metrics.jsonl``), and a trained autoencoder is a run
+directory of the common format: ``config.json`` with ``"kind": "autoencoder"`` and the latent
+``"scale"``/``"shift"``, ``model.safetensors`` and ``checkpoints/`` (no pickle).
 """
 from __future__ import annotations
 
-import json
 import math
-import os
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-FORMAT = "unnoise-autoencoder"
-CONFIG_NAME, WEIGHTS_NAME = "autoencoder.json", "autoencoder.safetensors"
+from . import register
+
 LOSSES = ("l1", "l2")
 
 
@@ -154,16 +157,53 @@ class Autoencoder(nn.Module):
         return self.decode(z), post
 
 
+class AutoencoderObjective:
+    """The autoencoder's loss per example, as a :class:`~unnoise.train.Trainer` objective (run kind
+    ``"autoencoder"``): ``recon + kl_weight * kl`` with ``recon`` the mean absolute (``l1``) or squared
+    (``l2``) error over the example's elements and ``kl`` its ``KL(q(z|x) || N(0, I))`` divided by the
+    number of input elements.
+
+    The posterior draw is reparameterised, ``z = mu + std * noise``, with ``noise`` the Trainer's
+    standard normal draw of the latent's shape (:meth:`noise_shape`), so training is reproducible and
+    resumes exactly.  ``sigma`` and ``cond`` are not used.  Also reports ``recon`` and ``kl``.
+    """
+
+    kind = "autoencoder"
+
+    def __init__(self, kl_weight: float = 1e-6, loss: str = "l1"):
+        if loss not in LOSSES:
+            raise ValueError(f"unknown reconstruction loss {loss!r}; choose l1 or l2")
+        if not kl_weight >= 0:
+            raise ValueError(f"kl_weight must be non-negative, got {kl_weight}")
+        self.kl_weight, self.loss = float(kl_weight), loss
+
+    def noise_shape(self, model: Autoencoder, example_shape) -> tuple:
+        """One example's latent shape (the reparameterisation noise)."""
+        return model.latent_shape(tuple(example_shape))
+
+    def __call__(self, model: Autoencoder, x0, sigma=None, noise=None, cond=None) -> dict:
+        post = model.encode(x0)
+        z = post.mean + post.std * noise.to(post.mean.dtype)
+        recon = model.decode(z)
+        err = (recon - x0).abs() if self.loss == "l1" else (recon - x0) ** 2
+        rec = err.reshape(err.shape[0], -1).mean(1)
+        kl = post.kl() / x0[0].numel()
+        return {"loss": rec + self.kl_weight * kl, "recon": rec, "kl": kl}
+
+    def describe(self) -> dict:
+        """JSON settings of the objective."""
+        return {"name": "autoencoder", "kl_weight": self.kl_weight, "loss": self.loss}
+
+
 def autoencoder_loss(model: Autoencoder, x: torch.Tensor, kl_weight: float = 1e-6, loss: str = "l1",
                      generator: torch.Generator | None = None) -> dict:
-    """``{"loss", "recon", "kl"}``: recon per pixel, KL in nats per input element, batch means."""
-    if loss not in LOSSES:
-        raise ValueError(f"unknown reconstruction loss {loss!r}; choose l1 or l2")
-    recon, post = model(x, generator)
-    err = (recon - x).abs() if loss == "l1" else (recon - x) ** 2
-    rec = err.mean()
-    kl = post.kl().mean() / x[0].numel()
-    return {"loss": rec + kl_weight * kl, "recon": rec, "kl": kl}
+    """``{"loss", "recon", "kl"}`` of :class:`AutoencoderObjective`, batch means (recon per pixel, KL in
+    nats per input element), with the posterior noise drawn from ``generator``."""
+    objective = AutoencoderObjective(kl_weight, loss)
+    shape = (x.shape[0], *objective.noise_shape(model, x.shape[1:]))
+    device = generator.device if generator is not None else x.device
+    noise = torch.randn(shape, generator=generator, dtype=x.dtype, device=device).to(x.device)
+    return {k: v.mean() for k, v in objective(model, x, None, noise, {}).items()}
 
 
 @torch.no_grad()
@@ -182,80 +222,71 @@ def estimate_latent_scale(model: Autoencoder, data: torch.Tensor, batch_size: in
     return 1.0 / std, shift
 
 
-def fit_autoencoder(model: Autoencoder, data: torch.Tensor, steps: int = 2000, batch_size: int = 64,
-                    lr: float = 1e-3, kl_weight: float = 1e-6, loss: str = "l1", seed: int = 0,
-                    device: str | torch.device = "cpu", progress: bool = True, log=None) -> list[dict]:
-    """Train ``model`` on images ``(N, C, H, W)`` (e.g. in [-1, 1]) with AdamW; returns the logged history."""
-    from tqdm.auto import tqdm
-    if data.ndim != 4:
-        raise ValueError(f"autoencoder training data must be images (N, C, H, W), got {tuple(data.shape)}")
-    if not torch.isfinite(data).all():
-        raise ValueError("autoencoder training data contain NaN or inf")
-    if steps < 1 or batch_size < 1 or lr <= 0 or kl_weight < 0:
-        raise ValueError("steps, batch_size and lr must be positive and kl_weight non-negative")
-    model.latent_shape(data.shape[1:])
-    g = torch.Generator().manual_seed(seed)
-    model.to(device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    history = []
-    bar = tqdm(range(steps), desc="autoencoder", disable=not progress, dynamic_ncols=True)
-    for step in bar:
-        idx = torch.randint(0, len(data), (batch_size,), generator=g)
-        out = autoencoder_loss(model, data[idx].to(device), kl_weight, loss, generator=g)
-        opt.zero_grad(set_to_none=True)
-        out["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        if not math.isfinite(float(out["loss"].detach())):
-            raise FloatingPointError(f"autoencoder loss became non-finite at step {step}; lower the learning rate")
-        if (step + 1) % 25 == 0 or step + 1 == steps:
-            rec = {"step": step + 1, **{k: float(v.detach()) for k, v in out.items()}}
-            history.append(rec)
-            bar.set_postfix(recon=f"{rec['recon']:.4f}", kl=f"{rec['kl']:.2f}")
-            if log is not None:
-                log(rec)
+def fit_autoencoder(model: Autoencoder, data, steps: int = 2000, batch_size: int = 64, lr: float = 1e-3,
+                    kl_weight: float = 1e-6, loss: str = "l1", seed: int = 0, device: str | torch.device = "cpu",
+                    progress: bool = True, config=None, run_dir: str | None = None, info: dict | None = None,
+                    augment=None):
+    """Train ``model`` by :class:`AutoencoderObjective` through the :class:`~unnoise.train.Trainer`;
+    returns the finished Trainer (``model`` holds the trained weights, ``trainer.history`` the log).
+
+    Args:
+        data: images ``(N, C, H, W)`` (e.g. in [-1, 1]) or a dataset of ``(image, cond)`` items.
+        steps, batch_size, lr, seed, device: used when ``config`` is None (then AdamW with the default
+            weight decay 0.01, gradient clipping at 1, no EMA).
+        config: a full :class:`~unnoise.train.TrainConfig` instead.
+        run_dir: where the run is written (``config.json`` with ``"kind": "autoencoder"``,
+            ``model.safetensors``, ``checkpoints/``, ``metrics.jsonl``).  When training finishes, the
+            latent ``scale``/``shift`` (:func:`estimate_latent_scale` on up to 4096 training images) and
+            the reconstruction ``psnr_db`` of the first 256 are added to ``config.json``, so
+            :meth:`unnoise.latent.LatentCodec.from_dir` can read the directory.
+        info: extra JSON for ``config.json``.  augment: the Trainer's ``augment(x0, u)`` hook.
+    """
+    from ..data.memory import TensorDataset
+    from ..train import TrainConfig, Trainer
+    if isinstance(data, torch.Tensor):
+        if data.ndim != 4:
+            raise ValueError(f"autoencoder training data must be images (N, C, H, W), got {tuple(data.shape)}")
+        data = TensorDataset(data)
+    if steps < 1 or batch_size < 1 or lr <= 0:
+        raise ValueError("steps, batch_size and lr must be positive")
+    objective = AutoencoderObjective(kl_weight, loss)
+    shape = tuple(data[0][0].shape)
+    if len(shape) != 3:
+        raise ValueError(f"autoencoder training examples must be images (C, H, W), got {shape}")
+    model.latent_shape(shape)
+    if config is None:
+        config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, weight_decay=1e-2, ema_decay=0.0,
+                             grad_clip=1.0, cond_dropout=0.0, seed=seed, log_every=25, device=str(device))
+    trainer = Trainer(model, None, data, config, run_dir=run_dir, info=info, augment=augment, objective=objective)
+    trainer.fit(progress=progress)
     model.eval()
-    return history
+    if run_dir and trainer.stopped_by is None:
+        images = _first_images(data, 4096)
+        scale, shift = estimate_latent_scale(trainer.ema, images)
+        with torch.no_grad():
+            held = images[:256].to(trainer.device)
+            rec = trainer.ema.decode(trainer.ema.encode(held).mode()).cpu()
+        mse = float(((rec.double() - held.cpu().double()) ** 2).mean())
+        psnr_db = float("inf") if mse == 0 else 10.0 * math.log10(4.0 / mse)
+        trainer.info.update(scale=scale, shift=shift, psnr_db=psnr_db)
+        trainer.save()  # the finished run, now with its latent scale
+    return trainer
 
 
-def save_autoencoder(directory: str, model: Autoencoder, scale: float = 1.0, shift: float = 0.0,
-                     info: dict | None = None) -> None:
-    """Write ``autoencoder.json`` (config, latent scale/shift, extra info) and ``autoencoder.safetensors``."""
-    from safetensors.torch import save_file
-
-    from ..checkpoint import atomic_write_bytes
-    os.makedirs(directory, exist_ok=True)
-    config = {"format": FORMAT, "version": 1, "config": model.config, "scale": float(scale), "shift": float(shift),
-              **(info or {})}
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write_bytes(os.path.join(directory, WEIGHTS_NAME), lambda p: save_file(tensors, p))
-
-    def write(p):
-        with open(p, "w") as f:
-            json.dump(config, f, indent=2)
-    atomic_write_bytes(os.path.join(directory, CONFIG_NAME), write)
+def _first_images(data, n: int) -> torch.Tensor:
+    if hasattr(data, "x"):
+        return data.x[:n].cpu()
+    return torch.stack([data[i][0] for i in range(min(n, len(data)))])
 
 
-def load_autoencoder(directory: str, device: str | torch.device = "cpu") -> tuple[Autoencoder, dict]:
-    """Load a directory written by :func:`save_autoencoder`: ``(model in eval mode, config dict)``."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-    path = os.path.join(directory, CONFIG_NAME)
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"autoencoder directory {directory!r} does not exist")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} is missing: {directory!r} is not an autoencoder directory "
-                                "(write one with 'unnoise train-autoencoder')")
+def load_autoencoder(directory: str, device: str | torch.device = "cpu", ema: bool = True) -> tuple[Autoencoder, dict]:
+    """Load an autoencoder run (``unnoise train-autoencoder``, :func:`fit_autoencoder`): ``(model in eval
+    mode, config)``; ``config["scale"]``/``config["shift"]`` are the latent scaling."""
+    from ..checkpoint import load_model
     try:
-        with open(path) as f:
-            config = json.load(f)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); the autoencoder is corrupt") from None
-    if config.get("format") != FORMAT:
-        raise ValueError(f"{path} is not an unnoise autoencoder config (format={config.get('format')!r})")
-    model = Autoencoder(**config["config"])
-    try:
-        model.load_state_dict(load_file(os.path.join(directory, WEIGHTS_NAME)))
-    except (SafetensorError, OSError, RuntimeError) as err:
-        raise ValueError(f"{directory}/{WEIGHTS_NAME} is missing, corrupt or does not match the config ({err})") from None
-    return model.to(device).eval(), config
+        return load_model(directory, "autoencoder", ema=ema, device=device)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{err} (write an autoencoder with 'unnoise train-autoencoder')") from None
+
+
+register("autoencoder", Autoencoder)
