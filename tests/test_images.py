@@ -144,8 +144,10 @@ def test_cli_train_and_sample_image_folder(folder, tmp_path_factory, capsys):
     assert "out of range" in capsys.readouterr().err
     with pytest.warns(UserWarning):
         assert main(["train", "--data", str(folder), "--out", str(run), "--image-size", "6", "--steps", "1",
-                     "--channel-mult", "1,2,2", "--device", "cpu"]) == 2
-    assert "divisible by 4" in capsys.readouterr().err
+                     "--channel-mult", "1,2,2", "--device", "cpu", "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert "divisible by 4" in err and "put back" in err
+    assert (run / "model.safetensors").exists() and not list(run.parent.glob(f".{run.name}.replaced"))
 
 
 def test_cli_classifier_guidance_and_errors(folder, tmp_path_factory, capsys):

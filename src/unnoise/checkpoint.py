@@ -179,8 +179,15 @@ def load_state_checked(module: torch.nn.Module, state: dict[str, torch.Tensor], 
     module.load_state_dict(state)
 
 
+RETIRED_NETS = {"caption_table": "text-conditioned", "upscale_unet": "super-resolution"}
+
+
 def build_from_config(config: dict):
     """Rebuild ``(denoiser, schedule)`` with fresh weights from a checkpoint config."""
+    if config["net"].get("name") in RETIRED_NETS:
+        raise ValueError(f"{CONFIG_NAME} describes a {RETIRED_NETS[config['net']['name']]} run of an earlier unnoise "
+                         f"(network {config['net']['name']!r}, which kept its conditions in a table inside the "
+                         "network); this version conditions through the data: retrain the run")
     try:
         net = nets.build(config["net"]["name"], **config["net"]["config"])
         denoiser = Denoiser.from_description(net, config["denoiser"])
@@ -434,6 +441,19 @@ def is_run_dir(path: str) -> bool:
     ``checkpoints/`` or ``metrics.jsonl``)."""
     return os.path.isdir(path) and any(os.path.lexists(os.path.join(path, n))
                                        for n in (CONFIG_NAME, WEIGHTS_NAME, CHECKPOINTS_DIR, "metrics.jsonl"))
+
+
+def restore_replaced(run_dir: str) -> bool:
+    """Undo :func:`prepare_run_dir`'s move when the new run failed before its first checkpoint: the
+    new run's partial directory is removed and the replaced run put back.  Returns whether it was."""
+    aside = _aside_path(run_dir)
+    if not os.path.isdir(aside) or _all_step_dirs(run_dir):
+        return False
+    if os.path.isdir(run_dir):
+        shutil.rmtree(run_dir)
+    os.rename(aside, run_dir)
+    _fsync_dir(os.path.dirname(os.path.abspath(run_dir)))
+    return True
 
 
 def prepare_run_dir(run_dir: str, resume: bool = False, overwrite: bool = False) -> str | None:

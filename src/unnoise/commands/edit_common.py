@@ -79,8 +79,10 @@ def read_images(path: str, shape) -> torch.Tensor:
 
 
 def check_result_path(path: str) -> None:
+    """--out is a .png or .npy file that can be written (checked before any model is loaded)."""
     if not path.lower().endswith((".png", ".npy")):
         raise ValueError(f"--out must end in .png or .npy, got {path!r}")
+    io.check_output_path(path)
 
 
 def write_result(inputs: torch.Tensor, edits: torch.Tensor, path: str) -> None:

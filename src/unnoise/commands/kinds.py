@@ -132,3 +132,110 @@ register(SampleKind("latent_images", 64, "samples.png", (".png", ".npy"), write_
 register(SampleKind("text", 64, "samples.png", (".png", ".npy"), write_images, IMAGES))
 register(SampleKind("audio", 8, "samples", ("", ".wav", ".npy", ".csv"), write_audio,
                     "WAV files (a folder, or NAME.wav) or the raw arrays (.npy/.csv)", plot_audio))
+
+
+# ----------------------------------------------------------------------------- training
+# Options of ``unnoise train`` that only some kinds of data take.  Their argparse default is None
+# ("not given"); each kind lists the ones it takes with its own defaults, and a given option the
+# kind does not take is rejected.
+NET_DEFAULTS = {"base_channels": 64, "channel_mult": "1,2,2", "attention_levels": "1", "dropout": 0.0}
+KIND_OPTIONS = ("num_points", "width", "depth", "no_normalize", "net", "image_size", "image_mode", "conditional",
+                "flip", "base_channels", "channel_mult", "attention_levels", "patch_size", "dropout", "sample_rate",
+                "clip_length", "channels", "num_clips", "latent", "num_images", "text")
+
+
+@dataclass(frozen=True)
+class TrainKind:
+    """One kind of training data: when ``--data``/``--latent`` select it, its options, how it trains."""
+
+    name: str
+    claims: Callable  # claims(args) -> bool (may raise a one-line ValueError for a broken request)
+    train: Callable  # train(args, train_cmd) -> exit status
+    defaults: dict  # the kind-specific options it takes, with their defaults (None: resolved by train)
+    what: str  # the data, in words, for messages
+
+
+TRAIN_KINDS: list[TrainKind] = []
+
+
+def register_train(kind: TrainKind) -> None:
+    """Add a kind to the ``unnoise train`` registry (tried in registration order)."""
+    TRAIN_KINDS.append(kind)
+
+
+def train_kind(args) -> TrainKind:
+    """The first registered kind that claims the arguments; its options resolved, others rejected."""
+    kind = next(k for k in TRAIN_KINDS if k.claims(args))
+    given = [o for o in KIND_OPTIONS if getattr(args, o, None) is not None and o not in kind.defaults]
+    if given:
+        flags = ", ".join("--" + o.replace("_", "-") for o in given)
+        raise ValueError(f"{flags} {'does' if len(given) == 1 else 'do'} not apply to {kind.what}; "
+                         "remove the option or train the kind of data it is for")
+    for option, default in kind.defaults.items():
+        if getattr(args, option, None) is None:
+            setattr(args, option, default)
+    return kind
+
+
+def _claims_latent(args) -> bool:
+    return bool(getattr(args, "latent", None))
+
+
+def _claims_audio(args) -> bool:
+    from .train_audio import is_audio_request
+    return is_audio_request(args)
+
+
+def _claims_images(args) -> bool:
+    from ..data.images import is_image_spec
+    return is_image_spec(args.data) or _is_image_cache(args.data)
+
+
+def _is_image_cache(spec) -> bool:
+    """A folder written by ``unnoise prepare`` (its ``index.json``)."""
+    return isinstance(spec, str) and os.path.isfile(os.path.join(spec, "index.json"))
+
+
+def _claims_arrays(args) -> bool:
+    return getattr(args, "net", None) not in (None, "mlp")
+
+
+def _train_latent(args, train_cmd):
+    from .train_latent import run_latent
+    return run_latent(args, train_cmd)
+
+
+def _train_audio(args, train_cmd):
+    from .train_audio import run_audio
+    return run_audio(args, train_cmd)
+
+
+def _train_images(args, train_cmd):
+    from .train_images import run_images
+    return run_images(args, train_cmd)
+
+
+def _train_arrays(args, train_cmd):
+    from .train_arrays import run_arrays_file
+    return run_arrays_file(args, train_cmd)
+
+
+def _train_vectors(args, train_cmd):
+    return train_cmd.run_vectors(args)
+
+
+IMAGE_OPTIONS = {"net": "unet", "image_size": None, "image_mode": "RGB", "conditional": False, "flip": False,
+                 "patch_size": 2, "width": 256, "depth": 4, **NET_DEFAULTS}
+register_train(TrainKind("latent", _claims_latent, _train_latent,
+                         {**IMAGE_OPTIONS, "latent": None, "num_images": 5000, "text": False},
+                         "latent diffusion (--latent)"))
+register_train(TrainKind("audio", _claims_audio, _train_audio,
+                         {"net": "diffwave", "sample_rate": None, "clip_length": None, "channels": None,
+                          "num_clips": None, "no_normalize": False, **NET_DEFAULTS}, "audio (a folder of WAV files)"))
+register_train(TrainKind("images", _claims_images, _train_images, IMAGE_OPTIONS,
+                         "images (digits, an image folder or a prepared cache)"))
+register_train(TrainKind("arrays", _claims_arrays, _train_arrays, {"net": None, "no_normalize": False, **NET_DEFAULTS},
+                         "arrays (N, channels, ...) with --net unet|diffwave"))
+register_train(TrainKind("vectors", lambda args: True, _train_vectors,
+                         {"num_points": 20000, "width": 256, "depth": 4, "no_normalize": False, "net": "mlp"},
+                         "vectors (a built-in 2-D set or a .npy/.csv of shape (N, d))"))

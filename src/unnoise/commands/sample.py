@@ -5,8 +5,11 @@ run's kind (:mod:`unnoise.commands.kinds`).  Options that do not apply to the ru
 """
 from __future__ import annotations
 
+import os
+
 import torch
 
+from .. import io
 from ..runs import load
 from ..train import resolve_device
 from .common import add_device_arg, add_sampling_args, parse_options
@@ -85,6 +88,9 @@ def run(args):
     n = args.n if args.n is not None else kind.default_n
     out = args.out if args.out is not None else kind.default_out
     check_out(kind, out)
+    io.check_output_path(out, is_dir=os.path.splitext(out)[1] == "")  # before any sampling
+    if args.plot:
+        io.check_output_path(args.plot)
     options = parse_options(args.option)
     classifier = load(args.classifier, device=device) if args.classifier else None
     if classifier is not None and classifier.kind != "classifier":

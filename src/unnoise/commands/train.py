@@ -1,14 +1,26 @@
-"""``unnoise train``: train a diffusion model on vector data (a built-in set or your file)."""
+"""``unnoise train``: train a diffusion model on any kind of data.
+
+The kind of data (vectors, arrays, images, audio, latents) is chosen by ``--data``/``--latent``/``--net``
+through the registry in :mod:`unnoise.commands.kinds`; each kind resolves its own options and rejects
+options of other kinds.  A new run never replaces an existing one unless ``--overwrite`` is given;
+``--resume`` continues one (from its newest complete checkpoint, or a given ``step_*`` directory).
+"""
 from __future__ import annotations
 
+import argparse
+import math
 import os
 import sys
 
+import torch
+
+from .. import checkpoint
 from .. import data as data_mod
 from .. import losses, schedules
 from ..denoiser import PARAMETERIZATIONS
 from ..pipeline import train_model
 from ..train import TrainConfig
+from . import kinds
 from .common import add_device_arg
 from .train_images import add_image_args
 
@@ -24,9 +36,11 @@ def register(sub):
     p.add_argument("--data", default=None,
                    help=f"a .npy/.npz/.csv file of shape (N, ...) or a built-in set: {', '.join(sorted(data_mod.TOY_DATASETS))}")
     p.add_argument("--out", default=None, help="run directory to write")
-    p.add_argument("--num-points", type=int, default=20000, help="points drawn from a built-in set (default: 20000)")
-    p.add_argument("--width", type=int, default=256, help="MLP hidden width (default: 256)")
-    p.add_argument("--depth", type=int, default=4, help="MLP residual blocks (default: 4)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing run in --out (it is kept aside until the new run's first checkpoint)")
+    p.add_argument("--num-points", type=int, default=None, help="points drawn from a built-in set (default: 20000)")
+    p.add_argument("--width", type=int, default=None, help="MLP hidden width (default: 256)")
+    p.add_argument("--depth", type=int, default=None, help="MLP residual blocks (default: 4)")
     p.add_argument("--parameterization", default="v", choices=PARAMETERIZATIONS,
                    help="what the network predicts (default: v, which stays accurate at the highest noise levels where "
                         "an eps-network's small errors are multiplied by sigma)")
@@ -40,7 +54,7 @@ def register(sub):
     p.add_argument("--ema-decay", type=float, default=0.999, help="EMA decay of the weights (default: 0.999)")
     p.add_argument("--grad-clip", type=float, default=1.0, help="gradient-norm clip, 0 = off (default: 1.0)")
     p.add_argument("--warmup", type=int, default=0, help="linear learning-rate warm-up steps (default: 0)")
-    p.add_argument("--no-normalize", action="store_true",
+    p.add_argument("--no-normalize", action="store_true", default=None,
                    help="train on the raw values instead of per-feature standardised ones")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     add_device_arg(p)
@@ -97,18 +111,22 @@ def loop_options(args) -> dict:
 
 
 def resolve_resume(args):
-    """For ``--resume RUN_DIR``: the stored options of the run, with the allowed overrides applied."""
-    import argparse
-
-    from .. import checkpoint
+    """For ``--resume RUN_DIR`` (or ``RUN_DIR/checkpoints/step_N``): the stored options of the run,
+    with the allowed overrides applied; for a new run, the guard against replacing an existing one."""
     if not args.resume:
         if not args.data or not args.out:
             raise ValueError("--data and --out are required (or --resume RUN_DIR to continue a run)")
+        aside = checkpoint.prepare_run_dir(args.out, resume=False, overwrite=args.overwrite)
+        if aside:
+            print(f"the previous run in {args.out} was moved to {aside}; it is deleted once the new run's first "
+                  "checkpoint is written")
         return args
-    path = checkpoint.latest_checkpoint(args.resume)
-    saved = checkpoint.read_config(path).get("command")
+    if args.overwrite:
+        raise ValueError("--resume continues a run and --overwrite replaces one; give only one of them")
+    run_dir, step_dir = checkpoint.resolve_resume(args.resume)
+    saved = checkpoint.read_config(step_dir).get("command")
     if not isinstance(saved, dict):
-        raise ValueError(f"{os.path.join(path, checkpoint.CONFIG_NAME)} has no stored command options (the run was "
+        raise ValueError(f"{os.path.join(step_dir, checkpoint.CONFIG_NAME)} has no stored command options (the run was "
                          "not started by 'unnoise train'); resume it from Python with Trainer.resume")
     merged = dict(vars(args))
     merged.update(saved)
@@ -116,8 +134,28 @@ def resolve_resume(args):
     for name in RESUME_OVERRIDES:
         if parser is not None and getattr(args, name) != parser.get_default(name):
             merged[name] = getattr(args, name)
-    merged.update(out=args.resume, resume=args.resume, func=args.func)
+    merged.update(out=run_dir, resume=step_dir, func=args.func, overwrite=False)
     return argparse.Namespace(**merged)
+
+
+def check_numbers(args) -> None:
+    """Ranges of the numeric options, before anything is loaded (one line each)."""
+    for name in ("steps", "batch_size"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
+    for name in ("lr", "ema_decay", "grad_clip", "min_lr"):
+        value = getattr(args, name)
+        if not math.isfinite(value):
+            raise ValueError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+    if args.grad_clip < 0:
+        raise ValueError(f"--grad-clip must be >= 0 (0 = off), got {args.grad_clip}")
+    for name in ("width", "depth", "image_size", "base_channels", "num_points", "num_images", "patch_size"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    dropout = getattr(args, "dropout", None)
+    if dropout is not None and not 0.0 <= dropout < 1.0:
+        raise ValueError(f"--dropout must be in [0, 1), got {dropout}")
 
 
 def command_record(args) -> dict:
@@ -147,44 +185,30 @@ def finish(trainer, out: str, command: str = "train") -> int:
 
 
 def run(args):
-    import torch
     args = resolve_resume(args)
-    if getattr(args, "latent", None):  # diffusion on an autoencoder's latents
-        from . import train as train_cmd
-        from .train_latent import run_latent
-        return run_latent(args, train_cmd)
-    from .train_audio import is_audio_request
-    if is_audio_request(args):  # --data FOLDER of .wav files: sequences through the array path
-        from . import train as train_cmd
-        from .train_audio import run_audio
-        return run_audio(args, train_cmd)
-    from ..data.images import is_image_spec
-    if is_image_spec(args.data):  # --data digits or a folder of images
-        if getattr(args, "net", None) == "diffwave":
-            raise ValueError("--net diffwave is for sequences (N, channels, length); use unet or dit for images")
-        from . import train as train_cmd
-        from .train_images import run_images
-        return run_images(args, train_cmd)
+    kind = kinds.train_kind(args)
+    check_numbers(args)
+    from . import train as train_cmd
+    try:
+        return kind.train(args, train_cmd)
+    except BaseException:
+        if args.overwrite and checkpoint.restore_replaced(args.out):  # nothing was trained: keep the old run
+            print(f"the previous run in {args.out} was put back", file=sys.stderr)
+        raise
+
+
+def run_vectors(args) -> int:
+    """Vectors ``(N, d)``: a built-in 2-D set or a file, standardised per feature, with the MLP."""
     torch.manual_seed(args.seed)  # the network's initial weights (and dropout) follow the seed
     g = torch.Generator().manual_seed(args.seed)
     x = data_mod.load_vectors(args.data, n=args.num_points, generator=g)
-    if getattr(args, "net", None) not in (None, "mlp"):  # sequences and volumes: convolutional backbones
-        from . import train as train_cmd
-        from .train_arrays import run_arrays
-        return run_arrays(args, x, train_cmd)
     if x.ndim != 2:
         x = x.reshape(x.shape[0], -1)
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay,
                       grad_clip=args.grad_clip, weighting=args.weighting, warmup=args.warmup, seed=args.seed,
                       device=args.device, **loop_options(args))
-    try:
-        trainer = train_model(x, args.out, net_config={"width": args.width, "depth": args.depth},
-                              parameterization=args.parameterization, schedule=args.schedule, config=cfg,
-                              normalize=not args.no_normalize, info={"kind": "vectors", "command": command_record(args)},
-                              progress=int(os.environ.get("RANK", "0")) == 0)
-    except OSError as err:
-        if isinstance(err, (FileNotFoundError, PermissionError)):
-            raise
-        print(f"unnoise train: error: {err.strerror or err}", file=sys.stderr)
-        return 1
+    trainer = train_model(x, args.out, net_config={"width": args.width, "depth": args.depth},
+                          parameterization=args.parameterization, schedule=args.schedule, config=cfg,
+                          normalize=not args.no_normalize, info={"kind": "vectors", "command": command_record(args)},
+                          progress=int(os.environ.get("RANK", "0")) == 0)
     return finish(trainer, args.out)

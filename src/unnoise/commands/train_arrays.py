@@ -8,7 +8,6 @@ positions), not per position, so the statistics mean the same thing at every tim
 from __future__ import annotations
 
 import os
-import sys
 
 import torch
 
@@ -52,31 +51,42 @@ def array_net_config(args, shape) -> tuple[str, dict]:
     return net_config_from_args(args, num_classes=0)
 
 
-def run_arrays(args, x: torch.Tensor, train_cmd, extra_info: dict | None = None) -> int:
-    """Train a convolutional backbone on an array ``x`` of shape ``(N, C, *spatial)``.
+def run_arrays_file(args, train_cmd) -> int:
+    """Train a convolutional backbone on the arrays in ``--data``: a ``.npy`` is memory-mapped and
+    streamed (statistics from one pass), a ``.csv`` holds one single-channel series per row."""
+    from ..data import ArrayDataset, TensorDataset
+    if os.path.splitext(args.data)[1].lower() in (".csv", ".txt", ".npz") or not os.path.exists(args.data):
+        from ..data import load_vectors
+        x = load_vectors(args.data)
+        if x.ndim == 2 and os.path.splitext(args.data)[1].lower() in (".csv", ".txt"):
+            x = x[:, None, :]  # a CSV holds one single-channel series per row
+        return run_arrays(args, TensorDataset(x), train_cmd)
+    return run_arrays(args, ArrayDataset(args.data), train_cmd)
+
+
+def run_arrays(args, dataset, train_cmd, extra_info: dict | None = None) -> int:
+    """Train a convolutional backbone on a dataset of ``(C, *spatial)`` examples (statistics per channel
+    from one streaming pass unless ``--no-normalize``).
 
     ``extra_info``: more entries for the run's config (e.g. ``{"audio": {"sample_rate": 8000}}``).
     """
-    if x.ndim == 2 and os.path.splitext(args.data)[1].lower() in (".csv", ".txt"):
-        x = x[:, None, :]  # a CSV holds one single-channel series per row
-    if x.ndim < 3:
+    from ..data import TensorDataset
+    from ..data.datasets import streaming_stats
+    from ..runs import Standardizer
+    shape = tuple(dataset[0][0].shape)
+    if len(shape) < 2:
         raise ValueError(f"--net {args.net} needs data with channels and positions, (N, channels, length) or "
-                         f"(N, channels, D, H, W); got shape {tuple(x.shape)} (use --net mlp for vectors)")
-    name, net_config = array_net_config(args, tuple(x.shape[1:]))
-    scaled, stats = (x, None) if args.no_normalize else channel_stats(x)
+                         f"(N, channels, D, H, W); got examples of shape {shape} (use --net mlp for vectors)")
+    name, net_config = array_net_config(args, shape)
+    stats = None if args.no_normalize else streaming_stats(dataset, axis="channel")
+    if stats and isinstance(dataset, TensorDataset):  # in memory: normalise once (streamed datasets do it per item)
+        dataset = TensorDataset(Standardizer(stats).encode(dataset.x), dataset.cond)
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay,
                       grad_clip=args.grad_clip, weighting=args.weighting, warmup=args.warmup, seed=args.seed,
                       device=args.device, **train_cmd.loop_options(args))
     info = {"kind": "audio" if "audio" in (extra_info or {}) else "arrays",
-            "data": {"shape": list(x.shape[1:]), "normalization": stats, "num_examples": len(x)},
             "command": train_cmd.command_record(args), **(extra_info or {})}
-    try:
-        trainer = train_model(scaled, args.out, net=name, net_config=net_config,
-                              parameterization=args.parameterization, schedule=args.schedule, config=cfg,
-                              normalize=False, info=info, progress=int(os.environ.get("RANK", "0")) == 0)
-    except OSError as err:
-        if isinstance(err, (FileNotFoundError, PermissionError)):
-            raise
-        print(f"unnoise train: error: {err.strerror or err}", file=sys.stderr)
-        return 1
+    trainer = train_model(dataset, args.out, net=name, net_config=net_config, parameterization=args.parameterization,
+                          schedule=args.schedule, config=cfg, normalize=False, stats=stats, info=info,
+                          progress=int(os.environ.get("RANK", "0")) == 0)
     return train_cmd.finish(trainer, args.out)

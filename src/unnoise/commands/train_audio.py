@@ -77,7 +77,7 @@ def is_audio_request(args) -> bool:
 
 def run_audio(args, train_cmd) -> int:
     """Train on random crops ``(num_clips, channels, clip_length)`` of the WAV files in ``args.data``."""
-    from ..data.audio import AudioFolder
+    from ..data import AudioClips
     from .train_arrays import run_arrays
     rate = args.sample_rate if args.sample_rate is not None else DEFAULT_SAMPLE_RATE
     length = args.clip_length if args.clip_length is not None else DEFAULT_CLIP_LENGTH
@@ -91,12 +91,12 @@ def run_audio(args, train_cmd) -> int:
         raise ValueError(f"--net {args.net} does not train on audio; use one of {', '.join(AUDIO_NETS)}")
     # the recorded command then rebuilds the same run on --resume
     args.sample_rate, args.clip_length, args.channels, args.num_clips = rate, length, channels, count
-    folder = AudioFolder(args.data, sample_rate=rate, channels=channels, clip_length=length)
     g = torch.Generator().manual_seed(args.seed)
-    clips = folder.crops(count, generator=g)
-    print(f"{len(folder)} WAV files -> {count} random crops of {length} samples "
-          f"({length / rate * 1000:.0f} ms at {rate} Hz, {channels} channel{'s' if channels > 1 else ''})")
+    clips = AudioClips(args.data, count, clip_length=length, sample_rate=rate, channels=channels, generator=g)
+    print(f"{len(clips.paths)} WAV files -> {count} random crops of {length} samples "
+          f"({length / rate * 1000:.0f} ms at {rate} Hz, {channels} channel{'s' if channels > 1 else ''}), "
+          "read from the files as training goes")
     torch.manual_seed(args.seed)
     audio_info = {"sample_rate": rate, "channels": channels, "clip_length": length,
-                  "num_files": len(folder), "source": args.data}
+                  "num_files": len(clips.paths), "source": args.data}
     return run_arrays(args, clips, train_cmd, extra_info={"audio": audio_info})

@@ -1,5 +1,5 @@
-"""Image data for ``unnoise train`` (``--data digits`` or ``--data FOLDER``) and ``unnoise sample``
-of image runs: the options, the training run and the PNG output."""
+"""Image data for ``unnoise train`` (``--data digits``, a folder of images, or a cache from
+``unnoise prepare``): the options and the training run."""
 from __future__ import annotations
 
 import os
@@ -17,18 +17,18 @@ def add_image_args(p) -> None:
                         "sequences (N, C, L) diffwave or unet, for volumes (N, C, D, H, W) unet")
     g.add_argument("--image-size", type=int, default=None,
                    help="side in pixels after resize + centre crop (default: 8 for digits, 32 for a folder)")
-    g.add_argument("--image-mode", default="RGB", choices=("RGB", "L"), help="colour mode of folder images (default: RGB)")
-    g.add_argument("--conditional", action="store_true",
+    g.add_argument("--image-mode", default=None, choices=("RGB", "L"), help="colour mode of folder images (default: RGB)")
+    g.add_argument("--conditional", action="store_true", default=None,
                    help="train class-conditional on the labels (digit classes / class subfolders), with label "
                         "dropout so classifier-free guidance works")
-    g.add_argument("--flip", action="store_true", help="random horizontal flips of the training images")
-    g.add_argument("--base-channels", type=int, default=64, help="U-Net channels of the first level (default: 64)")
-    g.add_argument("--channel-mult", default="1,2,2",
+    g.add_argument("--flip", action="store_true", default=None, help="random horizontal flips of the training images")
+    g.add_argument("--base-channels", type=int, default=None, help="U-Net channels of the first level (default: 64)")
+    g.add_argument("--channel-mult", default=None,
                    help="U-Net per-level channel multipliers; every image side must be divisible by "
                         "2^(levels-1) (default: 1,2,2)")
-    g.add_argument("--attention-levels", default="1", help="U-Net levels with self-attention, comma-separated (default: 1)")
-    g.add_argument("--patch-size", type=int, default=2, help="DiT patch size (default: 2)")
-    g.add_argument("--dropout", type=float, default=0.0, help="dropout inside the U-Net/DiT blocks (default: 0)")
+    g.add_argument("--attention-levels", default=None, help="U-Net levels with self-attention, comma-separated (default: 1)")
+    g.add_argument("--patch-size", type=int, default=None, help="DiT patch size (default: 2)")
+    g.add_argument("--dropout", type=float, default=None, help="dropout inside the U-Net/DiT blocks (default: 0)")
 
 
 def _ints(text: str, what: str) -> list[int]:
@@ -43,7 +43,13 @@ def net_config_from_args(args, num_classes: int) -> tuple[str, dict]:
     name = args.net or "unet"
     if name == "unet":
         levels = _ints(args.channel_mult, "--channel-mult")
-        attn = [a for a in _ints(args.attention_levels, "--attention-levels") if a < len(levels)]
+        attn = _ints(args.attention_levels, "--attention-levels")
+        if not levels or any(m < 1 for m in levels):
+            raise ValueError(f"--channel-mult must be positive integers, got {args.channel_mult!r}")
+        beyond = [a for a in attn if not 0 <= a < len(levels)]
+        if beyond:
+            raise ValueError(f"--attention-levels {args.attention_levels} names level(s) {beyond} but the U-Net has "
+                             f"{len(levels)} levels (0..{len(levels) - 1}, one per --channel-mult entry)")
         return name, dict(base_channels=args.base_channels, channel_mult=levels, attention_levels=attn,
                           dropout=args.dropout, num_classes=num_classes)
     if name == "dit":
@@ -52,35 +58,49 @@ def net_config_from_args(args, num_classes: int) -> tuple[str, dict]:
     return name, dict(width=args.width, depth=args.depth, num_classes=num_classes, dropout=args.dropout)
 
 
+def image_dataset(args):
+    """The training images as a dataset of ``(image, cond)`` items in [-1, 1], and its description.
+
+    A folder streams (decoded and resized in the DataLoader's workers); a cache written by
+    ``unnoise prepare`` is memory-mapped; the bundled digits are small and held in memory."""
+    from ..data import CachedDataset, ImageFolder, TensorDataset
+    from ..data.images import load_digits
+    if args.data == "digits":
+        images, labels, names = load_digits(args.image_size or 8)
+        return TensorDataset(images, {"label": labels}), names, images.shape[1:]
+    if os.path.isfile(os.path.join(args.data, "index.json")):
+        cache = CachedDataset(args.data)
+        if args.image_size is not None and args.image_size != cache.shape[-1]:
+            raise ValueError(f"the cache {args.data!r} holds {cache.shape[-1]} px images; --image-size "
+                             f"{args.image_size} needs a new cache ('unnoise prepare --image-size {args.image_size}')")
+        return cache, cache.class_names, cache.shape
+    folder = ImageFolder(args.data, args.image_size or 32, args.image_mode)
+    return folder, folder.class_names, folder.shape
+
+
 def run_images(args, train_cmd):
     """``unnoise train`` on image data; ``train_cmd`` is the train command module (shared loop options)."""
-    from ..data.images import load_images, flip_rows
+    from ..data.images import flip_rows
     from ..pipeline import train_model
     from ..train import TrainConfig
     torch.manual_seed(args.seed)
-    images, labels, class_names = load_images(args.data, args.image_size, args.image_mode)
-    if args.conditional and labels is None:
+    dataset, class_names, shape = image_dataset(args)
+    if args.conditional and not class_names:
         raise ValueError(f"--conditional needs class labels, but {args.data!r} has no class subfolders; "
                          "put the images of each class in their own subfolder")
     num_classes = len(class_names) if args.conditional else 0
     net, net_config = net_config_from_args(args, num_classes)
-    extra = train_cmd.loop_options(args) if hasattr(train_cmd, "loop_options") else {}
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay,
                       grad_clip=args.grad_clip, weighting=args.weighting, warmup=args.warmup, seed=args.seed,
-                      device=args.device, **extra)
-    info = {"kind": "images", "image": {"size": int(images.shape[-1]), "channels": int(images.shape[1]), "num_classes": num_classes,
-                      "class_names": class_names if num_classes else [], "source": args.data}}
-    if hasattr(train_cmd, "command_record"):
-        info["command"] = train_cmd.command_record(args)
-    print(f"{len(images)} images of shape {tuple(images.shape[1:])}"
+                      device=args.device, **train_cmd.loop_options(args))
+    info = {"kind": "images", "image": {"size": int(shape[-1]), "channels": int(shape[0]), "num_classes": num_classes,
+                                        "class_names": class_names if num_classes else [], "source": args.data},
+            "command": train_cmd.command_record(args)}
+    print(f"{len(dataset)} images of shape {tuple(shape)}"
           + (f", {num_classes} classes ({', '.join(class_names[:10])}{', ...' if num_classes > 10 else ''})"
              if num_classes else ""))
-    trainer = train_model(images, args.out, net=net, net_config=net_config, parameterization=args.parameterization,
-                          schedule=args.schedule, config=cfg, normalize=False,
-                          labels=labels if num_classes else None, info=info,
+    trainer = train_model(dataset, args.out, net=net, net_config=net_config, parameterization=args.parameterization,
+                          schedule=args.schedule, config=cfg, normalize=False, info=info,
                           augment=flip_rows if args.flip else None,
                           progress=int(os.environ.get("RANK", "0")) == 0)
-    if hasattr(train_cmd, "finish"):
-        return train_cmd.finish(trainer, args.out)
-    print(f"wrote {args.out}/ (config.json, model.safetensors, metrics.jsonl, loss.png)")
-    return 0
+    return train_cmd.finish(trainer, args.out)

@@ -13,8 +13,8 @@ def add_latent_args(p) -> None:
                    help="train on the scaled latents of this autoencoder (from 'unnoise train-autoencoder'); "
                         "--data is then images: shapes, digits, a folder or a .npy (N, C, H, W) in [-1, 1]; "
                         "'unnoise sample' decodes the samples to images")
-    g.add_argument("--num-images", type=int, default=5000, help="images generated for --data shapes (default: 5000)")
-    g.add_argument("--text", action="store_true",
+    g.add_argument("--num-images", type=int, default=None, help="images generated for --data shapes (default: 5000)")
+    g.add_argument("--text", action="store_true", default=None,
                    help="condition on the captions of --data shapes through the frozen text encoder "
                         "(cross-attention; the empty prompt is the null condition for classifier-free guidance; "
                         "needs pip install 'unnoise[text]')")
