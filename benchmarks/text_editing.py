@@ -24,10 +24,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import unnoise
 from unnoise.commands.demo_text import sample_prompts, train_text_model
 from unnoise.data import shapes
 from unnoise.imaging import plot_image_rows
-from unnoise.latent import LatentCodec, load_latent_run, psnr
+from unnoise.latent import LatentCodec, psnr
 from unnoise.text import TextEncoder
 
 HEADS = {"shape": len(shapes.SHAPES), "colour": len(shapes.COLOURS), "size": len(shapes.SIZES),
@@ -159,7 +160,7 @@ def main():
     print("judge accuracy on held-out real images:", {k: f"{v:.3f}" for k, v in judge_acc.items()})
 
     if args.run_dir:
-        pipe, _ = load_latent_run(os.path.join(args.run_dir, "run"))
+        pipe = unnoise.load(os.path.join(args.run_dir, "run"))
         encoder = TextEncoder()
         train_s = None
     else:
@@ -178,7 +179,7 @@ def main():
     results = {}
     for scale in [float(s) for s in args.scales.split(",")]:
         t = time.perf_counter()
-        imgs = sample_prompts(pipe, encoder, [p for p, _ in prompts], args.per_prompt, scale, args.sample_steps, args.seed)
+        imgs = sample_prompts(pipe, [p for p, _ in prompts], args.per_prompt, scale, args.sample_steps, args.seed)
         results[scale] = agreement(judge, imgs, [a for _, a in prompts], args.per_prompt)
         results[scale]["seconds"] = time.perf_counter() - t
         rows[scale] = imgs

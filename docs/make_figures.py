@@ -437,7 +437,7 @@ def fig_latent(out, fast):
     """Latent diffusion on digits: a small KL autoencoder, then diffusion with an exact latent denoiser."""
     from unnoise.data.images import load_digits
     from unnoise.imaging import plot_image_rows
-    from unnoise.latent import LatentCodec, LatentPipeline
+    from unnoise.latent import LatentCodec
     from unnoise.nets.autoencoder import Autoencoder, estimate_latent_scale, fit_autoencoder
     images, labels, _ = load_digits()
     torch.manual_seed(0)
@@ -453,7 +453,8 @@ def fig_latent(out, fast):
 
     def latent_denoiser(x, sigma, cond=None):
         return gm.denoise(x.reshape(len(x), -1), sigma).reshape(x.shape)
-    pipe = LatentPipeline(latent_denoiser, schedules.DDPM(), codec, images.shape[1:])
+    pipe = unnoise.Pipeline(latent_denoiser, schedules.DDPM(), "latent_images", tuple(images.shape[1:]),
+                            model_shape=codec.latent_shape(images.shape[1:]), codec=codec)
     samples = pipe.sample(12, sampler="ddim", steps=10 if fast else 30, generator=torch.Generator().manual_seed(0))
     recon = codec.decode(z[:12])
     err = float((codec.decode(z[:200]) - images[:200]).abs().mean())

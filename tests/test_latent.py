@@ -5,7 +5,8 @@ import torch
 from unnoise import schedules
 from unnoise.analytic import EmpiricalDenoiser
 from unnoise.data.shapes import make_shapes
-from unnoise.latent import LatentCodec, LatentPipeline, load_latent_run, psnr, train_latent
+import unnoise
+from unnoise.latent import LatentCodec, psnr, train_latent
 from unnoise import checkpoint
 from unnoise.nets.autoencoder import Autoencoder, estimate_latent_scale
 
@@ -50,8 +51,10 @@ def test_pipeline_samples_decode_memorised_latents(codec):
     so the decoded images are the autoencoder's reconstructions of training images."""
     c, images = codec
     z_train = c.encode(images[:8])
-    pipe = LatentPipeline(EmpiricalDenoiser(z_train), schedules.get("karras"), c, (3, 16, 16))
-    out, z = pipe.sample(6, sampler="ddim", steps=30, generator=torch.Generator().manual_seed(1), return_latents=True)
+    pipe = unnoise.Pipeline(EmpiricalDenoiser(z_train), schedules.get("karras"), "latent_images", (3, 16, 16),
+                            model_shape=c.latent_shape((3, 16, 16)), codec=c)
+    out, z = pipe.sample(6, sampler="ddim", steps=30, generator=torch.Generator().manual_seed(1),
+                         return_model_space=True)
     assert out.shape == (6, 3, 16, 16) and float(out.abs().max()) <= 1
     d = torch.cdist(z.reshape(6, -1), z_train.reshape(8, -1))
     assert float(d.min(1).values.max()) < 1e-2 * float(d.max())
@@ -62,7 +65,8 @@ def test_pipeline_samples_decode_memorised_latents(codec):
 def test_pipeline_inpaint_keeps_known_pixels_and_img2img_identity(codec):
     c, images = codec
     z_train = c.encode(images)
-    pipe = LatentPipeline(EmpiricalDenoiser(z_train), schedules.get("ddpm"), c, (3, 16, 16))
+    pipe = unnoise.Pipeline(EmpiricalDenoiser(z_train), schedules.get("ddpm"), "latent_images", (3, 16, 16),
+                            model_shape=c.latent_shape((3, 16, 16)), codec=c)
     x = images[:4]
     mask = torch.ones(16, 16)
     mask[4:12, 4:12] = 0
@@ -88,13 +92,15 @@ def test_train_latent_run_roundtrip(tmp_path, codec):
     cfg = TrainConfig(steps=3, batch_size=8, log_every=1, device="cpu")
     train_latent(images, str(ae_dir), str(run), net="unet",
                  net_config=dict(base_channels=8, channel_mult=[1], attention_levels=[]), config=cfg, progress=False)
-    pipe, config = load_latent_run(str(run))
+    pipe = unnoise.load(str(run))
+    config = pipe.config
+    assert pipe.kind == "latent_images" and pipe.shape == (3, 16, 16) and pipe.model_shape == (2, 4, 4)
     assert config["latent"]["autoencoder"] == str(ae_dir.resolve())
     assert config["latent"]["latent_shape"] == [2, 4, 4] and config["data"]["shape"] == [2, 4, 4]
     out = pipe.sample(2, steps=3, generator=torch.Generator().manual_seed(0))
     assert out.shape == (2, 3, 16, 16) and torch.isfinite(out).all()
     with pytest.raises(FileNotFoundError, match="--autoencoder"):
-        load_latent_run(str(run), autoencoder=str(tmp_path / "moved"))
+        unnoise.load(str(run), autoencoder=str(tmp_path / "moved"))
 
 
 def test_cli_train_autoencoder_train_latent_sample(tmp_path):

@@ -1,21 +1,19 @@
 """unnoise: diffusion models in one formulation.
 
 Every forward process is ``x_t = s(t) (x_0 + sigma(t) eps)``; everything downstream talks to one
-denoiser ``D(x, sigma, cond) ~ E[x_0 | x_0 + sigma eps = x]``.
+denoiser ``D(x, sigma, cond) ~ E[x_0 | x_0 + sigma eps = x]``.  ``unnoise.load(path)`` reads any
+trained run (or a diffusers folder) as a :class:`Pipeline`.
 """
-from . import analytic, checkpoint, data, denoiser, losses, metrics, nets, samplers, schedules
+from . import (analytic, checkpoint, data, denoiser, editing, guidance, imaging, latent, likelihood, losses, metrics,
+               nets, runs, samplers, schedules, spectral, text, upscale)
 from .denoiser import Denoiser
+from .guidance import cfg
+from .runs import Pipeline, load
 from .samplers import sample
 from .train import TrainConfig, Trainer
-from . import editing, latent, text, upscale  # noqa: E402
-from . import likelihood  # noqa: E402
-from . import guidance, imaging  # noqa: E402
-from .guidance import cfg  # noqa: E402
-from . import spectral  # noqa: E402
-from . import runs  # noqa: E402
-from .runs import Pipeline, load  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["Denoiser", "Pipeline", "TrainConfig", "Trainer", "analytic", "checkpoint", "data", "denoiser", "load",
-           "losses", "metrics", "nets", "runs", "sample", "samplers", "schedules"]
+__all__ = ["Denoiser", "Pipeline", "TrainConfig", "Trainer", "analytic", "cfg", "checkpoint", "data", "denoiser",
+           "editing", "guidance", "imaging", "latent", "likelihood", "load", "losses", "metrics", "nets", "runs",
+           "sample", "samplers", "schedules", "spectral", "text", "upscale"]

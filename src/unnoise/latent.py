@@ -3,17 +3,12 @@
 The diffusion model is an ordinary denoiser over latents ``z = (mu(x) - shift) * scale`` (``mu`` the
 autoencoder's posterior mean, ``scale``/``shift`` estimated so the latents have zero mean and unit
 variance), so every sampler, guidance method and editing routine runs unchanged on them.  The
-:class:`LatentCodec` maps images to latents and back; the :class:`LatentPipeline` wraps a trained
-latent denoiser with its codec and offers image-level sampling and editing:
-
-* ``sample``: latents from noise with any sampler, decoded;
-* ``img2img``: encode, SDEdit in latent space, decode;
-* ``inpaint``: the pixel mask becomes a latent mask (a latent cell is known only when every pixel
-  it covers is known), the latents are inpainted, decoded, and the known pixels are pasted back, so
-  they come out exactly as given.
+:class:`LatentCodec` maps images to latents and back (and pixel masks to latent masks: a latent cell
+is known only when every pixel it covers is known); it is the codec of a latent run's
+:class:`unnoise.Pipeline`, which samples, inpaints and edits with images in and out.
 
 A run directory trained with ``unnoise train --latent AE_DIR`` stores ``{"latent": {...}}`` in its
-config (the autoencoder's directory, scale, shift and image shape); :func:`load_latent_run` reads it.
+config (the autoencoder's directory, scale, shift and image shape); :func:`unnoise.load` reads it.
 """
 from __future__ import annotations
 
@@ -22,9 +17,7 @@ import os
 import torch
 import torch.nn.functional as F
 
-from . import editing
 from .nets.autoencoder import Autoencoder, load_autoencoder
-from .samplers import sample
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 2.0) -> float:
@@ -102,124 +95,6 @@ class LatentCodec:
                 "image_shape": list(image_shape), "latent_shape": list(self.latent_shape(image_shape))}
 
 
-class LatentPipeline:
-    """A latent denoiser with its schedule and codec: sampling and editing with images in and out.
-
-    Args:
-        denoiser: ``D(z, sigma[, cond])`` over scaled latents (a trained model, guided or not).
-        schedule: gives the sampling grids.
-        codec: the :class:`LatentCodec` the model was trained with.
-        image_shape: ``(C, H, W)`` of the images.
-    """
-
-    def __init__(self, denoiser, schedule, codec: LatentCodec, image_shape):
-        self.denoiser, self.schedule, self.codec = denoiser, schedule, codec
-        self.image_shape = tuple(image_shape)
-        self.latent_shape = codec.latent_shape(self.image_shape)
-
-    def _device(self):
-        return next(self.denoiser.parameters()).device if isinstance(self.denoiser, torch.nn.Module) else self.codec.device
-
-    def _cond(self, cond, n: int):
-        """No condition on a text-conditioned model means the empty prompt (its null context), not no context."""
-        if cond is None or (isinstance(cond, dict) and not cond):
-            from .text import null_prompt_cond
-            try:
-                return null_prompt_cond(self.denoiser, n, self._device())
-            except ValueError:
-                return cond
-        return cond
-
-    def sample(self, n: int, sampler: str = "ddim", steps: int = 50, spacing=None, generator=None, cond=None,
-               return_latents: bool = False, progress: bool = False, **options) -> torch.Tensor:
-        """``n`` images ``(n, C, H, W)`` in [-1, 1] (and the latents when ``return_latents``)."""
-        sigmas = self.schedule.sampling_sigmas(steps, spacing)
-        z = torch.randn(n, *self.latent_shape, generator=generator) * sigmas[0]
-        z = sample(self.denoiser, z.to(self._device()), sigmas, sampler=sampler, generator=generator,
-                   cond=self._cond(cond, n),
-                   progress=progress, **options)
-        images = self.codec.decode(z).cpu()
-        return (images, z.cpu()) if return_latents else images
-
-    def img2img(self, images: torch.Tensor, strength: float, sampler: str = "ddim", steps: int = 50, spacing=None,
-                generator=None, cond=None, **options) -> torch.Tensor:
-        """SDEdit in latent space; ``strength = 0`` returns ``images`` unchanged."""
-        self._check(images)
-        if not isinstance(strength, (int, float)) or not 0.0 <= float(strength) <= 1.0:
-            raise ValueError(f"strength must be a number in [0, 1], got {strength!r}")
-        if float(strength) == 0.0:  # exactly the input, not its autoencoder reconstruction
-            return images.clone()
-        z = self.codec.encode(images.to(self._device()))
-        out = editing.img2img(self.denoiser, z, self.schedule.sampling_sigmas(steps, spacing), strength,
-                              sampler=sampler, cond=self._cond(cond, len(images)), generator=generator, **options)
-        return self.codec.decode(out).cpu()
-
-    def inpaint(self, images: torch.Tensor, mask, sampler: str = "ddpm", steps: int = 50, spacing=None,
-                generator=None, cond=None, method: str = "replace", jump_length: int = 10, jump_n_sample: int = 1,
-                particles: int = 16, **options) -> torch.Tensor:
-        """Fill ``mask == 0`` pixels of ``images`` ``(B, C, H, W)``; pixels with ``mask == 1`` are returned exactly.
-
-        ``method``: ``replace`` (with RePaint resampling when ``jump_n_sample > 1``) or ``smc``
-        (see :mod:`unnoise.editing`).  ``mask`` broadcasts against ``(B, 1, H, W)`` or ``(B, C, H, W)``;
-        a pixel is known when it is known in every channel.
-        """
-        self._check(images)
-        pix = torch.as_tensor(mask, dtype=images.dtype)
-        while pix.ndim < 4:
-            pix = pix.unsqueeze(0)
-        if pix.ndim != 4 or pix.shape[1] not in (1, images.shape[1]) or tuple(pix.shape[2:]) != images.shape[2:] \
-                or pix.shape[0] not in (1, images.shape[0]):
-            raise ValueError(f"mask of shape {tuple(torch.as_tensor(mask).shape)} does not fit images of shape "
-                             f"{tuple(images.shape)}; give (H, W), (1 or C, H, W) or (B, 1 or C, H, W)")
-        pix = pix.expand(images.shape[0], -1, -1, -1)
-        if not torch.all((pix == 0) | (pix == 1)):
-            raise ValueError("mask must hold only 0 (generate) and 1 (keep)")
-        pix_all = pix.amin(1, keepdim=True)  # known in every channel
-        dev = self._device()
-        z_known = self.codec.encode(images.to(dev))
-        lat_keep = self.codec.latent_mask(pix_all).to(dev).expand(-1, self.latent_shape[0], -1, -1)
-        sigmas = self.schedule.sampling_sigmas(steps, spacing)
-        cond = self._cond(cond, len(images))
-        if method == "replace":
-            z = editing.inpaint(self.denoiser, z_known, lat_keep, sigmas, sampler=sampler, cond=cond,
-                                generator=generator, jump_length=jump_length, jump_n_sample=jump_n_sample, **options)
-        elif method == "smc":
-            z = editing.inpaint_smc(self.denoiser, z_known, lat_keep, sigmas, particles=particles, cond=cond,
-                                    generator=generator)
-        else:
-            raise ValueError(f"unknown inpainting method {method!r}; choose replace or smc")
-        decoded = self.codec.decode(z).cpu()
-        keep = torch.broadcast_to(pix, images.shape).bool()
-        return torch.where(keep, images, decoded)
-
-    def _check(self, images):
-        if images.ndim != 4 or tuple(images.shape[1:]) != self.image_shape:
-            raise ValueError(f"images must have shape (B, {', '.join(map(str, self.image_shape))}), "
-                             f"got {tuple(images.shape)}")
-
-
-def load_latent_run(run_dir: str, device="cpu", ema: bool = True, autoencoder: str | None = None) -> tuple:
-    """Load a run trained with ``--latent``: ``(LatentPipeline, config)``.
-
-    ``autoencoder`` overrides the stored autoencoder directory (e.g. after moving the files).
-    """
-    from .checkpoint import load
-    denoiser, schedule, config = load(run_dir, ema=ema, device=device)
-    info = config.get("latent")
-    if not info:
-        raise ValueError(f"{run_dir!r} is not a latent diffusion run (train one with 'unnoise train --latent AE_DIR')")
-    ae_dir = autoencoder or info["autoencoder"]
-    if not os.path.isdir(ae_dir):
-        raise FileNotFoundError(f"the run's autoencoder {ae_dir!r} is missing; pass its new location "
-                                "(--autoencoder DIR)")
-    codec = LatentCodec.from_dir(ae_dir, device)
-    if abs(codec.scale - info["scale"]) > 1e-9 * max(1.0, abs(info["scale"])):
-        raise ValueError(f"the autoencoder in {ae_dir!r} has latent scale {codec.scale}, but the run was trained "
-                         f"with {info['scale']}: it is a different autoencoder")
-    return LatentPipeline(denoiser, schedule, codec, info["image_shape"]), config
-
-
-@torch.no_grad()
 def encode_dataset(codec: LatentCodec, dataset, batch_size: int = 256, num_workers: int = 0,
                    progress: bool = False):
     """A latent cache: every ``(image, cond)`` item of ``dataset`` encoded once by ``codec``, streamed in

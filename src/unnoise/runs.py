@@ -398,8 +398,10 @@ def _is_diffusion_config(path: str) -> bool:
     return not (isinstance(config, dict) and config.get("kind") in ("classifier", "autoencoder"))
 
 
-def _prompt_encoder(device):
-    state = {}
+def prompt_encoder(device="cpu", encoder=None):
+    """``prompts -> {"context", "context_mask"}`` through the bundled text encoder (``encoder``, or one
+    made on first use on ``device``: loading it takes seconds, so runs that never see a prompt skip it)."""
+    state = {} if encoder is None else {"encoder": encoder}
 
     def encode(prompts):
         if "encoder" not in state:
@@ -461,5 +463,5 @@ def load(path: str, device: str | torch.device = "cpu", ema: bool = True, autoen
                          f"with {info['scale']}: it is a different autoencoder")
     classes = config.get("latent_classes") or {}
     return Pipeline(denoiser, schedule, kind, tuple(info["image_shape"]), model_shape=shape, codec=codec,
-                    prompt_encoder=_prompt_encoder(device) if kind == "text" else None,
+                    prompt_encoder=prompt_encoder(device) if kind == "text" else None,
                     num_classes=classes.get("num_classes") or 0, class_names=classes.get("class_names"), **common)

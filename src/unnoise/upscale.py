@@ -45,17 +45,3 @@ def train_upscaler(images: torch.Tensor, factor: int, run_dir: str | None, net_c
     info = {"kind": "upscale", "upscale": {"factor": factor, "low_shape": list(data.cond["concat"].shape[1:])}}
     return train_model(data, run_dir, net="unet", net_config=net, normalize=False, info=info, progress=progress,
                        **train_kwargs)
-
-
-@torch.no_grad()
-def upscale(denoiser, schedule, low: torch.Tensor, factor: int, sampler: str = "dpmpp_2m", steps: int = 30,
-            generator: torch.Generator | None = None, **options) -> torch.Tensor:
-    """Sample high-resolution images ``(B, C, h f, w f)`` given low-resolution ``low`` ``(B, C, h, w)``."""
-    from .samplers import sample
-    b, c, h, w = low.shape
-    sigmas = schedule.sampling_sigmas(steps)
-    device = next(denoiser.parameters()).device
-    x = torch.randn(b, c, h * factor, w * factor, generator=generator) * sigmas[0]
-    out = sample(denoiser, x.to(device), sigmas, sampler=sampler, generator=generator,
-                 cond={"concat": low.to(device)}, **options)
-    return out.clamp(-1, 1).cpu()

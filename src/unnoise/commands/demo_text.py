@@ -12,6 +12,8 @@ import time
 
 import torch
 
+from ..runs import load, prompt_encoder
+
 PROMPTS = ["a large red circle in the center", "a small blue square at the top left",
            "a large green triangle at the bottom right", "a small yellow circle at the top right",
            "a large blue triangle at the bottom left", "a small red square in the center",
@@ -27,7 +29,7 @@ def train_text_model(out: str, seed: int = 0, num_images: int = 4000, ae_steps: 
     ``reuse_autoencoder`` keeps an autoencoder already in ``out/autoencoder`` instead of training one.
     """
     from ..data.shapes import make_shapes
-    from ..latent import LatentCodec, load_latent_run, psnr, train_latent
+    from ..latent import LatentCodec, psnr, train_latent
     from ..nets.autoencoder import Autoencoder, fit_autoencoder
     from ..text import TextEncoder
     from ..train import TrainConfig
@@ -55,22 +57,19 @@ def train_text_model(out: str, seed: int = 0, num_images: int = 4000, ae_steps: 
                  schedule="cosine", parameterization="v", config=cfg, progress=progress)
     t_all = time.perf_counter() - t0
     log(f"text-conditioned latent diffusion trained ({t_all - t_ae:.0f} s)")
-    pipe, _ = load_latent_run(run_dir, device=device)
+    pipe = load(run_dir, device=device)
+    pipe.prompt_encoder = prompt_encoder(encoder=encoder)  # the encoder already loaded
     return pipe, encoder, {"psnr_db": ae_psnr, "train_s": t_all, "ae_dir": ae_dir, "run_dir": run_dir}
 
 
-def sample_prompts(pipe, encoder, prompts, per_prompt: int, guidance: float, steps: int, seed: int = 0,
+def sample_prompts(pipe, prompts, per_prompt: int, guidance: float, steps: int, seed: int = 0,
                    sampler: str = "dpmpp_2m"):
     """Guided samples for each prompt: ``(len(prompts), per_prompt, 3, 32, 32)``."""
-    from ..guidance import cfg
-    from ..latent import LatentPipeline
-    from ..text import prompt_cond
-    guided = LatentPipeline(cfg(pipe.denoiser, guidance), pipe.schedule, pipe.codec, pipe.image_shape)
     rows = []
     for i, prompt in enumerate(prompts):
-        cond = prompt_cond(encoder, prompt, per_prompt)
         g = torch.Generator().manual_seed(seed + i)
-        rows.append(guided.sample(per_prompt, sampler=sampler, steps=steps, generator=g, cond=cond))
+        rows.append(pipe.sample(per_prompt, sampler=sampler, steps=steps, generator=g, prompt=prompt,
+                                guidance_scale=guidance))
     return torch.stack(rows)
 
 
@@ -86,7 +85,7 @@ def run(args):
         torch.set_num_threads(1)
     pipe, encoder, info = train_text_model(args.out, args.seed, DEFAULTS["num_images"], DEFAULTS["ae_steps"], steps,
                                            DEFAULTS["batch_size"], device)
-    rows = sample_prompts(pipe, encoder, PROMPTS, 8, DEFAULTS["guidance"], DEFAULTS["sample_steps"], args.seed)
+    rows = sample_prompts(pipe, PROMPTS, 8, DEFAULTS["guidance"], DEFAULTS["sample_steps"], args.seed)
     path = os.path.join(args.out, "text_samples.png")
     plot_image_rows(list(rows), PROMPTS, path,
                     title=f"prompt -> samples (latent diffusion, guidance {DEFAULTS['guidance']:g}, "

@@ -1,7 +1,6 @@
 """``unnoise upscale``: train a super-resolution diffusion model, or upscale images with one."""
 from __future__ import annotations
 
-import os
 
 import torch
 
@@ -33,7 +32,7 @@ def register(sub):
 
 
 def run(args):
-    from ..train import TrainConfig, resolve_device
+    from ..train import TrainConfig
     if args.train:
         from ..upscale import train_upscaler
         from .train_autoencoder import load_image_data

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch import nn
 
 from .embeddings import NoiseLevelEmbedding, labels_only
