@@ -23,15 +23,6 @@ def standardise(data: torch.Tensor, enabled: bool = True):
     return ((flat - mean) / std).reshape(data.shape), stats
 
 
-def unstandardise(x: torch.Tensor, stats: dict | None) -> torch.Tensor:
-    """Undo :func:`standardise`: map ``(n, ...)`` model-space samples back to data units (identity when ``stats`` is None)."""
-    if not stats:
-        return x
-    mean = torch.tensor(stats["mean"], dtype=x.dtype, device=x.device)
-    std = torch.tensor(stats["std"], dtype=x.dtype, device=x.device)
-    return (x.reshape(x.shape[0], -1) * std + mean).reshape(x.shape)
-
-
 def data_std(dataset, max_examples: int = 512) -> float:
     """Standard deviation of a dataset's examples (the denoiser's ``sigma_data``): exact for an
     in-memory tensor, else from ``max_examples`` evenly spaced examples (a streamed dataset is not

@@ -32,6 +32,7 @@ import os
 import torch
 
 from . import checkpoint, editing, guidance
+from .data.datasets import unnormalise
 from .denoiser import as_cond
 from .latent import LatentCodec
 from .samplers import sample as run_sampler
@@ -50,21 +51,14 @@ class Standardizer:
     def __init__(self, stats: dict | None):
         self.stats = stats or None
 
-    def _ms(self, x):
-        mean = torch.tensor(self.stats["mean"], dtype=x.dtype, device=x.device)
-        std = torch.tensor(self.stats["std"], dtype=x.dtype, device=x.device)
-        return mean, std
-
     def decode(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.stats:
-            return x
-        mean, std = self._ms(x)
-        return (x.reshape(x.shape[0], -1) * std + mean).reshape(x.shape)
+        return unnormalise(x, self.stats)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         if not self.stats:
             return x
-        mean, std = self._ms(x)
+        mean = torch.tensor(self.stats["mean"], dtype=x.dtype, device=x.device)
+        std = torch.tensor(self.stats["std"], dtype=x.dtype, device=x.device)
         return ((x.reshape(x.shape[0], -1) - mean) / std).reshape(x.shape)
 
 

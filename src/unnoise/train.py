@@ -53,6 +53,7 @@ from tqdm.auto import tqdm
 from . import checkpoint
 from . import distributed as dist
 from .data import check_finite
+from .data.datasets import unnormalise
 from .data.memory import TensorDataset
 from .denoiser import Denoiser
 from .losses import WEIGHTINGS, denoising_loss
@@ -692,7 +693,6 @@ class Trainer:
             return path
         if self.kind is not None or len(self.example_shape) != 1 or self.example_shape[0] < 2:
             return None
-        from .pipeline import unstandardise
         from .plotting import plot_points
         from .samplers import sample
         n = min(n, len(self.data))
@@ -702,7 +702,7 @@ class Trainer:
         out = sample(self.ema, x, sigmas, sampler="ddim", generator=g).cpu()
         stats = self.info.get("data", {}).get("normalization") if isinstance(self.info.get("data"), dict) else None
         ref = torch.stack([self.data[int(i)][0] for i in torch.randperm(len(self.data), generator=g)[:n]]).cpu()
-        plot_points({"data": unstandardise(ref, stats), f"EMA samples, step {self.step_count}": unstandardise(out, stats)},
+        plot_points({"data": unnormalise(ref, stats), f"EMA samples, step {self.step_count}": unnormalise(out, stats)},
                     path)
         return path
 

@@ -8,7 +8,8 @@ import torch
 
 from .. import metrics
 from ..data import TOY_DATASETS, toy_dataset
-from ..pipeline import train_model, unstandardise
+from ..data.datasets import unnormalise
+from ..pipeline import train_model
 from ..runs import load
 from ..plotting import plot_points, plot_trajectory
 from ..train import TrainConfig
@@ -68,7 +69,7 @@ def run(args):
     # forward noising of the data and reverse DDPM trajectory at the same noise levels
     levels = [0.0, 0.1, 0.3, 0.6, 1.0, 2.0, 157.4]
     normed = (held_out - torch.tensor(stats["mean"])) / torch.tensor(stats["std"])
-    forward = [(s, unstandardise(normed + s * torch.randn(normed.shape, generator=g), stats)) for s in levels]
+    forward = [(s, unnormalise(normed + s * torch.randn(normed.shape, generator=g), stats)) for s in levels]
     snaps = {}
     sigmas = sched.sampling_sigmas(1000)
 
@@ -76,10 +77,10 @@ def run(args):
         nxt = float(sigmas[i + 1])
         for lv in levels:
             if lv not in snaps and nxt <= lv:
-                snaps[lv] = (nxt, unstandardise(x.detach().cpu().clone(), stats))
+                snaps[lv] = (nxt, unnormalise(x.detach().cpu().clone(), stats))
 
     x = torch.randn(n, 2, generator=g) * sigmas[0]
-    snaps[levels[-1]] = (float(sigmas[0]), unstandardise(x.clone(), stats))
+    snaps[levels[-1]] = (float(sigmas[0]), unnormalise(x.clone(), stats))
     from ..samplers import sample
     sample(den, x, sigmas, sampler="ddpm", generator=g, callback=grab)
     reverse = [snaps[lv] for lv in reversed(levels)]

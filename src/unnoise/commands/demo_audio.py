@@ -16,7 +16,7 @@ from .. import spectral
 from ..data.audio import synthetic_audio, write_wav
 from ..denoiser import Denoiser
 from ..nets.diffwave import DiffWave
-from ..pipeline import unstandardise
+from ..data.datasets import unnormalise
 from ..plotting import plot_spectrograms
 from ..samplers import sample
 from ..schedules import get as get_schedule
@@ -73,7 +73,7 @@ def run(args):
     n = 64
     sigmas = sched.sampling_sigmas(30)
     x = torch.randn(n, 1, CLIP_LENGTH, generator=g) * sigmas[0]
-    gen = unstandardise(sample(trainer.ema, x.to(trainer.device), sigmas, sampler="dpmpp_2m").cpu(), stats)
+    gen = unnormalise(sample(trainer.ema, x.to(trainer.device), sigmas, sampler="dpmpp_2m").cpu(), stats)
     gen = gen.clamp(-1, 1)
     os.makedirs(args.out, exist_ok=True)
     for i in range(4):

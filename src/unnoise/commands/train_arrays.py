@@ -21,7 +21,7 @@ ARRAY_NETS = {"diffwave": (2,), "unet": (2, 3, 4)}
 def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, dict]:
     """Scale ``(N, C, *spatial)`` data to zero mean, unit variance per channel: ``(scaled, stats)``.
 
-    ``stats`` holds per-feature ``mean``/``std`` lists as :func:`unnoise.pipeline.unstandardise` expects
+    ``stats`` holds per-feature ``mean``/``std`` lists as :func:`unnoise.data.datasets.unnormalise` expects
     them (one entry when there is one channel, since a single value broadcasts over every feature).
     """
     dims = [0] + list(range(2, x.ndim))

@@ -41,7 +41,7 @@ def normalise(x: torch.Tensor, stats: dict | None) -> torch.Tensor:
 
 
 def unnormalise(x: torch.Tensor, stats: dict | None) -> torch.Tensor:
-    """Undo :func:`normalise` on a batch ``(n, ...)`` (the same as :func:`unnoise.pipeline.unstandardise`)."""
+    """Undo :func:`normalise` on a batch ``(n, ...)`` (and :func:`unnoise.pipeline.standardise`)."""
     if not stats:
         return x
     mean = torch.tensor(stats["mean"], dtype=x.dtype, device=x.device)
