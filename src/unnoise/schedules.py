@@ -47,10 +47,25 @@ def alpha_bar_from_sigma(sigma: torch.Tensor) -> torch.Tensor:
 def karras_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> torch.Tensor:
     """EDM grid: ``(sigma_max^(1/rho) + i/(n-1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho``, then 0."""
     _check_steps(steps)
+    check_range(sigma_min, sigma_max)
+    if not (isinstance(rho, (int, float)) and math.isfinite(rho) and rho > 0):
+        raise ValueError(f"rho must be a positive number (7 = EDM), got {rho!r}")
     ramp = torch.linspace(0, 1, steps, dtype=torch.float64) if steps > 1 else torch.zeros(1, dtype=torch.float64)
     lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
     sig = (hi + ramp * (lo - hi)) ** rho
     return _append_zero(sig)
+
+
+def check_range(sigma_min, sigma_max) -> None:
+    """Raise ``ValueError`` unless ``0 < sigma_min < sigma_max``, both finite (the range of a sampling grid)."""
+    try:
+        lo, hi = float(sigma_min), float(sigma_max)
+    except (TypeError, ValueError):
+        lo = hi = math.nan
+    if isinstance(sigma_min, bool) or isinstance(sigma_max, bool) or not (math.isfinite(lo) and math.isfinite(hi)) \
+            or not 0 < lo < hi:
+        raise ValueError(f"a sampling grid needs finite 0 < sigma_min < sigma_max, got sigma_min={sigma_min!r}, "
+                         f"sigma_max={sigma_max!r} (swap them if they are reversed)")
 
 
 def _append_zero(sig: torch.Tensor) -> torch.Tensor:

@@ -133,6 +133,15 @@ class AutoSigmas:
         self._cache: dict = {}
         self.last = None
 
+    def check_start(self, x: torch.Tensor) -> None:
+        """Raise ``ValueError`` unless ``x`` looks like a start at ``sigma_max`` (``x = sigma_max * randn``):
+        its RMS must lie within a factor of 2 of ``sigma_max`` from below (the data add variance on top) and
+        within 10x from above."""
+        rms = float(x.double().pow(2).mean().sqrt())
+        if not 0.5 * self.sigma_max <= rms <= 10.0 * self.sigma_max:
+            raise ValueError(f"x must start at sigma_max = {self.sigma_max:g} (x = sigma_max * randn) for "
+                             f"AutoSigmas, but its RMS is {rms:.4g}; scale the start noise by sigma_max")
+
     def grid(self, denoiser, shape, sampler, options, device=None) -> torch.Tensor:
         try:  # bound methods compare equal per (object, function); each access makes a new one
             hash(denoiser)
