@@ -169,3 +169,43 @@ def test_auto_sigmas_checks_the_start():
         unnoise.sample(gm.denoise, torch.randn(16, 2), auto, sampler="dpmpp_2m")  # forgot * sigma_max
     out = unnoise.sample(gm.denoise, torch.randn(16, 2) * 80, auto, sampler="dpmpp_2m")
     assert out.shape == (16, 2) and torch.all(torch.isfinite(out))
+
+
+# ----------------------------------------------------------------------------- the measured defaults
+def test_default_sampler_and_grid_are_the_documented_ones():
+    import inspect
+    assert samplers.DEFAULT_SAMPLER == "ipndm"
+    assert inspect.signature(unnoise.sample).parameters["sampler"].default == samplers.DEFAULT_SAMPLER
+    assert schedules.DEFAULT_VP_GRID == {5: (7.0, 0.4), 10: (math.inf, 0.05), 20: (math.inf, 0.01)}
+    for sched in (schedules.DDPM(), schedules.Cosine(), schedules.ScaledLinear()):
+        for steps, (rho, lo) in ((3, (7.0, 0.4)), (5, (7.0, 0.4)), (10, (math.inf, 0.05)), (20, (math.inf, 0.01)),
+                                 (50, (math.inf, 0.01))):
+            sig = sched.sampling_sigmas(steps)
+            assert len(sig) == steps + 1 and sig[-1] == 0 and torch.all(sig[1:] < sig[:-1])
+            assert torch.equal(sig, karras_sigmas(steps, max(lo, sched.sigma_min), sched.sigma_max, rho))
+            assert float(sig[0]) == pytest.approx(sched.sigma_max, rel=1e-6)
+
+
+def test_sample_without_options_is_the_default_sampler():
+    gm = GaussianMixture.ring()
+    sig = schedules.DDPM().sampling_sigmas(10)
+    x = torch.randn(50, 2, generator=torch.Generator().manual_seed(0)) * sig[0]
+    assert torch.equal(unnoise.sample(gm.denoise, x, sig), unnoise.sample(gm.denoise, x, sig, sampler="ipndm"))
+
+
+def test_geometric_grid_is_the_karras_limit():
+    geo = karras_sigmas(6, 0.05, 157.0, math.inf).double()
+    assert torch.allclose(geo[:-1], torch.logspace(math.log10(157.0), math.log10(0.05), 6, dtype=torch.float64),
+                          rtol=1e-6)
+    assert torch.allclose(karras_sigmas(6, 0.05, 157.0, 1e6).double(), geo, rtol=1e-4)
+
+
+def test_tune_grid_record():
+    import json
+    gm = GaussianMixture.ring()
+    rec = unnoise.samplers.tune_grid(gm.denoise, (2,), 4, 0.01, 80.0, pilot=16, max_evals=6)
+    assert set(rec) == {"steps", "sampler", "sigmas", "nfe_cost"}
+    assert rec["steps"] == 4 and rec["sampler"] == samplers.DEFAULT_SAMPLER and len(rec["sigmas"]) == 5
+    assert rec["sigmas"][-1] == 0.0 and rec["sigmas"][0] == pytest.approx(80.0)
+    assert rec["nfe_cost"] >= 6 * 4  # at least the search's sampler runs
+    assert json.loads(json.dumps(rec)) == rec

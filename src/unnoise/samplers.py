@@ -29,6 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 _REGISTRY: dict[str, Callable] = {}
+DEFAULT_SAMPLER = "dpmpp_2m"
 
 
 def register(name: str):
@@ -828,4 +829,4 @@ def ipndm(denoiser, x, sigmas, *, order: int = 4, callback=None, progress=False)
 
 
 # choosing the grid for a step budget lives in its own module; re-exported here
-from .sigma_search import AutoSigmas, optimize_sigmas  # noqa: E402  (it needs sample() defined above)
+from .sigma_search import AutoSigmas, optimize_sigmas, tune_grid  # noqa: E402  (it needs sample() defined above)

@@ -158,3 +158,28 @@ class AutoSigmas:
 
     def __repr__(self):
         return f"AutoSigmas(steps={self.steps}, sigma_min={self.sigma_min}, sigma_max={self.sigma_max})"
+
+
+def tune_grid(denoiser, shape, steps: int, sigma_min: float, sigma_max: float, sampler: str | None = None,
+              *, pilot: int = 64, seed: int = 0, device=None, **search_options) -> dict:
+    """Tune a grid once for a model and a step budget; returns a JSON-able record to store with the model.
+
+    Runs :func:`optimize_sigmas` (the default sampler unless ``sampler`` is given) on a pilot batch drawn
+    with ``seed`` and counts every denoiser call the search makes (its reference ODE solve included).
+
+    Returns:
+        ``{"steps": int, "sampler": str, "sigmas": [steps + 1 floats, decreasing, last 0.0],
+        "nfe_cost": int}``: ``nfe_cost`` is the one-off cost of the search in denoiser calls on
+        ``pilot``-sized batches; sampling with the grid then costs the sampler's usual NFE.
+    """
+    sampler = sampler or _samplers.DEFAULT_SAMPLER
+    calls = 0
+
+    def counted(x, sigma, *cond):
+        nonlocal calls
+        calls += 1
+        return denoiser(x, sigma, *cond)
+
+    grid = optimize_sigmas(counted, shape, steps, sampler, sigma_min, sigma_max, pilot=pilot,
+                           generator=torch.Generator().manual_seed(seed), device=device, **search_options)
+    return {"steps": int(steps), "sampler": sampler, "sigmas": [float(v) for v in grid], "nfe_cost": int(calls)}
