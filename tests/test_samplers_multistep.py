@@ -109,7 +109,7 @@ def test_lms_trajectory_matches_k_diffusion(kd, order):
 
 # ----------------------------------------------------------------------------- orders of convergence
 @pytest.mark.parametrize("name,order,min_order", [("lms", 2, 1.8), ("lms", 3, 2.6), ("lms", 4, 2.9),
-                                                  ("ipndm", 4, 1.8)])
+                                                  ("ipndm", 4, 1.8), ("ipndm", 3, 1.8)])
 def test_multistep_order_of_convergence(smooth8, ode_reference, name, order, min_order):
     """Error against a tight RK45 solve shrinks like NFE^-order (Karras grid 10 -> 0.01, 16 -> 32 steps)."""
     x, ref = ode_reference
@@ -174,15 +174,20 @@ def test_auto_sigmas_checks_the_start():
 # ----------------------------------------------------------------------------- the measured defaults
 def test_default_sampler_and_grid_are_the_documented_ones():
     import inspect
-    assert samplers.DEFAULT_SAMPLER == "ipndm"
+    assert samplers.DEFAULT_SAMPLER == "ipndm" and samplers.sampler_options("ipndm") == {"order": 3}
     assert inspect.signature(unnoise.sample).parameters["sampler"].default == samplers.DEFAULT_SAMPLER
-    assert schedules.DEFAULT_VP_GRID == {5: (7.0, 0.4), 10: (math.inf, 0.05), 20: (math.inf, 0.01)}
+    assert schedules.DEFAULT_VP_GRID == {5: "trailing", 10: (math.inf, 0.1), 20: (math.inf, 0.01)}
     for sched in (schedules.DDPM(), schedules.Cosine(), schedules.ScaledLinear()):
-        for steps, (rho, lo) in ((3, (7.0, 0.4)), (5, (7.0, 0.4)), (10, (math.inf, 0.05)), (20, (math.inf, 0.01)),
-                                 (50, (math.inf, 0.01))):
+        for steps, entry in ((3, "trailing"), (7, "trailing"), (8, (math.inf, 0.1)), (10, (math.inf, 0.1)),
+                             (15, (math.inf, 0.01)), (20, (math.inf, 0.01)), (24, (math.inf, 0.01)), (25, "trailing"),
+                             (100, "trailing")):
             sig = sched.sampling_sigmas(steps)
             assert len(sig) == steps + 1 and sig[-1] == 0 and torch.all(sig[1:] < sig[:-1])
-            assert torch.equal(sig, karras_sigmas(steps, max(lo, sched.sigma_min), sched.sigma_max, rho))
+            if entry == "trailing":
+                assert torch.equal(sig, sched.sampling_sigmas(steps, "trailing"))
+            else:
+                rho, lo = entry
+                assert torch.equal(sig, karras_sigmas(steps, max(lo, sched.sigma_min), sched.sigma_max, rho))
             assert float(sig[0]) == pytest.approx(sched.sigma_max, rel=1e-6)
 
 

@@ -63,21 +63,22 @@ def karras_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float = 7
     return _append_zero(sig)
 
 
-# The default grid of the VP (DDPM-family) schedules for a number of steps: a Karras grid with exponent ``rho``
-# from sigma_max down to ``max(sigma_lo, sigma_min)``, then 0.  Chosen with the default sampler by
-# ``benchmarks/samplers_vs_peers.py --tune`` on training mixtures (2-D and 16-D) at 5, 10 and 20 NFE; a step count
-# uses the entry of the nearest measured one (<= 7: 5, 8-14: 10, >= 15: 20).
-DEFAULT_VP_GRID = {5: (7.0, 0.4), 10: (math.inf, 0.05), 20: (math.inf, 0.01)}
+# The default grid of the VP (DDPM-family) schedules for a number of steps: either one of the timestep spacings
+# ("trailing": uniform in the chain's time, ending at its last timestep), or ``(rho, sigma_lo)``: a Karras grid with
+# exponent ``rho`` (inf = geometric) from sigma_max down to ``max(sigma_lo, sigma_min)``, then 0.  Chosen with the
+# default sampler by ``benchmarks/samplers_vs_peers.py --tune`` on training mixtures (2-D and 16-D) at 5, 10 and
+# 20 NFE; a step count uses the entry of the nearest measured one (<= 7: 5, 8-14: 10, 15-24: 20).  From 25 steps on
+# (not measured here; DDPM and DDIM with many steps were tested on it) the default stays the ``trailing`` grid.
+DEFAULT_VP_GRID = {5: "trailing", 10: (math.inf, 0.1), 20: (math.inf, 0.01)}
+DEFAULT_GRID_MAX_STEPS = 24
 
 
-def default_grid(steps: int, sigma_min: float, sigma_max: float, table: dict | None = None) -> torch.Tensor:
-    """The measured default grid for ``steps`` (see :data:`DEFAULT_VP_GRID`): ``karras_sigmas(steps,
-    max(sigma_lo, sigma_min), sigma_max, rho)`` with ``(rho, sigma_lo)`` from the nearest measured step count."""
+def default_grid_entry(steps: int):
+    """The :data:`DEFAULT_VP_GRID` entry a step count uses: a spacing name or ``(rho, sigma_lo)``."""
     _check_steps(steps)
-    table = DEFAULT_VP_GRID if table is None else table
-    key = 5 if steps <= 7 else 10 if steps <= 14 else 20
-    rho, lo = table[key]
-    return karras_sigmas(steps, max(lo, sigma_min), sigma_max, rho)
+    if steps > DEFAULT_GRID_MAX_STEPS:
+        return "trailing"
+    return DEFAULT_VP_GRID[5 if steps <= 7 else 10 if steps <= 14 else 20]
 
 
 def check_range(sigma_min, sigma_max) -> None:
@@ -138,7 +139,7 @@ class Schedule:
         """Decreasing grid of ``steps + 1`` noise levels for sampling, ending in 0, ``(steps + 1,)`` float32.
 
         ``spacing`` (discrete schedules: ``default``, ``leading``, ``trailing``, ``linspace``, ``karras``) picks the
-        levels; without one, the measured default grid (:func:`default_grid`) for VP schedules.
+        levels; without one, the measured default grid (:data:`DEFAULT_VP_GRID`) for VP schedules.
         """
         raise NotImplementedError
 
@@ -158,11 +159,11 @@ class DiscreteVP(Schedule):
     Training draws ``t`` uniformly from ``{0..T-1}`` and uses ``sigma_t``; sampling picks a subset
     of timesteps with the usual spacings (as in diffusers: ``leading``, ``trailing``, ``linspace``),
     a Karras grid between the table's smallest and largest sigma, or (``default``, the default) the
-    measured grid of :func:`default_grid`, which need not lie on the table's timesteps.
+    measured grid of :data:`DEFAULT_VP_GRID`, which need not lie on the table's timesteps.
     """
 
     process = "vp"
-    default_spacing = "default"  # the measured grid of default_grid(); "trailing" before issue 16
+    default_spacing = "default"  # the measured DEFAULT_VP_GRID; "trailing" before issue 16
 
     def __init__(self, betas: torch.Tensor, spacing: str | None = None):
         betas = torch.as_tensor(betas, dtype=torch.float64)
@@ -213,7 +214,11 @@ class DiscreteVP(Schedule):
     def sampling_sigmas(self, steps, spacing=None):
         spacing = spacing or self.spacing
         if spacing == "default":
-            return default_grid(steps, self.sigma_min, self.sigma_max)
+            entry = default_grid_entry(steps)
+            if not isinstance(entry, str):
+                rho, lo = entry
+                return karras_sigmas(steps, max(lo, self.sigma_min), self.sigma_max, rho)
+            spacing = entry
         if spacing == "karras":
             _check_steps(steps)
             return karras_sigmas(steps, self.sigma_min, self.sigma_max)
