@@ -162,6 +162,12 @@ def test_karras_sigmas_rejects_bad_ranges(lo, hi, rho):
         karras_sigmas(5, lo, hi, rho)
 
 
+def test_auto_sigmas_rejects_bad_ranges():
+    for lo, hi in ((1.0, 0.5), (-0.1, 80.0)):
+        with pytest.raises(ValueError, match="sigma_min"):
+            AutoSigmas(5, lo, hi)
+
+
 def test_auto_sigmas_checks_the_start():
     gm = GaussianMixture.ring()
     auto = AutoSigmas(3, 0.01, 80.0, pilot=8, max_evals=4)

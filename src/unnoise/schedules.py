@@ -217,7 +217,8 @@ class DiscreteVP(Schedule):
             entry = default_grid_entry(steps)
             if not isinstance(entry, str):
                 rho, lo = entry
-                return karras_sigmas(steps, max(lo, self.sigma_min), self.sigma_max, rho)
+                lo = max(lo, self.sigma_min) if lo < self.sigma_max else self.sigma_min  # a tiny-range chain
+                return karras_sigmas(steps, lo, self.sigma_max, rho)
             spacing = entry
         if spacing == "karras":
             _check_steps(steps)

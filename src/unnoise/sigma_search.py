@@ -128,6 +128,8 @@ class AutoSigmas:
     def __init__(self, steps: int, sigma_min: float, sigma_max: float, pilot: int = 64, seed: int = 0,
                  **search_options):
         _samplers._check_positive_int("steps", steps)
+        from .schedules import check_range
+        check_range(sigma_min, sigma_max)
         self.steps, self.sigma_min, self.sigma_max = steps, sigma_min, sigma_max
         self.pilot, self.seed, self.search_options = pilot, seed, search_options
         self._cache: dict = {}
