@@ -415,7 +415,8 @@ SECTION = ("<!-- samplers_vs_peers:start -->", "<!-- samplers_vs_peers:end -->")
 
 def write_docs(text, path):
     body = (f"{SECTION[0]}\n## Few-step sampling: unnoise's default against diffusers, k-diffusion and azula\n\n"
-            f"Measured by `.venv/bin/python benchmarks/samplers_vs_peers.py --write-docs` (see its docstring for "
+            f"Measured by `benchmarks/samplers_vs_peers.py --n 1000 --dims D --seeds S --save rD_S.json` for D in "
+            f"2, 16 and S in 1000, 1001 (four processes), then `--merge r*.json --write-docs` (see its docstring for "
             f"every configuration).\n\n{text}\n{SECTION[1]}")
     doc = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
     if SECTION[0] in doc:
