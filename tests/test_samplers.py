@@ -16,7 +16,7 @@ from unnoise.schedules import DDPM, karras_sigmas
 diffusers = pytest.importorskip("diffusers")
 
 ALL = ["ddim", "ddpm", "euler", "heun", "rk45", "edm", "langevin", "euler_maruyama", "pc", "gradient_estimation",
-       "flow_euler", "flow_heun", "dpmpp_2m", "dpmpp_3m", "unipc", "deis"]
+       "flow_euler", "flow_heun", "dpmpp_2m", "dpmpp_3m", "unipc", "deis", "lms", "ipndm"]
 
 
 def swd(a, b):
@@ -54,7 +54,8 @@ def ode_reference(smooth8):
 
 def test_registry_and_default():
     assert set(ALL) <= set(unnoise.samplers.available())
-    assert inspect.signature(unnoise.sample).parameters["sampler"].default == "dpmpp_2m"
+    # the default changed from dpmpp_2m to the measured one (issue 16; see test_samplers_multistep.py)
+    assert inspect.signature(unnoise.sample).parameters["sampler"].default == unnoise.samplers.DEFAULT_SAMPLER
 
 
 # ----------------------------------------------------------------------------- diffusers cross-checks

@@ -128,10 +128,21 @@ class AutoSigmas:
     def __init__(self, steps: int, sigma_min: float, sigma_max: float, pilot: int = 64, seed: int = 0,
                  **search_options):
         _samplers._check_positive_int("steps", steps)
+        from .schedules import check_range
+        check_range(sigma_min, sigma_max)
         self.steps, self.sigma_min, self.sigma_max = steps, sigma_min, sigma_max
         self.pilot, self.seed, self.search_options = pilot, seed, search_options
         self._cache: dict = {}
         self.last = None
+
+    def check_start(self, x: torch.Tensor) -> None:
+        """Raise ``ValueError`` unless ``x`` looks like a start at ``sigma_max`` (``x = sigma_max * randn``):
+        its RMS must lie within a factor of 2 of ``sigma_max`` from below (the data add variance on top) and
+        within 10x from above."""
+        rms = float(x.double().pow(2).mean().sqrt())
+        if not 0.5 * self.sigma_max <= rms <= 10.0 * self.sigma_max:
+            raise ValueError(f"x must start at sigma_max = {self.sigma_max:g} (x = sigma_max * randn) for "
+                             f"AutoSigmas, but its RMS is {rms:.4g}; scale the start noise by sigma_max")
 
     def grid(self, denoiser, shape, sampler, options, device=None) -> torch.Tensor:
         try:  # bound methods compare equal per (object, function); each access makes a new one
@@ -149,3 +160,28 @@ class AutoSigmas:
 
     def __repr__(self):
         return f"AutoSigmas(steps={self.steps}, sigma_min={self.sigma_min}, sigma_max={self.sigma_max})"
+
+
+def tune_grid(denoiser, shape, steps: int, sigma_min: float, sigma_max: float, sampler: str | None = None,
+              *, pilot: int = 64, seed: int = 0, device=None, **search_options) -> dict:
+    """Tune a grid once for a model and a step budget; returns a JSON-able record to store with the model.
+
+    Runs :func:`optimize_sigmas` (the default sampler unless ``sampler`` is given) on a pilot batch drawn
+    with ``seed`` and counts every denoiser call the search makes (its reference ODE solve included).
+
+    Returns:
+        ``{"steps": int, "sampler": str, "sigmas": [steps + 1 floats, decreasing, last 0.0],
+        "nfe_cost": int}``: ``nfe_cost`` is the one-off cost of the search in denoiser calls on
+        ``pilot``-sized batches; sampling with the grid then costs the sampler's usual NFE.
+    """
+    sampler = sampler or _samplers.DEFAULT_SAMPLER
+    calls = 0
+
+    def counted(x, sigma, *cond):
+        nonlocal calls
+        calls += 1
+        return denoiser(x, sigma, *cond)
+
+    grid = optimize_sigmas(counted, shape, steps, sampler, sigma_min, sigma_max, pilot=pilot,
+                           generator=torch.Generator().manual_seed(seed), device=device, **search_options)
+    return {"steps": int(steps), "sampler": sampler, "sigmas": [float(v) for v in grid], "nfe_cost": int(calls)}

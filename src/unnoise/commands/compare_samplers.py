@@ -168,14 +168,21 @@ def run(args):
     print(compare.format_table([]))
     t0 = time.perf_counter()
     cost_grid = None if args.spacing != "auto" else (lambda steps, name: schedule.sampling_sigmas(steps, "karras"))
+    default = samplers.DEFAULT_SAMPLER
+
+    def log(line):  # mark the sampler unnoise.sample uses when none is named
+        print(line + ("  <- default" if line.split()[0] == default else ""))
     rows = compare.compare(denoiser, reference, shape, names, budgets, grid, n=args.n, seed=args.seed,
-                           options=options, postprocess=postprocess, log=print, cost_grid=cost_grid)
+                           options=options, postprocess=postprocess, log=log, cost_grid=cost_grid)
     print(f"\nreference vs reference SWD (the floor): {floor:.4f}" if math.isfinite(floor) else "")
     for budget in budgets:
         ok = [r for r in rows if r["budget"] == budget and math.isfinite(r["swd"])]
         if ok:
             best = min(ok, key=lambda r: r["swd"])
-            print(f"best at NFE <= {budget}: {best['sampler']} (SWD {best['swd']:.4f}, {best['nfe']} NFE)")
+            print(f"best at NFE <= {budget}: {best['sampler']} (SWD {best['swd']:.4f}, {best['nfe']} NFE)"
+                  + (" <- default" if best["sampler"] == default else ""))
+    print(f"default sampler (unnoise.sample without sampler=): {default}; default grid: "
+          f"schedule.sampling_sigmas(steps) without a spacing")
 
     csv_path, json_path, png_path = (os.path.join(args.out, f"compare.{e}") for e in ("csv", "json", "png"))
     with open(csv_path, "w", newline="") as f:
