@@ -15,7 +15,7 @@ diffusers itself):
   the sigmas are the table linearly interpolated in ``t``; ``use_karras_sigmas`` puts a Karras grid between the
   smallest and largest of those sigmas (or the config's ``sigma_min`` / ``sigma_max``), and the model then sees the
   timestep interpolated in log sigma.  The last sigma is 0 (or ``sigma_0`` with ``final_sigmas_type="sigma_min"``).
-* ``multistep`` (DPM-Solver++, DPM-Solver single-step, UniPC, DEIS): ``k + 1`` points with the last dropped
+* ``multistep`` (DPM-Solver++ multistep, UniPC, DEIS): ``k + 1`` points with the last dropped
   (``linspace`` = ``round(linspace(0, T-1, k+1))[:-1]``, ``leading`` ratio ``T // (k+1)``), trailing as above;
   Karras sigmas span the whole table and the model sees the *rounded* log-sigma-interpolated timestep.
 
@@ -38,7 +38,7 @@ FAMILIES = {
     "DDPMScheduler": "integer", "DDIMScheduler": "integer", "PNDMScheduler": "integer",
     "EulerDiscreteScheduler": "euler", "EulerAncestralDiscreteScheduler": "euler", "HeunDiscreteScheduler": "euler",
     "LMSDiscreteScheduler": "euler",
-    "DPMSolverMultistepScheduler": "multistep", "DPMSolverSinglestepScheduler": "multistep",
+    "DPMSolverMultistepScheduler": "multistep",
     "UniPCMultistepScheduler": "multistep", "DEISMultistepScheduler": "multistep",
 }
 TIMESTEP_MODES = ("nearest", "log", "linear", "floor", "continuous")
@@ -136,9 +136,9 @@ class DiffusersSchedule(DiscreteVP):
                     f"{source}: rescale_betas_zero_snr makes alpha_bar_T = 0, so sigma_max is infinite in unnoise's "
                     f"scale-free variable x = x_t / sqrt(alpha_bar); pass terminal_alpha_bar=2**-24 "
                     f"(diffusers' Euler does this; sigma_max = 4096) to start just below pure noise")
-            if not 0 < terminal_alpha_bar < float(ab[-2]):
-                raise ValueError(f"terminal_alpha_bar must be in (0, {float(ab[-2]):.3g}), got {terminal_alpha_bar}")
-            ab[-1] = terminal_alpha_bar
+            if not 0 < terminal_alpha_bar < 1:
+                raise ValueError(f"terminal_alpha_bar must be in (0, 1), got {terminal_alpha_bar}")
+            ab[-1] = terminal_alpha_bar  # (as in diffusers, this may exceed alpha_bar_{T-1}: see timestep())
         self.betas = betas.to(torch.float64)
         self.alphas_cumprod = ab.to(torch.float64)
         # the sigma table in float32 exactly as diffusers computes it, kept in float64
@@ -159,7 +159,7 @@ class DiffusersSchedule(DiscreteVP):
                 return "continuous"
             return "log" if self.karras else "linear"
         if self.family == "multistep" and self.karras and cfg.get("beta_schedule") == "squaredcos_cap_v2" \
-                and cfg["_class_name"] in ("DPMSolverMultistepScheduler", "DPMSolverSinglestepScheduler"):
+                and cfg["_class_name"] == "DPMSolverMultistepScheduler":
             return "floor"
         return "nearest"
 
@@ -250,8 +250,14 @@ class DiffusersSchedule(DiscreteVP):
         sig = torch.as_tensor(sigma, dtype=torch.float64).cpu()
         if mode == "continuous":
             return 0.25 * torch.log(sig.clamp_min(1e-10))
-        table = self.sigmas if mode == "linear" else torch.log(self.sigmas)
-        val = sig.clamp(float(self.sigmas[0]), float(self.sigmas[-1]))
+        sigmas = self.sigmas
+        top = None
+        if sigmas[-1] < sigmas[-2]:
+            # a zero-terminal-SNR table whose last alpha_bar was replaced by 2**-24 is not monotone at its end:
+            # search the rest, and give its own sigma the last timestep
+            top, sigmas = float(sigmas[-1]), sigmas[:-1]
+        table = sigmas if mode == "linear" else torch.log(sigmas)
+        val = sig.clamp(float(sigmas[0]), float(sigmas[-1]))
         val = val if mode == "linear" else torch.log(val)
         idx = torch.searchsorted(table, val.contiguous(), right=True).clamp(1, len(table) - 1)
         lo, hi = table[idx - 1], table[idx]
@@ -259,5 +265,7 @@ class DiffusersSchedule(DiscreteVP):
         if mode == "nearest":
             t = torch.round(t)
         elif mode == "floor":
-            t = torch.floor(t + 1e-9)
+            t = torch.floor(t + 1e-6)
+        if top is not None:
+            t = torch.where((sig - top).abs() <= 1e-6 * top, torch.full_like(t, len(self.sigmas) - 1), t)
         return t
