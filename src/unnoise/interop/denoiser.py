@@ -66,15 +66,34 @@ class DiffusersDenoiser(nn.Module):
         # unnoise's convention: labels 0..num_classes-1, the null class right after them
         self.num_classes = null_class if null_class is not None else n_class
         self.learned_variance = cfg.get("out_channels", 0) == 2 * cfg.get("in_channels", -1)
+        self._cache: dict = {}
 
     def timestep(self, sigma) -> torch.Tensor:
         """The model timestep(s) for ``sigma`` under this wrapper's rule (float64, on the CPU)."""
         return self.schedule.timestep(sigma, self.timestep_mode)
 
+    def _coefficients(self, sigma: float):
+        """``(c_skip, c_out, c_in, t)`` as Python floats for one noise level, cached (samplers revisit a few)."""
+        hit = self._cache.get(sigma)
+        if hit is None:
+            sig = torch.tensor([sigma], dtype=torch.float64)
+            c = preconditioning(self.parameterization, "vp", sig)[:3]
+            hit = (*(float(v) for v in c), float(self.timestep(sig)[0]))
+            if len(self._cache) > 4096:
+                self._cache.clear()
+            self._cache[sigma] = hit
+        return hit
+
     def forward(self, x: torch.Tensor, sigma, cond=None) -> torch.Tensor:
-        s = expand_sigma(sigma, x)
-        c_skip, c_out, c_in, _ = preconditioning(self.parameterization, "vp", s)
-        t = self.timestep(s.reshape(-1).double()).to(device=x.device, dtype=torch.float32)
+        levels = torch.as_tensor(sigma).reshape(-1).tolist()
+        if len(levels) in (1, x.shape[0]) and all(v == levels[0] for v in levels):
+            # one noise level for the whole batch (every sampler step): scalar coefficients, no tensor algebra
+            c_skip, c_out, c_in, t = self._coefficients(levels[0])
+            t = torch.full((x.shape[0],), t, device=x.device)
+        else:
+            s = expand_sigma(sigma, x)
+            c_skip, c_out, c_in, _ = preconditioning(self.parameterization, "vp", s)
+            t = self.timestep(s.reshape(-1).double()).to(device=x.device, dtype=torch.float32)
         kwargs = {}
         cond = cond or {}
         if "label" in cond:
