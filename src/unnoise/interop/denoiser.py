@@ -112,22 +112,42 @@ class DiffusersDenoiser(nn.Module):
         den = c_skip * x + c_out * out
         return den.clamp(-self.clip_sample, self.clip_sample) if self.clip_sample else den
 
-    def null_cond(self, cond: dict) -> dict:
-        """The unconditional version of ``cond``: ``label`` -> the null class, ``context`` -> the empty prompt's.
+    _NO_NULL = ("classifier-free guidance is unavailable: this class-conditional diffusers UNet has no null class "
+                "(pass null_class= to load_pipeline if one of its classes means 'no class')")
 
-        Raises ValueError when the model has no unconditional input (a class-conditional UNet without a null
-        class): classifier-free guidance is unavailable for it.
-        """
+    @property
+    def nulls(self) -> dict:
+        """The null value of each droppable condition, one example each: ``label`` -> the null class (0-d),
+        ``context`` -> the empty prompt's ``(L, C)``.  ValueError for a class-conditional UNet without a null
+        class (classifier-free guidance is unavailable for it)."""
+        out = {}
+        if self.null_class is not None:
+            out["label"] = torch.tensor(int(self.null_class))
+        elif self.num_classes:
+            raise ValueError(self._NO_NULL)
+        if self.null_context is not None:
+            out["context"] = self.null_context[0]
+        return out
+
+    def null_cond(self, cond, drop: torch.Tensor | None = None) -> dict:
+        """The unconditional version of ``cond`` (in all rows, or where the ``(B,)`` bool ``drop`` is True):
+        ``label`` -> the null class, ``context`` -> the empty prompt's context (``context_mask`` dropped);
+        other keys unchanged.  ValueError when the model has no null class (CFG unavailable)."""
+        cond = dict(cond) if isinstance(cond, dict) else {"label": cond}
+        if "label" in cond and self.null_class is None:
+            raise ValueError(self._NO_NULL)
+        if "context" in cond and self.null_context is None:
+            raise ValueError("classifier-free guidance needs the empty prompt's context (null_context=)")
         out = dict(cond)
-        if "label" in cond:
-            if self.null_class is None:
-                raise ValueError("classifier-free guidance is unavailable: this class-conditional diffusers UNet has "
-                                 "no null class (pass null_class= to load_pipeline if one of its classes is the null)")
-            out["label"] = torch.full_like(torch.as_tensor(cond["label"]), self.null_class)
-        if "context" in cond:
-            if self.null_context is None:
-                raise ValueError("classifier-free guidance needs the empty prompt's context (null_context=)")
-            ctx = cond["context"]
-            out["context"] = self.null_context.to(ctx.device, ctx.dtype).expand(ctx.shape[0], -1, -1)
+        for key, null in self.nulls.items():
+            if key not in cond:
+                continue
+            value = torch.as_tensor(cond[key])
+            null = null.to(device=value.device, dtype=value.dtype).expand_as(value)
+            if drop is None:
+                out[key] = null
+            else:
+                out[key] = torch.where(drop.to(value.device).reshape(-1, *([1] * (value.ndim - 1))), null, value)
+        if "context" in cond and drop is None:
             out.pop("context_mask", None)
         return out

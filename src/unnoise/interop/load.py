@@ -157,6 +157,11 @@ def load_pipeline(path, device="cpu", dtype=torch.float32, *, timestep_mode: str
     path = os.fspath(path)
     if not os.path.isdir(path):
         raise ValueError(f"{path} is not a folder; a diffusers model is a folder with model_index.json")
+    try:
+        import diffusers  # noqa: F401
+    except ImportError:
+        raise ValueError(f"{path} is a diffusers folder; reading it needs the diffusers extra "
+                         "(pip install 'unnoise[diffusers]')") from None
     index_path = os.path.join(path, "model_index.json")
     if os.path.isfile(index_path):
         index = _read_json(index_path)

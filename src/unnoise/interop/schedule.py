@@ -118,7 +118,9 @@ class DiffusersSchedule(DiscreteVP):
                                  f"(supported: {key}={fine!r}; spacings {', '.join(SPACINGS)})")
         if config.get("lambda_min_clipped", -math.inf) not in (-math.inf, None, float("-inf")):
             raise ValueError(f"{source}: lambda_min_clipped is not supported by unnoise (leave it at -inf)")
-        if config.get("timestep_spacing", "leading") not in ("leading", "trailing", "linspace"):
+        # the classes' own defaults when an (older) config does not name its spacing
+        config.setdefault("timestep_spacing", "leading" if FAMILIES[cls] == "integer" else "linspace")
+        if config["timestep_spacing"] not in ("leading", "trailing", "linspace"):
             raise ValueError(f"{source}: timestep_spacing {config['timestep_spacing']!r}; "
                              "supported: leading, trailing, linspace")
         try:
@@ -146,7 +148,7 @@ class DiffusersSchedule(DiscreteVP):
         self.prediction_type = config.get("prediction_type", "epsilon")
         self.steps_offset = int(config.get("steps_offset", 0))
         self.karras = bool(config.get("use_karras_sigmas", False))
-        self.spacing = "karras" if self.karras else config.get("timestep_spacing", "leading")
+        self.spacing = "karras" if self.karras else config["timestep_spacing"]
         self.default_spacing = self.spacing
 
     # ------------------------------------------------------------------ grids
@@ -188,7 +190,7 @@ class DiffusersSchedule(DiscreteVP):
     def _karras(self, steps):
         cfg = self.scheduler_config
         if self.family == "euler":
-            in_sig = self._interp(self.timesteps(steps, self.scheduler_config.get("timestep_spacing", "leading")))
+            in_sig = self._interp(self.timesteps(steps, self.scheduler_config["timestep_spacing"]))
             lo, hi = float(in_sig[-1]), float(in_sig[0])
             lo = cfg["sigma_min"] if cfg.get("sigma_min") is not None else lo
             hi = cfg["sigma_max"] if cfg.get("sigma_max") is not None else hi
