@@ -128,14 +128,6 @@ class CLIPPromptEncoder:
         return {"context": ctx.to(self.dtype)}
 
 
-def _pipeline_class():
-    try:
-        from ..runs import Pipeline
-    except ImportError:  # unnoise.runs not present yet
-        from ._pipeline import Pipeline
-    return Pipeline
-
-
 def load_pipeline(path, device="cpu", dtype=torch.float32, *, timestep_mode: str | None = None,
                   null_class: int | None = None, terminal_alpha_bar: float | None = None):
     """Load a diffusers folder as a :class:`unnoise.runs.Pipeline` (offline, safetensors only).
@@ -189,7 +181,7 @@ def load_pipeline(path, device="cpu", dtype=torch.float32, *, timestep_mode: str
     unet, unet_cfg = _load_unet(unet_dir, device, dtype)
     config = {"format": "diffusers", "source": os.path.abspath(path), "unet": unet_cfg["_class_name"],
               "scheduler": sched_cfg}
-    Pipeline = _pipeline_class()
+    from ..runs import Pipeline
     size = unet_cfg.get("sample_size") or 64
     hw = tuple(size) if isinstance(size, (list, tuple)) else (size, size)
     if not text:
