@@ -95,7 +95,7 @@ class DiffusersDenoiser(nn.Module):
             c_skip, c_out, c_in, _ = preconditioning(self.parameterization, "vp", s)
             t = self.timestep(s.reshape(-1).double()).to(device=x.device, dtype=torch.float32)
         kwargs = {}
-        cond = cond or {}
+        cond = {"label": cond} if torch.is_tensor(cond) else (cond or {})
         if "label" in cond:
             kwargs["class_labels"] = torch.as_tensor(cond["label"], device=x.device).long()
         if self.conditional:
