@@ -21,7 +21,6 @@ import torch
 import unnoise
 
 diffusers = pytest.importorskip("diffusers")
-transformers = pytest.importorskip("transformers")
 
 from unnoise.interop import (DiffusersSchedule, export_diffusers, is_diffusers_folder,  # noqa: E402
                              load_pipeline)
@@ -227,6 +226,7 @@ def test_class_conditional_unet(tmp_path):
 # ----------------------------------------------------------------------------- Stable Diffusion layout
 def tiny_sd_folder(folder):
     """A tiny SD layout: CLIP tokenizer from a written vocabulary and merges, CLIP text model, UNet, VAE."""
+    transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
     vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
     letters = "abcdefghijklmnopqrstuvwxyz"
