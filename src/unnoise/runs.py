@@ -343,8 +343,10 @@ class Pipeline:
 
 # ----------------------------------------------------------------------------- reading runs
 def is_diffusers_folder(path: str) -> bool:
-    """True for a folder in the diffusers layout (``model_index.json``)."""
-    return os.path.isfile(os.path.join(path, "model_index.json"))
+    """True for a folder in the diffusers layout (``model_index.json``, or a bare UNet folder with its
+    ``scheduler_config.json``; see :func:`unnoise.interop.is_diffusers_folder`)."""
+    from .interop import is_diffusers_folder as diffusers_layout
+    return diffusers_layout(path)
 
 
 def run_kind(config: dict) -> str:
@@ -420,7 +422,7 @@ def load(path: str, device: str | torch.device = "cpu", ema: bool = True, autoen
     device = resolve_device(str(device)) if not isinstance(device, torch.device) else device
     if is_diffusers_folder(path):
         try:
-            interop = importlib.import_module(".interop.diffusers", __package__)
+            interop = importlib.import_module(".interop", __package__)
         except ImportError as err:
             raise ValueError(f"{path!r} is a diffusers folder; reading it needs the diffusers extra "
                              f"(pip install 'unnoise[diffusers]'): {err}") from None
