@@ -105,7 +105,7 @@ def sampler_table() -> list[str]:
              "`unnoise sample --sampler NAME --option KEY=VALUE`.", "",
              "| name | function | options (defaults) | summary |", "|---|---|---|---|"]
     for name in samplers.available():
-        fn = samplers._get(name)
+        fn = samplers.core._get(name)
         if not fn.__module__.startswith("unnoise"):  # registered at run time by user code or a test
             continue
         opts = samplers.sampler_options(name)

@@ -49,7 +49,7 @@ def test_every_public_function_and_class_has_a_docstring(module_name):
 def test_every_registered_sampler_is_documented(rendered):
     text = rendered
     for name in unnoise.samplers.available():
-        fn = unnoise.samplers._get(name)
+        fn = unnoise.samplers.core._get(name)
         if not fn.__module__.startswith("unnoise"):
             continue  # registered by other tests at run time
         assert inspect.getdoc(fn), f"sampler {name!r} has no docstring"

@@ -1,7 +1,9 @@
 """``unnoise.load`` -> ``Pipeline`` for every kind of run: the loaded pipeline samples exactly what the
 trainer's EMA denoiser samples from the same noise (decoded to data units), two loads agree sample
-for sample, the sampling start is the diffusers start."""
+for sample, the sampling start is the diffusers start; and the package's import graph has no cycle."""
+import ast
 import math
+import pathlib
 
 import numpy as np
 import pytest
@@ -120,3 +122,58 @@ def test_run_kind_of_version_1_configs():
     assert run_kind({"data": {"shape": [1, 16]}}) == "arrays"
     with pytest.raises(ValueError, match="unknown run kind"):
         run_kind({"kind": "video"})
+
+
+def _imports(path: pathlib.Path, package: str) -> list[tuple[str, bool]]:
+    """Modules of the package imported by one file: ``(module, at module level)``."""
+    tree = ast.parse(path.read_text())
+    mod = package + "." + ".".join(path.relative_to(ROOT.parent).with_suffix("").parts[1:])
+    mod = mod.removesuffix(".__init__")
+    base = mod if path.name == "__init__.py" else mod.rsplit(".", 1)[0]
+    top_level = set(map(id, tree.body))
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            parts = base.split(".")
+            target = ".".join(parts[:len(parts) - node.level + 1] + ([node.module] if node.module else []))
+            names = [target] if node.module else [f"{target}.{a.name}" for a in node.names]
+            out += [(n, id(node) in top_level) for n in names]
+        elif isinstance(node, ast.Import):
+            out += [(a.name, id(node) in top_level) for a in node.names if a.name.startswith(package)]
+    return out
+
+
+ROOT = pathlib.Path(unnoise.__file__).parent
+
+
+def test_the_import_graph_has_no_cycle():
+    files = {}
+    for path in ROOT.rglob("*.py"):
+        mod = "unnoise." + ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        files[mod.removesuffix(".__init__")] = path
+    graph = {}
+    for mod, path in files.items():
+        deps = set()
+        for target, _ in _imports(path, "unnoise"):
+            while target not in files and "." in target:
+                target = target.rsplit(".", 1)[0]  # "from .x import name" names a module or an attribute
+            if target in files and target != mod and not mod.startswith(target + "."):
+                deps.add(target)
+        graph[mod] = deps
+    # a package's __init__ re-exporting its submodules is not a cycle; edges into a package are
+    state, stack = {}, []
+
+    def visit(node):
+        state[node] = "open"
+        stack.append(node)
+        for dep in graph[node]:
+            if state.get(dep) == "open":
+                cycle = stack[stack.index(dep):] + [dep]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if dep not in state:
+                visit(dep)
+        stack.pop()
+        state[node] = "done"
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)

@@ -11,9 +11,10 @@ from .guidance import cfg
 from .runs import Pipeline, load
 from .samplers import sample
 from .train import TrainConfig, Trainer
+from . import interop  # noqa: E402  (registers the diffusers-folder loader; imports diffusers only when used)
 
 __version__ = "0.1.0"
 
 __all__ = ["Denoiser", "Pipeline", "TrainConfig", "Trainer", "analytic", "cfg", "checkpoint", "data", "denoiser",
-           "editing", "guidance", "imaging", "latent", "likelihood", "load", "losses", "metrics", "nets", "runs",
+           "editing", "guidance", "imaging", "interop", "latent", "likelihood", "load", "losses", "metrics", "nets", "runs",
            "sample", "samplers", "schedules", "spectral", "text", "upscale"]

@@ -25,7 +25,6 @@ start is ``noise / s(sigma_max)`` for VP and flow processes (so the process vari
 """
 from __future__ import annotations
 
-import importlib
 import json
 import os
 
@@ -36,6 +35,8 @@ from .data.datasets import unnormalise
 from .denoiser import as_cond
 from .latent import LatentCodec
 from .samplers import sample as run_sampler
+from .text import TextEncoder
+from .train import resolve_device
 
 FORMAT_VERSION = checkpoint.FORMAT_VERSION
 KINDS = ("vectors", "arrays", "images", "latent_images", "text", "audio", "upscale", "classifier", "autoencoder")
@@ -342,11 +343,13 @@ class Pipeline:
 
 
 # ----------------------------------------------------------------------------- reading runs
-def is_diffusers_folder(path: str) -> bool:
-    """True for a folder in the diffusers layout (``model_index.json``, or a bare UNet folder with its
-    ``scheduler_config.json``; see :func:`unnoise.interop.is_diffusers_folder`)."""
-    from .interop import is_diffusers_folder as diffusers_layout
-    return diffusers_layout(path)
+# Other formats of folders (diffusers' layout: unnoise.interop registers itself), tried before unnoise's own.
+FOLDER_LOADERS: list[tuple] = []
+
+
+def register_loader(recognises, loader) -> None:
+    """Let :func:`load` read another format: ``recognises(path) -> bool``, ``loader(path, device=...) -> Pipeline``."""
+    FOLDER_LOADERS.append((recognises, loader))
 
 
 def run_kind(config: dict) -> str:
@@ -401,7 +404,6 @@ def prompt_encoder(device="cpu", encoder=None):
 
     def encode(prompts):
         if "encoder" not in state:
-            from .text import TextEncoder
             state["encoder"] = TextEncoder(device)
         ctx, mask = state["encoder"].encode(list(prompts))
         return {"context": ctx, "context_mask": mask}
@@ -418,15 +420,10 @@ def load(path: str, device: str | torch.device = "cpu", ema: bool = True, autoen
         ema: use the EMA weights (default) rather than the raw ones.
         autoencoder: the autoencoder directory of a latent run (default: the one stored in the run).
     """
-    from .train import resolve_device
     device = resolve_device(str(device)) if not isinstance(device, torch.device) else device
-    if is_diffusers_folder(path):
-        try:
-            interop = importlib.import_module(".interop", __package__)
-        except ImportError as err:
-            raise ValueError(f"{path!r} is a diffusers folder; reading it needs the diffusers extra "
-                             f"(pip install 'unnoise[diffusers]'): {err}") from None
-        return interop.load_pipeline(path, device=device)
+    for recognises, loader in FOLDER_LOADERS:
+        if recognises(path):
+            return loader(path, device=device)
     kind, config = _read_kind(path)
     if kind == "classifier":
         clf, clf_config = guidance.load_classifier(path, device=device)

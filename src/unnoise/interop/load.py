@@ -19,6 +19,7 @@ import os
 
 import torch
 
+from ..runs import Pipeline
 from .denoiser import DiffusersDenoiser
 from .schedule import FAMILIES, DiffusersSchedule
 
@@ -181,7 +182,6 @@ def load_pipeline(path, device="cpu", dtype=torch.float32, *, timestep_mode: str
     unet, unet_cfg = _load_unet(unet_dir, device, dtype)
     config = {"format": "diffusers", "source": os.path.abspath(path), "unet": unet_cfg["_class_name"],
               "scheduler": sched_cfg}
-    from ..runs import Pipeline
     size = unet_cfg.get("sample_size") or 64
     hw = tuple(size) if isinstance(size, (list, tuple)) else (size, size)
     if not text:

@@ -19,10 +19,6 @@ def register(name: str, cls: type) -> None:
     NETS[name] = cls
 
 
-from ..interop.unet2d import DiffusersUNet2D  # noqa: E402  (imports diffusers only when built)
-register("diffusers-unet2d", DiffusersUNet2D)
-
-
 def build(name: str, **config) -> nn.Module:
     """Build a backbone by name from its config."""
     try:

@@ -10,7 +10,8 @@ import math
 
 import torch
 
-from . import samplers as _samplers
+from ..schedules import check_range
+from . import core as _samplers
 
 
 def _warped_grid(steps, sigma_min, sigma_max, rho, offsets):
@@ -128,7 +129,6 @@ class AutoSigmas:
     def __init__(self, steps: int, sigma_min: float, sigma_max: float, pilot: int = 64, seed: int = 0,
                  **search_options):
         _samplers._check_positive_int("steps", steps)
-        from .schedules import check_range
         check_range(sigma_min, sigma_max)
         self.steps, self.sigma_min, self.sigma_max = steps, sigma_min, sigma_max
         self.pilot, self.seed, self.search_options = pilot, seed, search_options

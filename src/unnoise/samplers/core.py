@@ -1,24 +1,5 @@
-"""Every sampler is a function ``f(denoiser, x, sigmas, *, generator, callback, **options)``.
-
-``x`` starts at ``sigmas[0]`` (scale-free: ``x_0 + sigma * eps``) and the function returns the
-sample at ``sigmas[-1]`` (normally 0).  Samplers only talk to the denoiser ``D(x, sigma)``;
-from it they derive ``eps = (x - D) / sigma`` and the probability-flow ODE
-``dx/dsigma = (x - D) / sigma``.  A new sampler is one function decorated with ``@register``.
-
-Registered here (see each docstring for its derivation in the scale-free variable):
-
-* DDPM / DDIM: ``ddpm``, ``ddim``;
-* probability-flow ODE: ``euler``, ``heun`` (EDM Algorithm 1), ``rk45`` (adaptive, error-controlled);
-* exponential integrators (one evaluation a step): ``dpmpp_2m``, ``dpmpp_3m``, ``unipc``, ``deis``;
-* linear multistep in sigma (one evaluation a step): ``lms`` (exact Adams-Bashforth weights), ``ipndm``;
-* score-based: ``langevin`` (annealed, NCSN), ``euler_maruyama`` (reverse SDE), ``pc``
-  (predictor-corrector);
-* ``edm`` (EDM's stochastic Algorithm 2), ``gradient_estimation`` (Permenter & Yuan 2023);
-* rectified flow: ``flow_euler``, ``flow_heun`` (steps linear in ``t = sigma / (1 + sigma)``).
-
-VP models are covered as they are: their ``x_t = s x`` is a rescaling of the same variable.
-Choosing the grid itself for a step budget: :func:`optimize_sigmas`, :class:`AutoSigmas`.
-"""
+"""The samplers: each a function ``f(denoiser, x, sigmas, *, generator, callback, **options)``, in one
+registry, and :func:`sample`, which runs one (see the package docstring, :mod:`unnoise.samplers`)."""
 from __future__ import annotations
 
 import inspect
@@ -27,6 +8,8 @@ from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
+
+from ..ode import odeint_adaptive
 
 _REGISTRY: dict[str, Callable] = {}
 # The sampler unnoise.sample uses when none is named: chosen with the schedules' default grids by
@@ -128,7 +111,7 @@ def sample(denoiser, x: torch.Tensor, sigmas, sampler: str = DEFAULT_SAMPLER, ge
         **options: sampler-specific options (see :func:`sampler_options`).
     """
     fn = _get(sampler)
-    if isinstance(sigmas, AutoSigmas):
+    if callable(getattr(sigmas, "grid", None)):  # an AutoSigmas: the grid is tuned for this denoiser
         if cond is not None:
             raise ValueError("AutoSigmas cannot see the conditioning; call optimize_sigmas with a denoiser "
                              "that closes over it and pass the grid it returns")
@@ -296,7 +279,6 @@ def rk45(denoiser, x, sigmas, *, rtol: float = 1e-4, atol: float = 1e-4, callbac
     """
     if not (_is_number(rtol) and _is_number(atol)) or rtol <= 0 or atol <= 0:
         raise ValueError(f"rtol and atol must be positive, got rtol={rtol}, atol={atol}")
-    from .ode import odeint_adaptive
 
     s0 = float(sigmas[0])
     s_end = float(sigmas[-2]) if float(sigmas[-1]) == 0 else float(sigmas[-1])
@@ -832,5 +814,3 @@ def ipndm(denoiser, x, sigmas, *, order: int = 3, callback=None, progress=False)
     return x
 
 
-# choosing the grid for a step budget lives in its own module; re-exported here
-from .sigma_search import AutoSigmas, optimize_sigmas, tune_grid  # noqa: E402  (it needs sample() defined above)
