@@ -480,10 +480,11 @@ def fig_inverse(out, fast):
     exact = post.sample(n, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     prior_x = prior.sample(n, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     runs = [("exact posterior", exact)]
-    for method, opt in (("dps", {"step": 0.1}), ("pgdm", {}), ("mmps", {}), ("ddnm", {}), ("smc", {"particles": 32})):
+    k = 8 if fast else 32
+    for method, opt in (("dps", {"step": 0.1}), ("pgdm", {}), ("mmps", {}), ("ddnm", {}), ("smc", {"particles": k})):
         x = inverse.sample(prior.denoise, z.clone(), sig, y=y, operator=op, noise_std=0.1, method=method,
                            generator=torch.Generator().manual_seed(1), **opt)
-        runs.append((method + (", 32 particles" if method == "smc" else ""), x))
+        runs.append((method + (f", {k} particles" if method == "smc" else ""), x))
     fig, axes = plt.subplots(1, len(runs), figsize=(2.6 * len(runs), 3.3), sharex=True, sharey=True)
     for ax, (name, x) in zip(axes, runs):
         ax.scatter(prior_x[:, 0], prior_x[:, 1], s=1, color="0.85")
