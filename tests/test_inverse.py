@@ -328,3 +328,16 @@ def test_sample_errors():
         inv.sample(prior.denoise, z, sig, y=y, operator=op, noise_std=-1.0, method="dps")
     with pytest.raises(ValueError, match="Operator"):
         inv.sample(prior.denoise, z, sig, y=y, operator=lambda x: x, method="dps")
+
+
+def test_mask_ignores_values_outside_the_mask():
+    prior, op, y, noise, _ = mask_problem()
+    sig = schedules.karras_sigmas(8, 0.002, 80.0)
+    z = torch.randn(16, 2, generator=torch.Generator().manual_seed(0), dtype=F64) * sig[0]
+    full = torch.tensor([[-1.0, float("nan")]], dtype=F64)
+    for method in ("dps", "smc"):
+        a = inv.sample(prior.denoise, z, sig, y=y, operator=op, noise_std=noise, method=method,
+                       generator=torch.Generator().manual_seed(1))
+        b = inv.sample(prior.denoise, z, sig, y=full, operator=op, noise_std=noise, method=method,
+                       generator=torch.Generator().manual_seed(1))
+        assert torch.equal(a, b)

@@ -868,7 +868,8 @@ def sample(denoiser, x: torch.Tensor, sigmas, *, y: torch.Tensor, operator: Oper
         denoiser: any ``D(x, sigma[, cond])`` (a trained model, an analytic mixture, a guided one).
         x: ``(n, *x_shape)`` start at ``sigmas[0]``, e.g. ``sigmas[0] * torch.randn(n, *x_shape)``.
         sigmas: decreasing grid ending in 0, e.g. ``schedule.sampling_sigmas(100)``.
-        y: ``(n, *y_shape)`` measurements, one row per sample (or one row for all).
+        y: ``(n, *y_shape)`` measurements, one row per sample (or one row for all); for a ``Mask`` the
+            entries outside the mask are ignored (a full image may be passed, NaN there too).
         operator: an :class:`Operator` (``Mask``, ``Blur``, ``Downsample``, ``Grayscale``, ``Matrix``,
             ``Operator.from_callable``).
         noise_std: observation noise std, a float or one value per measurement (``y_shape`` or ``y``'s shape).
@@ -900,6 +901,8 @@ def sample(denoiser, x: torch.Tensor, sigmas, *, y: torch.Tensor, operator: Oper
                          f"got {tuple(y.shape)}")
     if y.shape[0] == 1 and x.shape[0] > 1:
         y = y.expand(x.shape[0], *y_shape)
+    if isinstance(operator, Mask):  # entries outside the mask are not measurements (a full image may be passed)
+        y = torch.where(operator.mask.to(y.device).expand(y.shape) > 0, y, torch.zeros_like(y))
     if not torch.all(torch.isfinite(y)):
         raise ValueError("y contains NaN or inf")
     _noise_var(noise_std, y)  # validate early
