@@ -466,8 +466,48 @@ def fig_latent(out, fast):
     return path
 
 
+def fig_inverse(out, fast):
+    """Posterior sampling methods beside the exact posterior of a 2-D mixture observed through a mask."""
+    from unnoise import inverse, metrics
+    prior = analytic.GaussianMixture([[-1.3, -1.2], [-0.5, 1.2], [1.5, 0.0]], [[0.3, 0.4], [0.3, 0.3], [0.5, 0.3]],
+                                     [0.3, 0.3, 0.4])
+    op = inverse.Mask(torch.tensor([1.0, 0.0], dtype=torch.float64))
+    y = torch.tensor([[-1.0, 0.0]], dtype=torch.float64)
+    post = prior.posterior(op, y[0], 0.1)
+    n, steps = (300, 20) if fast else (2000, 50)
+    sig = schedules.karras_sigmas(steps, 0.002, 80.0)
+    z = torch.randn(n, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * sig[0]
+    exact = post.sample(n, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    prior_x = prior.sample(n, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    runs = [("exact posterior", exact)]
+    k = 8 if fast else 32
+    for method, opt in (("dps", {"step": 0.1}), ("pgdm", {}), ("mmps", {}), ("ddnm", {}), ("smc", {"particles": k})):
+        x = inverse.sample(prior.denoise, z.clone(), sig, y=y, operator=op, noise_std=0.1, method=method,
+                           generator=torch.Generator().manual_seed(1), **opt)
+        runs.append((method + (f", {k} particles" if method == "smc" else ""), x))
+    fig, axes = plt.subplots(1, len(runs), figsize=(2.6 * len(runs), 3.3), sharex=True, sharey=True)
+    for ax, (name, x) in zip(axes, runs):
+        ax.scatter(prior_x[:, 0], prior_x[:, 1], s=1, color="0.85")
+        ax.axvspan(-1.1, -0.9, color="C1", alpha=0.15, lw=0)
+        ax.scatter(x[:, 0], x[:, 1], s=1.5, color="C3" if name == "exact posterior" else "C0")
+        up = float((x[:, 1] > 0).double().mean())
+        d = metrics.sliced_wasserstein(x, exact, generator=torch.Generator().manual_seed(0))
+        label = f"{name}\nupper mode {100 * up:.0f}%" + ("" if name == "exact posterior" else f", SWD {d:.2f}")
+        ax.set_title(label, fontsize=8)
+        ax.set_xlim(-2.5, 3.0)
+        ax.set_ylim(-2.6, 2.6)
+        ax.set_aspect("equal")
+        ax.set_xlabel("$x_1$")
+    axes[0].set_ylabel("$x_2$")
+    fig.suptitle(f"posterior of a 2-D mixture (grey: prior) given $x_1 = -1.0 \\pm 0.1$ (band): {steps} DDPM steps "
+                 "with the exact prior denoiser", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, out, "inverse.png")
+
+
 FIGURES = [fig_readme, fig_forward_2d, fig_forward_digits, fig_score_field, fig_projection, fig_trajectories,
-           fig_langevin, fig_sampler_quality, fig_guidance, fig_likelihood, fig_digits_reverse, fig_latent]
+           fig_langevin, fig_sampler_quality, fig_guidance, fig_likelihood, fig_digits_reverse, fig_latent,
+           fig_inverse]
 
 
 def main(argv=None) -> int:

@@ -17,25 +17,51 @@ def _as_batch_sigma(sigma, x):
 
 
 class GaussianMixture:
-    """Mixture of Gaussians ``sum_k w_k N(mu_k, diag(s_k^2))``.
+    """Mixture of Gaussians ``sum_k w_k N(mu_k, Sigma_k)``, ``Sigma_k = diag(s_k^2)`` or a full covariance.
 
-    Adding noise of level sigma keeps it a mixture, with variances ``s_k^2 + sigma^2``, so its
+    Adding noise of level sigma keeps it a mixture, with covariances ``Sigma_k + sigma^2 I``, so its
     density, score and posterior mean are all closed form:
 
-        D(x, sigma) = sum_k r_k(x) [mu_k + s_k^2 / (s_k^2 + sigma^2) (x - mu_k)],
-        r_k(x) = w_k N(x; mu_k, s_k^2 + sigma^2) / sum_j w_j N(x; mu_j, s_j^2 + sigma^2).
+        D(x, sigma) = sum_k r_k(x) [mu_k + Sigma_k (Sigma_k + sigma^2 I)^-1 (x - mu_k)],
+        r_k(x) = w_k N(x; mu_k, Sigma_k + sigma^2 I) / sum_j w_j N(x; mu_j, Sigma_j + sigma^2 I).
+
+    With ``Sigma_k = Q_k diag(l_k) Q_k^T`` (eigendecomposition, done once) every term is diagonal in
+    ``z = Q_k^T (x - mu_k)``: ``Sigma_k + sigma^2 I = Q_k diag(l_k + sigma^2) Q_k^T`` for any sigma, so a
+    batch of different sigmas costs no factorisation.  Diagonal mixtures take ``Q_k = I`` directly.
 
     Args:
         means: ``(K, d)`` component means.
         stds: a float, ``(K,)`` isotropic or ``(K, d)`` diagonal standard deviations (> 0).
         weights: ``(K,)`` non-negative weights (normalised here); uniform when omitted.
+        covariances: instead of ``stds``, ``(K, d, d)`` symmetric positive semi-definite covariances
+            (e.g. from :meth:`posterior`).  A singular one (a noiseless observation) is fine for every
+            ``sigma > 0``; ``log_prob`` at ``sigma = 0`` is then ``-inf`` off its support.
+            ``stds`` then holds the marginal standard deviations ``sqrt(diag(Sigma_k))``.
     """
 
-    def __init__(self, means, stds, weights=None, dtype=torch.float64):
+    def __init__(self, means, stds=None, weights=None, dtype=torch.float64, covariances=None):
         means = torch.as_tensor(means, dtype=dtype)
         if means.ndim != 2:
             raise ValueError(f"means must have shape (K, d), got {tuple(means.shape)}")
         K, d = means.shape
+        self.covariances = self._evals = self._evecs = None
+        if covariances is not None:
+            if stds is not None:
+                raise ValueError("give either stds (diagonal components) or covariances (full), not both")
+            cov = torch.as_tensor(covariances, dtype=dtype)
+            if cov.shape != (K, d, d):
+                raise ValueError(f"covariances must have shape (K, d, d) = ({K}, {d}, {d}); got {tuple(cov.shape)}")
+            if not torch.allclose(cov, cov.transpose(1, 2), atol=1e-8 * float(cov.abs().max().clamp_min(1))):
+                raise ValueError("covariances must be symmetric")
+            cov = 0.5 * (cov + cov.transpose(1, 2))
+            evals, evecs = torch.linalg.eigh(cov)
+            scale = evals.abs().amax(1, keepdim=True).clamp_min(1e-300)
+            if torch.any(evals < -1e-8 * scale):
+                raise ValueError("covariances must be positive semi-definite")
+            self.covariances, self._evals, self._evecs = cov, evals.clamp_min(0.0), evecs
+            stds = torch.sqrt(torch.diagonal(cov, dim1=1, dim2=2).clamp_min(0.0))
+        elif stds is None:
+            raise ValueError("give stds (a float, (K,) or (K, d)) or covariances (K, d, d)")
         stds = torch.as_tensor(stds, dtype=dtype)
         if stds.ndim == 0:
             stds = stds.expand(K)
@@ -43,7 +69,7 @@ class GaussianMixture:
             stds = stds[:, None].expand(K, d)
         if stds.shape != (K, d):
             raise ValueError(f"stds must be a float, (K,) or (K, d) = ({K}, {d}); got {tuple(stds.shape)}")
-        if torch.any(stds <= 0):
+        if self.covariances is None and torch.any(stds <= 0):
             raise ValueError("stds must be positive (use EmpiricalDenoiser for point masses)")
         weights = torch.ones(K, dtype=dtype) if weights is None else torch.as_tensor(weights, dtype=dtype)
         if weights.shape != (K,) or torch.any(weights < 0) or weights.sum() <= 0:
@@ -75,39 +101,57 @@ class GaussianMixture:
             raise ValueError(f"x must have shape (batch, {self.dim}); got {tuple(x.shape)}")
 
     def _component_terms(self, x, sigma):
-        """Per-component log-density terms and variances of the noised mixture."""
+        """Per-component log-density terms, eigenvalues ``l + sigma^2`` and rotated offsets ``z``.
+
+        Returns ``(logits (B, K), var (B, K, d), z (B, K, d), l (1, K, d))``, all in the eigenbasis
+        of each component (the identity basis for diagonal mixtures).
+        """
         self._check(x)
         xd = x.to(self.means.dtype)
-        var = self.stds[None] ** 2 + _as_batch_sigma(sigma, xd) ** 2  # (B, K, d)
         diff = xd[:, None, :] - self.means[None]
-        log_norm = -0.5 * ((diff**2) / var + torch.log(2 * math.pi * var)).sum(-1)
-        return torch.log(self.weights)[None] + log_norm, var, diff
+        if self._evecs is None:
+            lam, z = self.stds[None] ** 2, diff
+        else:
+            lam, z = self._evals[None], torch.einsum("kde,bkd->bke", self._evecs, diff)
+        var = lam + _as_batch_sigma(sigma, xd) ** 2  # (B, K, d)
+        safe = var.clamp_min(1e-300)
+        quad = torch.where(var > 0, z**2 / safe, torch.where(z == 0, 0.0, math.inf))
+        log_norm = -0.5 * (quad + torch.log(2 * math.pi * safe)).sum(-1)
+        return torch.log(self.weights)[None] + log_norm, var, z, lam
+
+    def _from_eigenbasis(self, v):
+        """``(B, K, d)`` component-wise vectors in the eigenbases back to the data basis."""
+        return v if self._evecs is None else torch.einsum("kde,bke->bkd", self._evecs, v)
 
     def log_prob(self, x: torch.Tensor, sigma=0.0) -> torch.Tensor:
         """Exact ``log p_sigma(x)`` of the mixture convolved with ``N(0, sigma^2 I)``, nats, ``(batch,)``."""
-        logits, _, _ = self._component_terms(x, sigma)
+        logits = self._component_terms(x, sigma)[0]
         return torch.logsumexp(logits, dim=1).to(x.dtype)
 
     def denoise(self, x: torch.Tensor, sigma, cond=None) -> torch.Tensor:
         """``E[x_0 | x_0 + sigma eps = x]``; ``sigma`` a float or ``(batch,)`` tensor."""
-        logits, var, diff = self._component_terms(x, sigma)
+        logits, var, z, lam = self._component_terms(x, sigma)
         r = torch.softmax(logits, dim=1)[..., None]  # (B, K, 1)
-        post = self.means[None] + (self.stds[None] ** 2 / var) * diff
+        gain = torch.where(var > 0, lam / var.clamp_min(1e-300), torch.ones_like(var))
+        post = self.means[None] + self._from_eigenbasis(gain * z)
         return (r * post).sum(1).to(x.dtype)
 
     __call__ = denoise
 
     def score(self, x: torch.Tensor, sigma) -> torch.Tensor:
         """``grad_x log p_sigma(x)``, exact (defined at sigma = 0 too)."""
-        logits, var, diff = self._component_terms(x, sigma)
+        logits, var, z, _ = self._component_terms(x, sigma)
         r = torch.softmax(logits, dim=1)[..., None]
-        return (r * (-diff / var)).sum(1).to(x.dtype)
+        return (r * self._from_eigenbasis(-z / var)).sum(1).to(x.dtype)
 
     def sample(self, n: int, generator: torch.Generator | None = None, dtype=torch.float32) -> torch.Tensor:
         """``n`` exact samples, ``(n, d)``."""
         k = torch.multinomial(self.weights.float(), n, replacement=True, generator=generator)
         z = torch.randn(n, self.dim, generator=generator, dtype=torch.float64)
-        return (self.means[k] + self.stds[k] * z).to(dtype)
+        if self._evecs is None:
+            return (self.means[k] + self.stds[k] * z).to(dtype)
+        colored = torch.einsum("nde,ne->nd", self._evecs[k], self._evals[k].sqrt() * z)
+        return (self.means[k] + colored).to(dtype)
 
     @property
     def mean(self) -> torch.Tensor:
@@ -117,9 +161,67 @@ class GaussianMixture:
     def covariance(self, sigma: float = 0.0) -> torch.Tensor:
         """Exact covariance of the noised mixture, ``(d, d)``."""
         mu = self.mean
-        second = sum(w * (torch.diag(s**2 + sigma**2) + torch.outer(m, m))
-                     for w, m, s in zip(self.weights, self.means, self.stds))
+        covs = self.component_covariances()
+        eye = torch.eye(self.dim, dtype=mu.dtype)
+        second = sum(w * (c + sigma**2 * eye + torch.outer(m, m)) for w, m, c in zip(self.weights, self.means, covs))
         return second - torch.outer(mu, mu)
+
+    def component_covariances(self) -> torch.Tensor:
+        """The ``(K, d, d)`` covariances of the components (diagonal ones expanded)."""
+        if self.covariances is not None:
+            return self.covariances
+        return torch.diag_embed(self.stds**2)
+
+    def posterior(self, A, y, noise_std=0.0) -> "GaussianMixture":
+        """The exact posterior ``p(x | y)`` under ``y = A x + N(0, diag(noise_std^2))``: a Gaussian mixture.
+
+        Per component (Gaussian conditioning, Kalman update), with ``S_k = A Sigma_k A^T + Sigma_y``:
+
+            G_k = Sigma_k A^T S_k^-1,   mu'_k = mu_k + G_k (y - A mu_k),   Sigma'_k = Sigma_k - G_k A Sigma_k,
+            w'_k  proportional to  w_k N(y; A mu_k, S_k)      (the evidence of component k).
+
+        Rows of ``A`` that are zero carry no information about ``x`` and are dropped (a mask that keeps
+        the image shape leaves such rows).  ``noise_std = 0`` (noiseless) needs ``A Sigma_k A^T``
+        invertible on the remaining rows; the posterior covariances are then singular.
+
+        Args:
+            A: ``(m, d)`` matrix, or an operator with a ``matrix()`` method (``unnoise.inverse``).
+            y: ``(m,)`` one observation (or shaped like the operator's output for one example).
+            noise_std: a float or ``(m,)`` per-measurement standard deviations (>= 0).
+        Returns:
+            a :class:`GaussianMixture` with full covariances.
+        """
+        if hasattr(A, "matrix"):
+            A = A.matrix((self.dim,))
+        A = torch.as_tensor(A, dtype=self.means.dtype)
+        if A.ndim != 2 or A.shape[1] != self.dim:
+            raise ValueError(f"A must be an (m, {self.dim}) matrix, got shape {tuple(A.shape)}")
+        m = A.shape[0]
+        y = torch.as_tensor(y, dtype=self.means.dtype).reshape(-1)
+        if y.shape != (m,):
+            raise ValueError(f"y must hold one observation of {m} values, got shape {tuple(y.shape)}")
+        noise = torch.as_tensor(noise_std, dtype=self.means.dtype).reshape(-1)
+        noise = noise.expand(m) if noise.numel() == 1 else noise
+        if noise.shape != (m,) or torch.any(noise < 0) or not torch.all(torch.isfinite(noise)):
+            raise ValueError(f"noise_std must be a float or {m} finite values >= 0")
+        rows = A.abs().sum(1) > 0
+        A, y, noise = A[rows], y[rows], noise[rows]
+        covs = self.component_covariances()
+        AS = A @ covs  # (K, m, d)
+        S = AS @ A.T + torch.diag(noise**2)  # (K, m, m)
+        chol, info = torch.linalg.cholesky_ex(S)
+        if torch.any(info != 0):
+            raise ValueError("A Sigma A^T + diag(noise^2) is singular: with noise_std = 0 the rows of A must be "
+                             "linearly independent; add a small noise_std")
+        resid = y[None] - self.means @ A.T  # (K, m)
+        sol = torch.cholesky_solve(resid[..., None], chol)[..., 0]  # S^-1 (y - A mu)
+        means = self.means + (AS.transpose(1, 2) @ sol[..., None])[..., 0]
+        cov = covs - AS.transpose(1, 2) @ torch.cholesky_solve(AS, chol)
+        logdet = 2 * torch.log(torch.diagonal(chol, dim1=1, dim2=2)).sum(1)
+        log_ev = -0.5 * ((resid * sol).sum(1) + logdet + A.shape[0] * math.log(2 * math.pi))
+        logw = torch.log(self.weights) + log_ev
+        return GaussianMixture(means, weights=torch.softmax(logw, 0), covariances=0.5 * (cov + cov.transpose(1, 2)),
+                               dtype=self.means.dtype)
 
 
 class EmpiricalDenoiser:
