@@ -3,6 +3,7 @@ trainer's EMA denoiser samples from the same noise (decoded to data units), two 
 for sample, the sampling start is the diffusers start; and the package's import graph has no cycle."""
 import ast
 import math
+import os
 import pathlib
 
 import numpy as np
@@ -49,7 +50,62 @@ def runs(tmp_path_factory):
     made["audio"] = str(base / "aud")
     assert main(["train", "--data", str(wavs), "--sample-rate", "2000", "--clip-length", "64", "--num-clips", "8",
                  "--base-channels", "8", "--out", made["audio"], *COMMON]) == 0
+    made["autoencoder"] = str(base / "ae")
+    assert main(["train-autoencoder", "--out", made["autoencoder"], "--num-images", "32", "--image-size", "16",
+                 "--steps", "2", "--batch-size", "8", "--channels", "8", "--latent-channels", "2",
+                 "--device", "cpu"]) == 0
+    made["latent_images"] = str(base / "lat")
+    assert main(["train", "--latent", made["autoencoder"], "--data", "shapes", "--num-images", "32",
+                 "--image-size", "16", "--base-channels", "8", "--channel-mult", "1", "--attention-levels", "",
+                 "--out", made["latent_images"], *COMMON]) == 0
+    made["upscale"] = str(base / "up")
+    assert main(["upscale", "--train", "--data", "digits", "--factor", "2", "--base-channels", "8",
+                 "--train-steps", "2", "--batch-size", "8", "--out", made["upscale"], "--device", "cpu"]) == 0
+    made["classifier"] = str(base / "clf")
+    assert main(["train-classifier", "--data", "digits", "--steps", "2", "--width", "8", "--batch-size", "8",
+                 "--out", made["classifier"], "--device", "cpu"]) == 0
     return made
+
+
+def ema_weights(run):
+    """The EMA network weights of the run's newest training checkpoint, as written by the Trainer."""
+    from unnoise import checkpoint
+    step = checkpoint.latest_checkpoint(run)
+    tensors = checkpoint.read_tensors(os.path.join(step, checkpoint.WEIGHTS_NAME))
+    return {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
+
+
+@pytest.mark.parametrize("kind", ["vectors", "arrays", "images", "audio", "latent_images", "upscale"])
+def test_load_gives_the_trainers_ema_network(runs, kind):
+    pipe = unnoise.load(runs[kind])
+    assert pipe.kind == kind and pipe.config["kind"] == kind
+    state = pipe.denoiser.net.state_dict()
+    ema = ema_weights(runs[kind])
+    assert state.keys() == ema.keys() and all(torch.equal(state[k], ema[k]) for k in ema)
+    raw = unnoise.load(runs[kind], ema=False).denoiser.net.state_dict()
+    assert any(not torch.equal(raw[k], ema[k]) for k in ema)  # and ema=False gives the raw weights
+
+
+def test_latent_upscale_classifier_and_autoencoder_pipelines(runs):
+    g = torch.Generator().manual_seed(2)
+    lat = unnoise.load(runs["latent_images"])
+    assert lat.shape == (3, 16, 16) and lat.model_shape == (2, 4, 4)
+    noise = torch.randn(3, *lat.model_shape, generator=g)
+    got = lat.sample(3, sampler="ddim", steps=4, noise=noise)
+    assert torch.allclose(got, lat.codec.decode(expected_samples(lat, noise)), atol=1e-5)
+    up = unnoise.load(runs["upscale"])
+    low = torch.rand(2, 1, 4, 4, generator=g) * 2 - 1
+    noise = torch.randn(2, 1, 8, 8, generator=g)
+    high = up.upscale(low, sampler="ddim", steps=4, noise=noise)
+    want = expected_samples(up, noise, cond={"concat": low}).clamp(-1, 1)
+    assert high.shape == (2, 1, 8, 8) and torch.allclose(high, want, atol=1e-5)
+    clf = unnoise.load(runs["classifier"])
+    assert clf.kind == "classifier" and clf.classifier.num_classes == 10
+    ae = unnoise.load(runs["autoencoder"])
+    assert ae.kind == "autoencoder" and ae.codec.encode(torch.zeros(1, 3, 16, 16)).shape == (1, 2, 4, 4)
+    for pipe in (clf, ae):
+        with pytest.raises(ValueError, match="cannot sample"):
+            pipe.sample(2)
 
 
 @pytest.mark.parametrize("kind", ["vectors", "arrays", "images", "audio"])

@@ -16,9 +16,8 @@ from .. import spectral
 from ..data.audio import synthetic_audio, write_wav
 from ..denoiser import Denoiser
 from ..nets.diffwave import DiffWave
-from ..data.datasets import unnormalise
 from ..plotting import plot_spectrograms
-from ..samplers import sample
+from ..runs import load
 from ..schedules import get as get_schedule
 from ..train import TrainConfig, Trainer
 
@@ -71,10 +70,8 @@ def run(args):
         timer.cancel()
 
     n = 64
-    sigmas = sched.sampling_sigmas(30)
-    x = torch.randn(n, 1, CLIP_LENGTH, generator=g) * sigmas[0]
-    gen = unnormalise(sample(trainer.ema, x.to(trainer.device), sigmas, sampler="dpmpp_2m").cpu(), stats)
-    gen = gen.clamp(-1, 1)
+    pipe = load(run_dir, device=trainer.device)  # the run as written, samples in data units
+    gen = pipe.sample(n, sampler="dpmpp_2m", steps=30, generator=g).clamp(-1, 1)
     os.makedirs(args.out, exist_ok=True)
     for i in range(4):
         write_wav(os.path.join(args.out, f"real_{i}.wav"), held_out[i], SAMPLE_RATE)

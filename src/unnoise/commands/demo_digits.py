@@ -8,10 +8,9 @@ import time
 import torch
 
 from ..data.images import load_digits
-from ..guidance import cfg
 from ..imaging import plot_image_rows, plot_image_trajectory, save_image_grid
 from ..pipeline import train_model
-from ..samplers import sample
+from ..runs import ImageCodec, Pipeline
 from ..train import TrainConfig
 
 # Settings measured to give recognisable digits in under 10 minutes on 2 CPU cores (docs/benchmarks.md).
@@ -39,17 +38,19 @@ def train_digits(run_dir: str | None, steps: int = DIGITS_STEPS, image_size: int
                        labels=labels, progress=progress, info=info)
 
 
-@torch.no_grad()
+def digits_pipeline(denoiser, schedule, shape=(1, 8, 8)) -> Pipeline:
+    """A trained (EMA) digits denoiser as an image Pipeline with its 10 classes."""
+    return Pipeline(denoiser, schedule, "images", shape, codec=ImageCodec(), num_classes=10,
+                    class_names=[str(i) for i in range(10)])
+
+
 def sample_classes(denoiser, schedule, labels: torch.Tensor, shape, guidance_scale: float = 2.0,
                    sampler: str = "dpmpp_2m", steps: int = 30, generator: torch.Generator | None = None,
                    callback=None) -> torch.Tensor:
     """Samples ``(len(labels), *shape)`` in ``[-1, 1]`` of the given classes under classifier-free guidance."""
-    device = next(denoiser.parameters()).device
-    sigmas = schedule.sampling_sigmas(steps)
-    x = torch.randn(len(labels), *shape, generator=generator) * sigmas[0]
-    out = sample(cfg(denoiser, guidance_scale), x.to(device), sigmas, sampler=sampler, generator=generator,
-                 cond=labels.to(device), callback=callback)
-    return out.clamp(-1, 1).cpu()
+    return digits_pipeline(denoiser, schedule, shape).sample(
+        len(labels), sampler=sampler, steps=steps, guidance_scale=guidance_scale, class_label=labels.tolist(),
+        generator=generator, callback=callback)
 
 
 def run(args):
@@ -73,9 +74,9 @@ def run(args):
     save_image_grid(imgs, grid_png, nrow=per_class)
 
     # one sample's trajectory: the noisy state and the denoiser's estimate at a few steps
-    sigmas = sched.sampling_sigmas(30)
-    x = torch.randn(1, 1, 8, 8, generator=g) * sigmas[0]
-    snaps, state = [], {"x": x}
+    pipe = digits_pipeline(den, sched)
+    noise = pipe.noise(1, g)
+    snaps, state = [], {"x": pipe.start(noise, float(pipe.grid(30)[0]))}
     keep = {0, 3, 6, 9, 12, 15, 18, 21, 24, 27, 29}
 
     def grab(i, x_next, denoised, sigma):
@@ -84,8 +85,8 @@ def run(args):
             snaps.append((float(sigma), state["x"][0].cpu().clone(), denoised[0].clamp(-1, 1).cpu().clone()))
         state["x"] = x_next.clone()
 
-    sample(cfg(den, scale), x.to(trainer.device), sigmas.to(trainer.device), sampler="dpmpp_2m", generator=g,
-           cond=torch.tensor([3], device=trainer.device), callback=grab)
+    pipe.sample(1, sampler="dpmpp_2m", steps=30, guidance_scale=scale, class_label=3, noise=noise, generator=g,
+                callback=grab)
     traj_png = os.path.join(args.out, "trajectory.png")
     plot_image_trajectory(snaps, traj_png, scale=sched.scale, title="one sample of class 3, from noise to image")
     print(f"\ntrained in {t_train:.0f} s; wrote {samples_png}, {grid_png}, {traj_png}, {run_dir}/loss.png and the "

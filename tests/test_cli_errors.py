@@ -1,0 +1,97 @@
+"""The command line against the bad inputs a user tries: every case ends with the expected exit status
+and one line naming the problem (never a traceback), and no file written before is changed."""
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from unnoise.cli import main
+
+TINY = ["--steps", "2", "--batch-size", "8", "--checkpoint-every", "0", "--log-every", "1", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    base = tmp_path_factory.mktemp("cli_errors")
+    vec, img = str(base / "vec"), str(base / "img")
+    assert main(["train", "--data", "ring", "--num-points", "64", "--width", "16", "--depth", "1", "--out", vec,
+                 *TINY]) == 0
+    assert main(["train", "--data", "digits", "--base-channels", "8", "--channel-mult", "1,2", "--out", img,
+                 *TINY]) == 0
+    prev = base / "prev.npy"
+    np.save(prev, np.arange(6.0))
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(base / "digit.png")
+    Image.fromarray(np.zeros((5, 5), np.uint8)).save(base / "small_mask.png")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(base / "black_mask.png")  # black = keep everything
+    np.save(base / "loud.npy", np.full((1, 1, 8, 8), 7.0, np.float32))
+    (base / "garbage.npy").write_bytes(b"this is not an array")
+    (base / "afile").write_text("x")
+    ro = base / "readonly"
+    ro.mkdir()
+    return {"base": base, "vec": vec, "img": img, "prev": str(prev)}
+
+
+def cases(e):
+    b = e["base"]
+    return [
+        # (command, exit status, phrase of the one-line message)
+        (["train", "--data", "ring", "--out", e["vec"], *TINY], 2, "already holds a training run"),
+        (["train", "--data", "ring", "--out", str(b / "n1"), "--conditional", *TINY], 2, "does not apply to vectors"),
+        (["train", "--data", "ring", "--out", str(b / "n2"), "--text", *TINY], 2, "does not apply to vectors"),
+        (["train", "--data", "digits", "--out", str(b / "n3"), "--image-size", "0", *TINY], 2, "positive"),
+        (["train", "--data", "ring", "--out", str(b / "n4"), "--width", "0", *TINY], 2, "positive"),
+        (["train", "--data", "digits", "--out", str(b / "n5"), "--channel-mult", "1,2", "--attention-levels", "3",
+          *TINY], 2, "attention-levels"),
+        (["train", "--data", "ring", "--out", str(b / "n6"), "--grad-clip", "-1", *TINY], 2, "--grad-clip"),
+        (["train", "--data", "digits", "--out", str(b / "n7"), "--dropout", "2", *TINY], 2, "--dropout"),
+        (["train", "--data", "ring", "--out", str(b / "n8"), "--lr", "nan", *TINY], 2, "--lr must be a finite"),
+        (["train", "--data", str(b / "garbage.npy"), "--out", str(b / "n9"), *TINY], 2, "garbage.npy"),
+        (["train", "--data", "ring", "--out", str(b / "n10"), *TINY, "--device", "tpu"], 2, "unknown device 'tpu'"),
+        (["sample", "--checkpoint", e["vec"], "--out", e["prev"], "--guidance-scale", "nan"], 2, "finite"),
+        (["sample", "--checkpoint", e["vec"], "--out", e["prev"], "--guidance-scale", "1e30"], 2, "class-conditional"),
+        (["sample", "--checkpoint", e["img"], "--out", e["prev"], "--class-label", "3"], 2, "unconditional"),
+        (["sample", "--checkpoint", e["img"], "--out", e["prev"], "--prompt", "a cat"], 2, "text-conditioned"),
+        (["sample", "--checkpoint", e["img"], "--out", e["prev"], "--plot", str(b / "p.png")], 2, "--plot applies"),
+        (["sample", "--checkpoint", e["vec"], "--out", str(b / "afile" / "x.npy")], 2, "not a directory"),
+        (["sample", "--checkpoint", e["vec"], "--out", e["prev"], "--device", "tpu"], 2, "unknown device"),
+        (["sample", "--checkpoint", str(b / "nothing"), "--out", e["prev"]], 2, "does not exist"),
+        (["inpaint", "--checkpoint", e["img"], "--input", str(b / "digit.png"), "--mask", str(b / "small_mask.png"),
+          "--out", str(b / "o.png")], 2, "5x5"),
+        (["inpaint", "--checkpoint", e["img"], "--input", str(b / "digit.png"), "--mask", str(b / "black_mask.png"),
+          "--out", str(b / "o.png")], 2, "nothing to fill"),
+        (["inpaint", "--checkpoint", e["vec"], "--input", str(b / "digit.png"), "--box", "1,1,3,3",
+          "--out", str(b / "o.png")], 2, "vectors run"),
+        (["img2img", "--checkpoint", e["img"], "--input", str(b / "loud.npy"), "--out", str(b / "o.png")], 2,
+         "[-1, 1]"),
+        (["img2img", "--checkpoint", e["img"], "--input", str(b / "digit.png"), "--strength", "2",
+          "--out", str(b / "o.png")], 2, "--strength"),
+    ]
+
+
+def snapshot(root):
+    out = {}
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            p = os.path.join(dirpath, f)
+            with open(p, "rb") as fh:
+                out[p] = fh.read()
+    return out
+
+
+def test_bad_inputs_fail_in_one_line_and_change_nothing(env, capsys):
+    torch.set_num_threads(1)
+    capsys.readouterr()
+    for argv, status, phrase in cases(env):
+        before = snapshot(env["base"])
+        code = main(argv)
+        err = capsys.readouterr().err.strip()
+        assert code == status, (argv, code, err)
+        lines = [line for line in err.splitlines() if line.strip() and "it/s]" not in line and "%|" not in line]
+        assert len(lines) == 1 and phrase in lines[0] and "Traceback" not in err, (argv, err)
+        after = snapshot(env["base"])
+        changed = [p for p in before if after.get(p) != before[p]]
+        assert not changed, (argv, changed)
+        new = set(after) - set(before)
+        assert not new, (argv, new)
