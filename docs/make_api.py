@@ -24,10 +24,28 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 API_PATH = os.path.join(HERE, "api.md")
 EXCLUDED = ("unnoise.cli", "unnoise.commands", "unnoise.__main__")
 # the order of the reference: the core first, then everything else alphabetically
-CORE_ORDER = ["unnoise", "unnoise.schedules", "unnoise.denoiser", "unnoise.analytic", "unnoise.samplers",
+CORE_ORDER = ["unnoise", "unnoise.runs", "unnoise.schedules", "unnoise.denoiser", "unnoise.analytic", "unnoise.samplers",
               "unnoise.losses", "unnoise.train", "unnoise.checkpoint", "unnoise.pipeline", "unnoise.likelihood",
               "unnoise.guidance", "unnoise.editing", "unnoise.latent", "unnoise.metrics", "unnoise.nets",
               "unnoise.data"]
+
+
+LAYOUT = """## Layout
+
+One object, the denoiser `D(x, sigma, cond)`, and one mechanism per job; the import graph has no cycle
+(`tests/test_runs.py` walks it):
+
+| layer | modules | job |
+|---|---|---|
+| algebra | `schedules`, `denoiser`, `analytic`, `ode` | noise processes and grids; network -> denoiser (parameterisations, per-key null conditions); exact denoisers |
+| sampling | `samplers` (`core`: every sampler and `sample`; `grids`: tuned grids), `guidance`, `editing`, `inverse`, `likelihood` | short pieces over `D`: samplers, guidance combinators, inpainting/SDEdit, posterior sampling, likelihoods |
+| models | `nets` (MLP, U-Net, DiT, DiffWave, autoencoder), `losses`, `text`, `latent` | backbones, training objectives, the text encoder, the latent codec |
+| data | `data` (`memory.TensorDataset`, `datasets`: streaming folders/arrays/WAV crops and statistics, `cache`) | datasets of `(x0, cond)` items |
+| training | `train` (one `Trainer` for denoisers, noisy classifiers, autoencoders), `checkpoint`, `io`, `distributed` | the loop, crash-safe files, torchrun |
+| runs | `runs` (`unnoise.load` -> `Pipeline`), `interop` (diffusers folders in and out) | every kind of run read back one way; sampling and editing in data units |
+| command line | `cli`, `commands/*` (`kinds`: the registry of data kinds for `train` and `sample`) | one module per subcommand |
+
+"""
 
 
 def public_modules() -> list[str]:
@@ -124,7 +142,7 @@ def render() -> str:
            "For the ideas behind these functions read [concepts.md](concepts.md).", "",
            "Shapes: `(batch, ...)` is a batch of examples of any shape; `sigma` is a float or a "
            "`(batch,)` tensor of noise levels in the scale-free units of `x = x_0 + sigma * eps`; "
-           "log-likelihoods are in nats unless a name says bits.", "", "## Modules", ""]
+           "log-likelihoods are in nats unless a name says bits.", "", LAYOUT, "## Modules", ""]
     for m in mods:
         out.append(f"- [`{m}`](#{m.replace('.', '')})")
     out.append("")
