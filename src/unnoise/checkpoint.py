@@ -352,16 +352,7 @@ def verify_step_dir(path: str) -> None:
     parse and both safetensors headers are valid and cover their files exactly (which catches
     truncation).  Raises ``FileNotFoundError``/``ValueError`` naming the damaged file."""
     read_config(path)
-    json_path = os.path.join(path, STATE_JSON)
-    try:
-        with open(json_path) as f:
-            state = json.load(f)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{json_path} is missing; the checkpoint is incomplete") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{json_path} is not valid JSON ({err}); the checkpoint is corrupt") from None
-    if not isinstance(state, dict) or "step" not in state:
-        raise ValueError(f"{json_path} has no 'step' entry; the checkpoint is corrupt")
+    read_state_json(path)
     for name in (WEIGHTS_NAME, STATE_NAME):
         fpath = os.path.join(path, name)
         if not os.path.exists(fpath):
@@ -612,17 +603,23 @@ def load_training_checkpoint(path: str):
     config = read_config(path)
     weights = read_tensors(os.path.join(path, WEIGHTS_NAME))
     state_tensors = read_tensors(os.path.join(path, STATE_NAME))
+    return config, weights, state_tensors, read_state_json(path)
+
+
+def read_state_json(path: str) -> dict:
+    """The training state (step, data position, optimizer layout) of a step directory; a missing or
+    corrupt file is a clear error naming it."""
     json_path = os.path.join(path, STATE_JSON)
     try:
         with open(json_path) as f:
-            state_json = json.load(f)
+            state = json.load(f)
     except FileNotFoundError:
         raise FileNotFoundError(f"{json_path} is missing; the checkpoint is incomplete") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{json_path} is not valid JSON ({err}); the checkpoint is corrupt") from None
-    if not isinstance(state_json, dict) or "step" not in state_json:
+    if not isinstance(state, dict) or "step" not in state:
         raise ValueError(f"{json_path} has no 'step' entry; the checkpoint is corrupt")
-    return config, weights, state_tensors, state_json
+    return state
 
 
 # ----------------------------------------------------------------------------- pre-flight checks

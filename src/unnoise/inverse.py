@@ -528,7 +528,18 @@ class _Guided:
         raise ValueError(f"y has {self.y.shape[0]} rows for a batch of {x.shape[0]}")
 
 
-class PGDM(_Guided):
+class _IsotropicPrior(_Guided):
+    """A guided denoiser that approximates ``Cov[x_0 | x]`` by that of an isotropic Gaussian prior of
+    variance ``data_var`` per entry."""
+
+    def __init__(self, denoiser, y, operator, noise_std=0.0, data_var: float = 1.0):
+        super().__init__(denoiser, y, operator, noise_std)
+        if not (isinstance(data_var, (int, float)) and data_var > 0):
+            raise ValueError(f"data_var must be a positive number, got {data_var!r}")
+        self.data_var = float(data_var)
+
+
+class PGDM(_IsotropicPrior):
     """Pseudo-inverse guided denoiser (PiGDM, Song et al. 2023): ``D_y = D + sigma^2 J^T A^T v``.
 
     Replaces ``p(x_0 | x)`` by ``N(D, r^2 I)`` with ``r^2 = v sigma^2 / (v + sigma^2)`` (the exact
@@ -541,12 +552,6 @@ class PGDM(_Guided):
     operator's :meth:`~Operator.gram_solve`).  Exact for an isotropic Gaussian prior; biased otherwise
     (``r^2 I`` is not ``Cov[x_0 | x]``, which for a mixture depends on ``x``).
     """
-
-    def __init__(self, denoiser, y, operator, noise_std=0.0, data_var: float = 1.0):
-        super().__init__(denoiser, y, operator, noise_std)
-        if not (isinstance(data_var, (int, float)) and data_var > 0):
-            raise ValueError(f"data_var must be a positive number, got {data_var!r}")
-        self.data_var = float(data_var)
 
     def __call__(self, x, sigma, cond=None):
         y, nv = self._rows(x)
@@ -603,7 +608,7 @@ class MMPS(_Guided):
         return den.detach() + _bview(s**2, x) * g
 
 
-class DDNM(_Guided):
+class DDNM(_IsotropicPrior):
     """Range/null-space denoiser (DDNM, Wang et al. 2023), ridge-regularised for noise; no Jacobian.
 
     Noiseless: ``D_y = A^+ y + (I - A^+ A) D = D + A^+ (y - A D)``: the range of ``A^T`` is set by the
@@ -617,12 +622,6 @@ class DDNM(_Guided):
     (DDNM+ instead scales the step per singular value; this keeps it in closed form for every
     operator with a ``gram_solve``.)  Exact for an isotropic Gaussian prior.
     """
-
-    def __init__(self, denoiser, y, operator, noise_std=0.0, data_var: float = 1.0):
-        super().__init__(denoiser, y, operator, noise_std)
-        if not (isinstance(data_var, (int, float)) and data_var > 0):
-            raise ValueError(f"data_var must be a positive number, got {data_var!r}")
-        self.data_var = float(data_var)
 
     def __call__(self, x, sigma, cond=None):
         y, nv = self._rows(x)
