@@ -345,7 +345,8 @@ class Pipeline:
             sampler: the sampler of the guided methods (``pgdm``, ``mmps``, ``ddnm``; default ``ddpm``).
             **options: the method's options (see :func:`unnoise.inverse.sample`).
 
-        Pixel runs (``images``): ``A`` acts on the model's pixels directly, every method applies.
+        Pixel runs (``images``): ``A`` acts on the model's pixels directly, every method applies.  With a
+        noiseless Mask the observed pixels come back exactly (pasted: the posterior fixes them).
         Latent runs: a noiseless :class:`~unnoise.inverse.Mask` becomes the latent mask (a latent cell is
         observed when all its pixels are, as :meth:`inpaint`), every method applies and the observed
         pixels are pasted back; any other measurement is seen through the decoder, ``y = A(decode(z))``,
@@ -379,13 +380,14 @@ class Pipeline:
         x = self.start(self.noise(B * n, generator).to(self.device), float(sigmas[0]))
         kwargs = dict(options, **({"sampler": sampler} if sampler is not None else {}))
         paste = None
+        if isinstance(operator, inverse.Mask) and bool(torch.all(std == 0)):  # observed pixels are exact
+            keep = torch.broadcast_to(operator.mask.to(torch.float32).cpu(), (1, *self.shape))
+            paste = keep.bool()
         if hasattr(self.codec, "latent_mask"):
-            if isinstance(operator, inverse.Mask) and bool(torch.all(std == 0)):
-                keep = torch.broadcast_to(operator.mask.to(torch.float32), (1, *self.shape))
+            if paste is not None:
                 model_keep = self.codec.latent_mask(keep.amin(1, keepdim=True)).to(self.device)
                 operator = inverse.Mask(model_keep.expand(1, *self.model_shape)[0].contiguous(),
                                         x_shape=self.model_shape)
-                paste = keep.bool()
                 rows = self.encode(torch.where(paste & torch.isfinite(rows), rows, torch.zeros_like(rows)))
             elif method != "dps":
                 raise ValueError(f"method {method!r} needs a linear operator, but a latent run sees the measurement "
