@@ -149,3 +149,26 @@ def test_restore_command_rejects_bad_inputs(run_dir, extra, message, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert not (run_dir / "bad.png").exists()
+
+
+def test_latent_run_restores_through_the_decoder_or_the_latent_mask():
+    from unnoise.data.shapes import make_shapes
+    from unnoise.latent import LatentCodec
+    from unnoise.nets.autoencoder import Autoencoder, estimate_latent_scale
+    torch.manual_seed(0)
+    ae = Autoencoder(in_channels=3, latent_channels=2, downsample=4, channels=8).eval()
+    images = make_shapes(32, 16, torch.Generator().manual_seed(0))[0]
+    codec = LatentCodec(ae, *estimate_latent_scale(ae, images))
+    pipe = Pipeline(EmpiricalDenoiser(codec.encode(images)), unnoise.schedules.get("ddpm"), "latent_images",
+                    (3, 16, 16), model_shape=codec.latent_shape((3, 16, 16)), codec=codec)
+    g = torch.Generator().manual_seed(0)
+    out = pipe.restore(inverse.Blur(1.0)(images[:2]), "blur:sigma=1", noise_std=0.05, method="dps", n=2, steps=5,
+                       generator=g)
+    assert out.shape == (2, 2, 3, 16, 16) and torch.isfinite(out).all()
+    with pytest.raises(ValueError, match="use method 'dps'"):
+        pipe.restore(images[:1], "blur:sigma=1", noise_std=0.05, method="mmps")
+    keep = torch.ones(3, 16, 16)
+    keep[:, 4:12, 4:12] = 0
+    out = pipe.restore(images[:2], inverse.Mask(keep), method="smc", n=2, steps=5, generator=g, particles=4)
+    known = keep.bool().expand_as(out)
+    assert torch.equal(out[known], images[:2, None].expand_as(out)[known])
