@@ -329,6 +329,80 @@ class Pipeline:
                                   **options)
         return torch.where(keep.bool(), images, self.decode(out))
 
+    def restore(self, measurement: torch.Tensor, operator, noise_std=0.0, method: str = "mmps", n: int = 1,
+                sampler: str | None = None, steps: int | None = None, spacing=None, guidance_scale: float = 1.0,
+                class_label=None, prompt=None, cond=None, generator=None, **options) -> torch.Tensor:
+        """Posterior samples ``(B, n, *shape)`` (data units) of images ``x`` given ``y = A(x) + noise``.
+
+        Args:
+            measurement: ``y`` ``(B, *y_shape)`` in data units (a Mask takes full images; entries it
+                does not observe are ignored, NaN allowed there).
+            operator: an :class:`unnoise.inverse.Operator` on data-unit images, or a spec for
+                :func:`unnoise.inverse.parse_operator` (``mask:FILE``, ``box:x0,y0,x1,y1``, ``blur:sigma=S``,
+                ``downsample:F``, ``gray``).
+            noise_std: the observation noise std in data units (a float, or one value per measurement).
+            method: a name from :func:`unnoise.inverse.available`; ``n``: samples per measurement.
+            sampler: the sampler of the guided methods (``pgdm``, ``mmps``, ``ddnm``; default ``ddpm``).
+            **options: the method's options (see :func:`unnoise.inverse.sample`).
+
+        Pixel runs (``images``): ``A`` acts on the model's pixels directly, every method applies.  With a
+        noiseless Mask the observed pixels come back exactly (pasted: the posterior fixes them).
+        Latent runs: a noiseless :class:`~unnoise.inverse.Mask` becomes the latent mask (a latent cell is
+        observed when all its pixels are, as :meth:`inpaint`), every method applies and the observed
+        pixels are pasted back; any other measurement is seen through the decoder, ``y = A(decode(z))``,
+        a nonlinear operator, so only ``dps`` applies.
+        """
+        from . import inverse
+        self._require_sampling("restore")
+        if self.kind not in ("images", "latent_images", "text"):
+            raise ValueError(f"restore needs an image run (pixel or latent), not a {self.kind} run")
+        if isinstance(operator, str):
+            operator = inverse.parse_operator(operator, self.shape)
+        if not isinstance(operator, inverse.Operator):
+            raise ValueError("operator must be an unnoise.inverse.Operator or a spec such as 'blur:sigma=2'")
+        if method not in inverse.available():
+            raise ValueError(f"unknown method {method!r}; available: {', '.join(inverse.available())}")
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"the number of samples must be a positive integer, got {n!r}")
+        y = torch.as_tensor(measurement, dtype=torch.float32)
+        B = y.shape[0] if y.ndim > 0 else 0
+        if B < 1:
+            raise ValueError("measurement must be a batch (B, *y_shape) with B >= 1")
+        std = torch.as_tensor(noise_std, dtype=torch.float32)
+        if std.ndim == y.ndim and std.shape[0] == B:
+            std = std.repeat_interleave(n, 0)
+        if not torch.all(torch.isfinite(std)) or torch.any(std < 0):
+            raise ValueError(f"noise_std must be finite and >= 0, got {noise_std!r}")
+        rows = y.repeat_interleave(n, 0)
+        cond = self.make_cond(B * n, class_label, prompt, cond)
+        den = self.guided(guidance_scale)
+        sigmas = self.grid(steps, spacing)
+        x = self.start(self.noise(B * n, generator).to(self.device), float(sigmas[0]))
+        kwargs = dict(options, **({"sampler": sampler} if sampler is not None else {}))
+        paste = None
+        if isinstance(operator, inverse.Mask) and bool(torch.all(std == 0)):  # observed pixels are exact
+            keep = torch.broadcast_to(operator.mask.to(torch.float32).cpu(), (1, *self.shape))
+            paste = keep.bool()
+        if hasattr(self.codec, "latent_mask"):
+            if paste is not None:
+                model_keep = self.codec.latent_mask(keep.amin(1, keepdim=True)).to(self.device)
+                operator = inverse.Mask(model_keep.expand(1, *self.model_shape)[0].contiguous(),
+                                        x_shape=self.model_shape)
+                rows = self.encode(torch.where(paste & torch.isfinite(rows), rows, torch.zeros_like(rows)))
+            elif method != "dps":
+                raise ValueError(f"method {method!r} needs a linear operator, but a latent run sees the measurement "
+                                 "through its decoder (nonlinear): use method 'dps' (or a noiseless mask)")
+            else:
+                ae, codec, A = self.codec.autoencoder, self.codec, operator
+                operator = inverse.Operator.from_callable(
+                    lambda z: A(ae.decode(z / codec.scale + codec.shift)), self.model_shape, linear=False)
+        out = inverse.sample(den, x, sigmas, y=rows.to(self.device), operator=operator, noise_std=std.to(self.device),
+                             method=method, generator=generator, cond=cond, **kwargs)
+        data = self.decode(out.detach())
+        if paste is not None:
+            data = torch.where(paste, y.repeat_interleave(n, 0), data)
+        return data.reshape(B, n, *self.shape)
+
     def upscale(self, low: torch.Tensor, sampler: str | None = None, steps: int | None = None, spacing=None,
                 noise=None, generator=None, **options) -> torch.Tensor:
         """Super-resolution: high-resolution images for low-resolution ``low`` ``(B, C, h, w)`` in [-1, 1]."""

@@ -7,16 +7,23 @@ from .common import parse_options
 from .edit_common import add_edit_args, load_image_pipeline, read_images, write_result
 
 
+# replace/smc: unnoise.editing (any image size); the others: Pipeline.restore with a noiseless Mask
+METHODS = ("replace", "smc", "mmps", "dps", "pgdm", "ddnm")
+
+
 def register(sub):
     p = sub.add_parser("inpaint", help="fill a masked region of images with a trained image model",
                        description="Regenerate the region given by --mask (white = fill) or --box, keeping every "
                                    "other pixel exactly.  Methods: replacement (with RePaint resampling via "
-                                   "--jump-n-sample > 1) or sequential Monte Carlo (--method smc).")
+                                   "--jump-n-sample > 1), sequential Monte Carlo (--method smc), or a posterior "
+                                   "sampler of 'unnoise restore' for a noiseless mask (--method mmps|dps|pgdm|ddnm; "
+                                   "--option passes its options).")
     add_edit_args(p)
     p.add_argument("--mask", default=None, help="mask image: white (>= 128) = region to fill, black = keep")
     p.add_argument("--box", default=None, metavar="X0,Y0,X1,Y1",
                    help="fill this rectangle instead (pixels of the run's image size, end exclusive)")
-    p.add_argument("--method", default="replace", choices=("replace", "smc"), help="inpainting method (default: replace)")
+    p.add_argument("--method", default="replace", choices=METHODS,
+                   help="inpainting method (default: replace); mmps, dps, pgdm, ddnm: as 'unnoise restore'")
     p.add_argument("--jump-length", type=int, default=10, help="RePaint jump length in steps (default: 10)")
     p.add_argument("--jump-n-sample", type=int, default=1, help="RePaint resampling count, 1 = none (default: 1)")
     p.add_argument("--particles", type=int, default=16, help="particles per image for --method smc (default: 16)")
@@ -59,10 +66,22 @@ def run(args):
     keep = keep_mask(args, pipe.shape)
     if torch.all(keep == 1):
         raise ValueError("the mask leaves nothing to fill: mark the region to regenerate white (--mask) or give --box")
+    gen = torch.Generator().manual_seed(args.seed)
+    if args.method not in ("replace", "smc"):
+        from ..inverse import Mask
+        sampler = None if args.sampler == "ddpm" else args.sampler
+        out = pipe.restore(inputs, Mask(keep.expand(pipe.shape).clone()), method=args.method, n=args.n,
+                           sampler=sampler, steps=args.steps, spacing=args.spacing,
+                           guidance_scale=args.guidance_scale, class_label=args.class_label, prompt=args.prompt,
+                           generator=gen, **parse_options(args.option))
+        shown = torch.where(keep.bool(), inputs, torch.full_like(inputs, -1.0))
+        write_result(shown, out, args.out)
+        print(f"wrote {args.n} inpaintings ({args.method}) of each of {len(inputs)} image(s) to {args.out}")
+        return 0
     batch = inputs.repeat_interleave(args.n, 0)
     out = pipe.inpaint(batch, keep, sampler=args.sampler, steps=args.steps, spacing=args.spacing,
                        method=args.method, guidance_scale=args.guidance_scale, class_label=args.class_label,
-                       prompt=args.prompt, generator=torch.Generator().manual_seed(args.seed),
+                       prompt=args.prompt, generator=gen,
                        jump_length=args.jump_length, jump_n_sample=args.jump_n_sample, particles=args.particles,
                        **parse_options(args.option))
     shown = torch.where(keep.bool(), inputs, torch.full_like(inputs, -1.0))  # the hole shown black
