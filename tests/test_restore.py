@@ -42,7 +42,7 @@ def test_restore_is_consistent_with_the_measurement(pipe, digits, spec, method):
     assert torch.allclose(out, digits[:2, None].expand_as(out), atol=1e-3)  # the true digit
 
 
-@pytest.mark.parametrize("method", ["smc", "pgdm", "ddnm", "dps"])
+@pytest.mark.parametrize("method", ["mmps", "smc", "pgdm", "ddnm", "dps"])
 def test_noiseless_mask_keeps_known_pixels_and_fills_the_hole(pipe, digits, method):
     keep = torch.ones(SHAPE)
     keep[:, 2:6, 1:7] = 0
@@ -52,7 +52,7 @@ def test_noiseless_mask_keeps_known_pixels_and_fills_the_hole(pipe, digits, meth
     known = keep.bool().expand_as(out)
     truth = digits[2:4, None].expand_as(out)
     assert torch.equal(out[known], truth[known])
-    if method in ("smc", "pgdm"):  # the posterior is the true digit; ddnm and dps (biased) miss it here
+    if method in ("mmps", "smc", "pgdm"):  # the posterior is the true digit; ddnm and dps (biased) miss it here
         assert float((out - truth).abs().max()) < 1e-3
 
 

@@ -67,23 +67,29 @@ def conjugate_gradient(matvec: Callable, b: torch.Tensor, iterations: int, tol: 
 
     Batched over the first dimension (each example its own system); starts at ``z = 0`` and stops
     after ``iterations`` steps or when every residual is below ``tol`` times its right-hand side.  In
-    exact arithmetic CG is exact after ``m`` iterations for an ``m``-dimensional system.
+    exact arithmetic CG is exact after ``m`` iterations for an ``m``-dimensional system.  For a
+    singular ``M`` it returns the solution within the directions where ``M`` is not numerically zero.
     """
     z = torch.zeros_like(b)
     r = b.clone()
     p = r.clone()
     rr = _dot(r, r)
     stop = tol**2 * rr
+    tiny = torch.finfo(b.dtype).tiny
+    curvature_tol = 1e-7 if b.dtype == torch.float32 else 1e-14
     for _ in range(iterations):
         if bool(torch.all(rr <= stop)):
             break
         Mp = matvec(p)
         pMp = _dot(p, Mp)
-        alpha = torch.where(pMp > 0, rr / pMp.clamp_min(1e-300), torch.zeros_like(rr))
+        # a direction along which M is numerically zero (a singular system, e.g. a noiseless
+        # measurement where the prior has no spread) gets no step instead of a division by ~0
+        curved = pMp > curvature_tol * _dot(p, p)
+        alpha = torch.where(curved, rr / torch.where(curved, pMp, torch.ones_like(pMp)), torch.zeros_like(rr))
         z = z + _bview(alpha, p) * p
         r = r - _bview(alpha, p) * Mp
         rr_new = _dot(r, r)
-        p = r + _bview(rr_new / rr.clamp_min(1e-300), p) * p
+        p = r + _bview(torch.where(rr > tiny, rr_new / rr.clamp_min(tiny), torch.zeros_like(rr)), p) * p
         rr = rr_new
     return z
 
