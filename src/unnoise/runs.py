@@ -90,12 +90,15 @@ class Pipeline:
         num_classes, class_names: the classes of a class-conditional model.
         config: the run's configuration; source: where it was loaded from.
         classifier: the noisy-input classifier of a ``classifier`` run.
+        tuned_grids: grids stored by ``unnoise tune-grid`` (see :meth:`grid`).
     """
 
     def __init__(self, denoiser, schedule, kind: str, shape, *, model_shape=None, codec=None, prompt_encoder=None,
                  num_classes: int = 0, class_names=None, config: dict | None = None, source: str | None = None,
-                 classifier=None):
+                 classifier=None, tuned_grids=None):
         self.denoiser, self.schedule, self.kind = denoiser, schedule, kind
+        self.tuned_grids = list(tuned_grids or [])  # from 'unnoise tune-grid' (RUN/tuned_grids.json)
+        self._warned_steps = set()
         self.shape = tuple(shape)
         self.model_shape = tuple(model_shape) if model_shape is not None else self.shape
         self.codec = codec
@@ -194,9 +197,29 @@ class Pipeline:
             return noise * sigma_max
         return noise / float(self.schedule.scale(torch.tensor(sigma_max, dtype=torch.float64)))
 
-    def grid(self, steps: int | None = None, spacing: str | None = None) -> torch.Tensor:
-        """The sampling grid for ``steps`` (default 50) on the schedule's default or a named spacing."""
-        return self.schedule.sampling_sigmas(DEFAULT_STEPS if steps is None else steps, spacing)
+    def grid(self, steps: int | None = None, spacing: str | None = None, sampler: str | None = None) -> torch.Tensor:
+        """The sampling grid for ``steps`` (default 50) and ``sampler`` (default: unnoise's default sampler).
+
+        A named ``spacing`` always wins: ``schedule.sampling_sigmas(steps, spacing)``.  Without one, a grid
+        stored by ``unnoise tune-grid`` for this sampler and step count is used; a grid is tuned for one
+        sampler, so another sampler gets the schedule's default grid (silently: nothing was tuned for it).
+        When grids are stored for this sampler but none for ``steps``, a warning (once per step count)
+        names the stored step counts, and the schedule's default grid is used.
+        """
+        import warnings
+
+        from .samplers import DEFAULT_SAMPLER
+        steps = DEFAULT_STEPS if steps is None else steps
+        if spacing is None and self.tuned_grids:
+            sampler = sampler or DEFAULT_SAMPLER
+            mine = {e["steps"]: e for e in self.tuned_grids if e["sampler"] == sampler}
+            if steps in mine:
+                return torch.tensor(mine[steps]["sigmas"], dtype=torch.float32)
+            if mine and steps not in self._warned_steps:
+                self._warned_steps.add(steps)
+                warnings.warn(f"the run has tuned {sampler} grids for {sorted(mine)} steps, not {steps}: using the "
+                              f"default grid (run 'unnoise tune-grid --steps {steps}' to tune one)", stacklevel=2)
+        return self.schedule.sampling_sigmas(steps, spacing)
 
     def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Standard-normal starting noise ``(n, *model_shape)`` (drawn on the CPU, from ``generator``)."""
@@ -236,7 +259,7 @@ class Pipeline:
         if guidance_scale != 1.0 and classifier is None and cond is None:
             raise ValueError("guidance needs a condition to guide towards (a class label or a prompt)")
         den = self.guided(guidance_scale, classifier)
-        sigmas = self.grid(steps, spacing)
+        sigmas = self.grid(steps, spacing, sampler)
         if noise is None:
             noise = self.noise(n, generator)
         elif tuple(noise.shape) != (n, *self.model_shape):
@@ -509,7 +532,7 @@ def load(path: str, device: str | torch.device = "cpu", ema: bool = True, autoen
     denoiser, schedule, config = checkpoint.load(path, ema=ema, device=device)
     data = config.get("data", {})
     shape = tuple(data.get("shape", ()))
-    common = dict(config=config, source=path)
+    common = dict(config=config, source=path, tuned_grids=checkpoint.read_tuned_grids(path))
     if kind in ("vectors", "arrays", "audio"):
         return Pipeline(denoiser, schedule, kind, shape, codec=Standardizer(data.get("normalization")), **common)
     if kind == "images":
