@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 
 import torch
 
@@ -34,6 +35,7 @@ from . import checkpoint, editing, guidance
 from .data.datasets import unnormalise
 from .denoiser import as_cond
 from .latent import LatentCodec
+from .samplers import DEFAULT_SAMPLER
 from .samplers import sample as run_sampler
 from .text import TextEncoder
 from .train import resolve_device
@@ -206,9 +208,6 @@ class Pipeline:
         When grids are stored for this sampler but none for ``steps``, a warning (once per step count)
         names the stored step counts, and the schedule's default grid is used.
         """
-        import warnings
-
-        from .samplers import DEFAULT_SAMPLER
         steps = DEFAULT_STEPS if steps is None else steps
         if spacing is None and self.tuned_grids:
             sampler = sampler or DEFAULT_SAMPLER
@@ -303,7 +302,8 @@ class Pipeline:
         cond = self.make_cond(len(images), class_label, prompt, cond)
         den = self.guided(guidance_scale)
         kwargs = dict(options, **({"sampler": sampler} if sampler else {}))
-        out = editing.img2img(den, self.encode(images), self.grid(steps, spacing), strength, cond=cond,
+        sigmas = self.grid(steps, spacing, sampler or "ddim")  # editing.img2img's default sampler
+        out = editing.img2img(den, self.encode(images), sigmas, strength, cond=cond,
                               generator=generator, **kwargs)
         return self.decode(out)
 
@@ -342,7 +342,7 @@ class Pipeline:
             model_keep = self.codec.latent_mask(pix).to(known.device).expand_as(known).contiguous()
         else:
             model_keep = keep.to(known.device)
-        sigmas = self.grid(steps, spacing)
+        sigmas = self.grid(steps, spacing, "smc" if method == "smc" else sampler or "ddpm")
         if method == "smc":
             out = editing.inpaint_smc(den, known, model_keep, sigmas, particles=particles, cond=cond,
                                       generator=generator)
@@ -399,7 +399,7 @@ class Pipeline:
         rows = y.repeat_interleave(n, 0)
         cond = self.make_cond(B * n, class_label, prompt, cond)
         den = self.guided(guidance_scale)
-        sigmas = self.grid(steps, spacing)
+        sigmas = self.grid(steps, spacing, sampler or method)  # a grid tuned for a plain sampler is not used here
         x = self.start(self.noise(B * n, generator).to(self.device), float(sigmas[0]))
         kwargs = dict(options, **({"sampler": sampler} if sampler is not None else {}))
         paste = None
