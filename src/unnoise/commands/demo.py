@@ -21,7 +21,7 @@ DEMOS["audio"] = "synthetic 8 kHz notes and chords, DiffWave; WAV clips and spec
 
 
 def register(sub):
-    p = sub.add_parser("demo", help="train on a built-in data set and write pictures (about 2 minutes)",
+    p = sub.add_parser("demo", help="train on a built-in data set and write pictures (about 5 minutes on 2 CPU cores)",
                        description="Train a small model on a built-in data set, sample it with DDPM and DDIM, "
                                    "and write samples.png (data beside samples), trajectory.png (forward noising "
                                    "and reverse denoising) and loss.png to --out.")

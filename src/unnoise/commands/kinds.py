@@ -7,6 +7,7 @@ parsed arguments, and returns the paths it wrote.  ``unnoise sample`` looks the 
 """
 from __future__ import annotations
 
+import io as _io
 import os
 from dataclasses import dataclass
 from typing import Callable
@@ -16,6 +17,14 @@ import torch
 
 from .. import io
 from ..data.audio import write_wav
+from ..data.images import is_image_spec
+from ..imaging import save_image_grid
+from ..plotting import plot_points, plot_spectrograms
+from .train_arrays import run_arrays_file
+from .train_audio import is_audio_request, run_audio
+from .train_images import run_images
+from .train_latent import run_latent
+from .train_vectors import run_vectors
 
 
 @dataclass(frozen=True)
@@ -67,14 +76,12 @@ def write_arrays(pipe, x, args, out):
 
 
 def _csv(x: torch.Tensor) -> str:
-    import io as _io
     buf = _io.StringIO()
     np.savetxt(buf, x.reshape(len(x), -1).numpy(), delimiter=",")
     return buf.getvalue()
 
 
 def plot_vectors(pipe, x, args, path):
-    from ..plotting import plot_points
     plot_points({f"{args.sampler or 'default sampler'}, {args.steps} steps": x.reshape(len(x), -1)}, path)
 
 
@@ -82,7 +89,6 @@ def write_images(pipe, x, args, out):
     if out.lower().endswith(".npy"):
         io.save_npy(out, x.numpy())
         return [out]
-    from ..imaging import save_image_grid
     k = pipe.num_classes
     labels = getattr(args, "_labels", None)
     nrow = None
@@ -115,7 +121,6 @@ def write_audio(pipe, x, args, out):
 
 
 def plot_audio(pipe, x, args, path):
-    from ..plotting import plot_spectrograms
     rate = int(pipe.config["audio"]["sample_rate"])
     length = int(x.shape[-1])
     n_fft = min(256, 1 << (length.bit_length() - 1))  # a power of two no longer than a clip
@@ -150,7 +155,7 @@ class TrainKind:
 
     name: str
     claims: Callable  # claims(args) -> bool (may raise a one-line ValueError for a broken request)
-    train: Callable  # train(args, train_cmd) -> exit status
+    train: Callable  # train(args) -> exit status
     defaults: dict  # the kind-specific options it takes, with their defaults (None: resolved by train)
     what: str  # the data, in words, for messages
 
@@ -182,12 +187,10 @@ def _claims_latent(args) -> bool:
 
 
 def _claims_audio(args) -> bool:
-    from .train_audio import is_audio_request
     return is_audio_request(args)
 
 
 def _claims_images(args) -> bool:
-    from ..data.images import is_image_spec
     return is_image_spec(args.data) or _is_image_cache(args.data)
 
 
@@ -200,42 +203,18 @@ def _claims_arrays(args) -> bool:
     return getattr(args, "net", None) not in (None, "mlp")
 
 
-def _train_latent(args, train_cmd):
-    from .train_latent import run_latent
-    return run_latent(args, train_cmd)
-
-
-def _train_audio(args, train_cmd):
-    from .train_audio import run_audio
-    return run_audio(args, train_cmd)
-
-
-def _train_images(args, train_cmd):
-    from .train_images import run_images
-    return run_images(args, train_cmd)
-
-
-def _train_arrays(args, train_cmd):
-    from .train_arrays import run_arrays_file
-    return run_arrays_file(args, train_cmd)
-
-
-def _train_vectors(args, train_cmd):
-    return train_cmd.run_vectors(args)
-
-
 IMAGE_OPTIONS = {"net": "unet", "image_size": None, "image_mode": "RGB", "conditional": False, "flip": False,
                  "patch_size": 2, "width": 256, "depth": 4, **NET_DEFAULTS}
-register_train(TrainKind("latent", _claims_latent, _train_latent,
+register_train(TrainKind("latent", _claims_latent, run_latent,
                          {**IMAGE_OPTIONS, "latent": None, "num_images": 5000, "text": False},
                          "latent diffusion (--latent)"))
-register_train(TrainKind("audio", _claims_audio, _train_audio,
+register_train(TrainKind("audio", _claims_audio, run_audio,
                          {"net": "diffwave", "sample_rate": None, "clip_length": None, "channels": None,
                           "num_clips": None, "no_normalize": False, **NET_DEFAULTS}, "audio (a folder of WAV files)"))
-register_train(TrainKind("images", _claims_images, _train_images, IMAGE_OPTIONS,
+register_train(TrainKind("images", _claims_images, run_images, IMAGE_OPTIONS,
                          "images (digits, an image folder or a prepared cache)"))
-register_train(TrainKind("arrays", _claims_arrays, _train_arrays, {"net": None, "no_normalize": False, **NET_DEFAULTS},
+register_train(TrainKind("arrays", _claims_arrays, run_arrays_file, {"net": None, "no_normalize": False, **NET_DEFAULTS},
                          "arrays (N, channels, ...) with --net unet|diffwave"))
-register_train(TrainKind("vectors", lambda args: True, _train_vectors,
+register_train(TrainKind("vectors", lambda args: True, run_vectors,
                          {"num_points": 20000, "width": 256, "depth": 4, "no_normalize": False, "net": "mlp"},
                          "vectors (a built-in 2-D set or a .npy/.csv of shape (N, d))"))

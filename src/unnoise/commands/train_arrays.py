@@ -13,6 +13,7 @@ import torch
 
 from ..pipeline import train_model
 from ..train import TrainConfig
+from .train_common import command_record, finish, loop_options
 
 # which backbones accept which array ranks (example dimensions after the leading N)
 ARRAY_NETS = {"diffwave": (2,), "unet": (2, 3, 4)}
@@ -51,7 +52,7 @@ def array_net_config(args, shape) -> tuple[str, dict]:
     return net_config_from_args(args, num_classes=0)
 
 
-def run_arrays_file(args, train_cmd) -> int:
+def run_arrays_file(args) -> int:
     """Train a convolutional backbone on the arrays in ``--data``: a ``.npy`` is memory-mapped and
     streamed (statistics from one pass), a ``.csv`` holds one single-channel series per row."""
     from ..data import ArrayDataset, TensorDataset
@@ -60,11 +61,11 @@ def run_arrays_file(args, train_cmd) -> int:
         x = load_vectors(args.data)
         if x.ndim == 2 and os.path.splitext(args.data)[1].lower() in (".csv", ".txt"):
             x = x[:, None, :]  # a CSV holds one single-channel series per row
-        return run_arrays(args, TensorDataset(x), train_cmd)
-    return run_arrays(args, ArrayDataset(args.data), train_cmd)
+        return run_arrays(args, TensorDataset(x))
+    return run_arrays(args, ArrayDataset(args.data))
 
 
-def run_arrays(args, dataset, train_cmd, extra_info: dict | None = None) -> int:
+def run_arrays(args, dataset, extra_info: dict | None = None) -> int:
     """Train a convolutional backbone on a dataset of ``(C, *spatial)`` examples (statistics per channel
     from one streaming pass unless ``--no-normalize``).
 
@@ -83,10 +84,10 @@ def run_arrays(args, dataset, train_cmd, extra_info: dict | None = None) -> int:
         dataset = TensorDataset(Standardizer(stats).encode(dataset.x), dataset.cond)
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay,
                       grad_clip=args.grad_clip, weighting=args.weighting, warmup=args.warmup, seed=args.seed,
-                      device=args.device, **train_cmd.loop_options(args))
+                      device=args.device, **loop_options(args))
     info = {"kind": "audio" if "audio" in (extra_info or {}) else "arrays",
-            "command": train_cmd.command_record(args), **(extra_info or {})}
+            "command": command_record(args), **(extra_info or {})}
     trainer = train_model(dataset, args.out, net=name, net_config=net_config, parameterization=args.parameterization,
                           schedule=args.schedule, config=cfg, normalize=False, stats=stats, info=info,
                           progress=int(os.environ.get("RANK", "0")) == 0)
-    return train_cmd.finish(trainer, args.out)
+    return finish(trainer, args.out)

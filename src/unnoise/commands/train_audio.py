@@ -75,7 +75,7 @@ def is_audio_request(args) -> bool:
     return wavs > 0
 
 
-def run_audio(args, train_cmd) -> int:
+def run_audio(args) -> int:
     """Train on random crops ``(num_clips, channels, clip_length)`` of the WAV files in ``args.data``."""
     from ..data import AudioClips
     from .train_arrays import run_arrays
@@ -99,4 +99,4 @@ def run_audio(args, train_cmd) -> int:
     torch.manual_seed(args.seed)
     audio_info = {"sample_rate": rate, "channels": channels, "clip_length": length,
                   "num_files": len(clips.paths), "source": args.data}
-    return run_arrays(args, clips, train_cmd, extra_info={"audio": audio_info})
+    return run_arrays(args, clips, extra_info={"audio": audio_info})

@@ -5,15 +5,18 @@ import os
 
 import torch
 
+from ..data import images as images_mod
+from ..data import load_array
+from ..data.shapes import make_shapes
+from ..nets.autoencoder import Autoencoder, fit_autoencoder
+from ..train import TrainConfig
 from .common import add_device_arg
+from .train_common import add_scaling_args, finish, loop_options, resume_args
 
 
 def load_image_data(spec: str, image_size: int | None = None, n: int = 5000, seed: int = 0):
     """Images ``(N, C, H, W)`` in [-1, 1] from ``"shapes"`` (generated, with captions), ``"digits"``,
     a folder of images or a .npy/.npz array; returns ``(images, captions or None)``."""
-    from ..data import images as images_mod
-    from ..data import load_array
-    from ..data.shapes import make_shapes
     if spec == "shapes":
         x, _, captions = make_shapes(n, image_size or 32, torch.Generator().manual_seed(seed))
         return x, captions
@@ -55,16 +58,11 @@ def register(sub):
                    help="EMA decay of the weights the latent diffusion uses (default: 0 = the raw weights)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     add_device_arg(p)
-    from .train import add_scaling_args
     add_scaling_args(p)
     p.set_defaults(func=run)
 
 
 def run(args):
-    from ..nets.autoencoder import Autoencoder, fit_autoencoder
-    from ..train import TrainConfig
-    from . import train as train_cmd
-    from .train_classifier import resume_args
     args = resume_args(args, "autoencoder")
     x, _ = load_image_data(args.data, args.image_size, args.num_images, args.seed)
     torch.manual_seed(args.seed)
@@ -76,7 +74,7 @@ def run(args):
               f"-> latents {lat}, {len(x):,} images")
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, weight_decay=1e-2,
                       ema_decay=args.ema_decay, grad_clip=1.0, cond_dropout=0.0, seed=args.seed, device=args.device,
-                      **train_cmd.loop_options(args))
+                      **loop_options(args))
     info = {"data": {"source": args.data, "shape": list(x.shape[1:]), "num_examples": len(x)}}
     trainer = fit_autoencoder(model, x, kl_weight=args.kl_weight, loss=args.loss, config=cfg, run_dir=args.out,
                               info=info, progress=main)
@@ -84,4 +82,4 @@ def run(args):
         i = trainer.info
         print(f"reconstruction PSNR {i['psnr_db']:.2f} dB, latent scale {i['scale']:.4f}, shift {i['shift']:.4f}")
         print(f"next: unnoise train --latent {args.out} --data {args.data} --out RUN_DIR")
-    return train_cmd.finish(trainer, args.out, "train-autoencoder")
+    return finish(trainer, args.out, "train-autoencoder")

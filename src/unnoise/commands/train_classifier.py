@@ -8,7 +8,13 @@ import time
 import torch
 
 from .. import schedules
+from ..data import load_array
+from ..data.images import flip_rows, is_image_spec, load_images
+from ..guidance import NoisyClassifier, train_classifier
+from ..nets import summary
+from ..train import TrainConfig
 from .common import add_device_arg
+from .train_common import add_scaling_args, finish, loop_options, resume_args  # noqa: F401 (resume_args re-exported)
 
 
 def register(sub):
@@ -35,15 +41,12 @@ def register(sub):
                    help="EMA decay of the weights that are loaded for guidance (default: 0 = the raw weights)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     add_device_arg(p)
-    from .train import add_scaling_args
     add_scaling_args(p)
     p.set_defaults(func=run)
 
 
 def load_labelled(args):
     """``(data, labels, class_names)`` from the command-line options."""
-    from ..data import load_array
-    from ..data.images import is_image_spec, load_images
     if is_image_spec(args.data):
         data, labels, names = load_images(args.data, args.image_size, args.image_mode)
         if labels is None:
@@ -59,24 +62,7 @@ def load_labelled(args):
     return data, labels, [str(i) for i in range(int(labels.max()) + 1)]
 
 
-def resume_args(args, what: str):
-    """``--resume RUN_DIR``: write to that run; the data options must be given as when it started."""
-    if args.resume and not args.out:
-        args.out = args.resume
-    if not args.data or not args.out:
-        raise ValueError(f"--data and --out are required (to continue a {what} run: --resume RUN_DIR with the "
-                         "same --data and model options)")
-    if args.resume and os.path.abspath(args.resume) != os.path.abspath(args.out):
-        raise ValueError("--resume RUN_DIR continues that run in place; leave out --out or give the same directory")
-    return args
-
-
 def run(args):
-    from ..data.images import flip_rows
-    from ..guidance import NoisyClassifier, train_classifier
-    from ..nets import summary
-    from ..train import TrainConfig
-    from . import train as train_cmd
     t0 = time.perf_counter()
     args = resume_args(args, "classifier")
     torch.manual_seed(args.seed)
@@ -89,7 +75,7 @@ def run(args):
         print(summary(clf))
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, weight_decay=1e-4,
                       ema_decay=args.ema_decay, grad_clip=0.0, cond_dropout=0.0, seed=args.seed, device=args.device,
-                      **train_cmd.loop_options(args))
+                      **loop_options(args))
     info = {"class_names": names, "data": {"source": args.data, "shape": list(data.shape[1:]),
                                            "num_examples": len(data)}}
     trainer = train_classifier(clf, data, labels, schedule, augment=flip_rows if args.flip else None, config=cfg,
@@ -98,4 +84,4 @@ def run(args):
     if main and not trainer.stopped_by:
         print(f"classifier trained in {time.perf_counter() - t0:.0f} s; training accuracy over all noise levels "
               f"{acc:.2f} (last batch)")
-    return train_cmd.finish(trainer, args.out, "train-classifier")
+    return finish(trainer, args.out, "train-classifier")

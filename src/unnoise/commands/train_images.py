@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import torch
+from .train_common import command_record, finish, loop_options
 
 IMAGE_NETS = ("unet", "dit", "mlp", "diffwave")  # diffwave: sequences (N, channels, length) only
 
@@ -78,8 +79,8 @@ def image_dataset(args):
     return folder, folder.class_names, folder.shape
 
 
-def run_images(args, train_cmd):
-    """``unnoise train`` on image data; ``train_cmd`` is the train command module (shared loop options)."""
+def run_images(args):
+    """``unnoise train`` on image data."""
     from ..data.images import flip_rows
     from ..pipeline import train_model
     from ..train import TrainConfig
@@ -92,10 +93,10 @@ def run_images(args, train_cmd):
     net, net_config = net_config_from_args(args, num_classes)
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay,
                       grad_clip=args.grad_clip, weighting=args.weighting, warmup=args.warmup, seed=args.seed,
-                      device=args.device, **train_cmd.loop_options(args))
+                      device=args.device, **loop_options(args))
     info = {"kind": "images", "image": {"size": int(shape[-1]), "channels": int(shape[0]), "num_classes": num_classes,
                                         "class_names": class_names if num_classes else [], "source": args.data},
-            "command": train_cmd.command_record(args)}
+            "command": command_record(args)}
     print(f"{len(dataset)} images of shape {tuple(shape)}"
           + (f", {num_classes} classes ({', '.join(class_names[:10])}{', ...' if num_classes > 10 else ''})"
              if num_classes else ""))
@@ -103,4 +104,4 @@ def run_images(args, train_cmd):
                           schedule=args.schedule, config=cfg, normalize=False, info=info,
                           augment=flip_rows if args.flip else None,
                           progress=int(os.environ.get("RANK", "0")) == 0)
-    return train_cmd.finish(trainer, args.out)
+    return finish(trainer, args.out)

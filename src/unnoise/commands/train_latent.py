@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 
 import torch
+from .train_common import command_record, finish, loop_options
 
 
 def add_latent_args(p) -> None:
@@ -28,8 +29,8 @@ def shape_class_labels(attrs: dict) -> tuple[torch.Tensor, list[str]]:
     return attrs["shape"] * len(colours) + attrs["colour"], names
 
 
-def run_latent(args, train_cmd) -> int:
-    """Run ``unnoise train`` with ``--latent``; ``train_cmd`` is the train command module (shared options)."""
+def run_latent(args) -> int:
+    """Run ``unnoise train`` with ``--latent``."""
     from ..data.images import load_images, flip_rows
     from ..data.shapes import make_shapes
     from ..latent import LatentCodec, train_latent
@@ -45,7 +46,7 @@ def run_latent(args, train_cmd) -> int:
         images, attrs, captions = make_shapes(args.num_images, args.image_size or 32,
                                               torch.Generator().manual_seed(args.seed))
         if getattr(args, "text", False):
-            return _run_text(args, train_cmd, codec, images, captions)
+            return _run_text(args, codec, images, captions)
         if args.conditional:
             labels, class_names = shape_class_labels(attrs)
     elif args.conditional:
@@ -65,17 +66,17 @@ def run_latent(args, train_cmd) -> int:
         net_config["attention_levels"] = [a for a in net_config["attention_levels"] if a < len(levels)]
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay,
                       grad_clip=args.grad_clip, weighting=args.weighting, warmup=args.warmup, seed=args.seed,
-                      device=args.device, **train_cmd.loop_options(args))
-    info = {"command": train_cmd.command_record(args),
+                      device=args.device, **loop_options(args))
+    info = {"command": command_record(args),
             "latent_classes": {"num_classes": num_classes, "class_names": class_names, "source": args.data}}
     trainer = train_latent(images, args.latent, args.out, net=net, net_config=net_config, labels=labels, info=info,
                            schedule=args.schedule, parameterization=args.parameterization, config=cfg,
                            augment=flip_rows if getattr(args, "flip", False) else None,
                            progress=int(os.environ.get("RANK", "0")) == 0)
-    return train_cmd.finish(trainer, args.out)
+    return finish(trainer, args.out)
 
 
-def _run_text(args, train_cmd, codec, images, captions) -> int:
+def _run_text(args, codec, images, captions) -> int:
     """Text-conditioned latent diffusion on captioned images: the dataset carries each caption's
     embeddings, the empty prompt is the null condition."""
     from ..latent import train_latent
@@ -94,10 +95,10 @@ def _run_text(args, train_cmd, codec, images, captions) -> int:
                       attention_levels=[a for a in net_config["attention_levels"] if a < len(levels)] or [0])
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay,
                       grad_clip=args.grad_clip, weighting=args.weighting, warmup=args.warmup, seed=args.seed,
-                      device=args.device, **train_cmd.loop_options(args))
-    info = {"command": train_cmd.command_record(args)}
+                      device=args.device, **loop_options(args))
+    info = {"command": command_record(args)}
     trainer = train_latent(images, args.latent, args.out, net=net, net_config=net_config, captions=captions,
                            text_encoder=encoder, info=info, schedule=args.schedule,
                            parameterization=args.parameterization, config=cfg,
                            progress=int(os.environ.get("RANK", "0")) == 0)
-    return train_cmd.finish(trainer, args.out)
+    return finish(trainer, args.out)

@@ -1,0 +1,28 @@
+"""``unnoise train`` on vectors ``(N, d)``: a built-in 2-D set or a file, with the MLP."""
+from __future__ import annotations
+
+import os
+
+import torch
+
+from .. import data as data_mod
+from ..pipeline import train_model
+from ..train import TrainConfig
+from .train_common import command_record, finish, loop_options
+
+
+def run_vectors(args) -> int:
+    """Vectors ``(N, d)``: a built-in 2-D set or a file, standardised per feature, with the MLP."""
+    torch.manual_seed(args.seed)  # the network's initial weights (and dropout) follow the seed
+    g = torch.Generator().manual_seed(args.seed)
+    x = data_mod.load_vectors(args.data, n=args.num_points, generator=g)
+    if x.ndim != 2:
+        x = x.reshape(x.shape[0], -1)
+    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay,
+                      grad_clip=args.grad_clip, weighting=args.weighting, warmup=args.warmup, seed=args.seed,
+                      device=args.device, **loop_options(args))
+    trainer = train_model(x, args.out, net_config={"width": args.width, "depth": args.depth},
+                          parameterization=args.parameterization, schedule=args.schedule, config=cfg,
+                          normalize=not args.no_normalize, info={"kind": "vectors", "command": command_record(args)},
+                          progress=int(os.environ.get("RANK", "0")) == 0)
+    return finish(trainer, args.out)
