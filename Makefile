@@ -13,8 +13,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) -e .
 	touch $@
 
+# k-diffusion is a reference for tests (its LMS coefficients); --no-deps keeps its torchvision out
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(PIP) -e ".[test,text]"
+	$(PIP) --no-deps k-diffusion==0.1.1.post1
 	touch $@
 
 # Reference libraries for benchmarks/ only.  k-diffusion, azula and smalldiffusion declare torchvision,
@@ -22,7 +24,7 @@ $(VENV)/.installed-test: $(VENV)/.installed
 # code needs none of it), plus the small pure-Python packages that code does import.
 $(VENV)/.installed-bench: $(VENV)/.installed-test
 	$(PIP) einops
-	$(PIP) --no-deps azula==0.11.1 k-diffusion==0.1.1.post1 smalldiffusion==0.5.0
+	$(PIP) --no-deps azula==0.11.1 smalldiffusion==0.5.0
 	touch $@
 
 install: $(VENV)/.installed
