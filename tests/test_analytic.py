@@ -1,5 +1,4 @@
 """The exact denoisers: Tweedie's formula, densities, and the empirical-data denoiser."""
-import math
 
 import pytest
 import torch

@@ -37,21 +37,6 @@ def ring_exact(ring):
     return exact, floor
 
 
-@pytest.fixture(scope="module")
-def smooth8():
-    """A random 8-D mixture with overlapping components: a smooth ODE, so solver orders show cleanly."""
-    return GaussianMixture.random(4, 8, spread=1.0, std_range=(0.5, 1.0), generator=torch.Generator().manual_seed(0))
-
-
-@pytest.fixture(scope="module")
-def ode_reference(smooth8):
-    """Tight Dormand-Prince solve of the probability-flow ODE from sigma 10 to 0.01, then D."""
-    x = torch.randn(64, 8, generator=torch.Generator().manual_seed(5), dtype=torch.float64) * 10
-    ref = unnoise.sample(smooth8.denoise, x, torch.tensor([10.0, 0.01, 0.0], dtype=torch.float64), sampler="rk45",
-                         rtol=1e-8, atol=1e-8)
-    return x, ref
-
-
 def test_registry_and_default():
     assert set(ALL) <= set(unnoise.samplers.available())
     # the default changed from dpmpp_2m to the measured one (issue 16; see test_samplers_multistep.py)

@@ -55,19 +55,6 @@ def kd():
         pytest.skip("k-diffusion is not installed")
 
 
-@pytest.fixture(scope="module")
-def smooth8():
-    return GaussianMixture.random(4, 8, spread=1.0, std_range=(0.5, 1.0), generator=torch.Generator().manual_seed(0))
-
-
-@pytest.fixture(scope="module")
-def ode_reference(smooth8):
-    x = torch.randn(64, 8, generator=torch.Generator().manual_seed(5), dtype=torch.float64) * 10
-    ref = unnoise.sample(smooth8.denoise, x, torch.tensor([10.0, 0.01, 0.0], dtype=torch.float64), sampler="rk45",
-                         rtol=1e-8, atol=1e-8)
-    return x, ref
-
-
 # ----------------------------------------------------------------------------- LMS against k-diffusion
 def test_lms_coefficients_match_k_diffusion(kd):
     import numpy as np
