@@ -14,12 +14,13 @@ Anything else fails with one ValueError naming the file and what is supported.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 
 import torch
 
-from ..runs import Pipeline
+from ..runs import ImageCodec, Pipeline
 from .denoiser import DiffusersDenoiser
 from .schedule import FAMILIES, DiffusersSchedule
 
@@ -81,8 +82,15 @@ def _load_unet(folder, device, dtype):
     _check_weights(folder, "diffusion_pytorch_model")
     import diffusers
 
-    model = getattr(diffusers, cls).from_pretrained(folder, local_files_only=True, use_safetensors=True)
-    return model.to(device=device, dtype=dtype).eval().requires_grad_(False), cfg
+    model = getattr(diffusers, cls).from_pretrained(folder, **_pretrained_options(dtype))
+    return model.to(device=device).eval().requires_grad_(False), cfg
+
+
+def _pretrained_options(dtype) -> dict:
+    """``from_pretrained`` keywords: local safetensors only, the dtype at load (a later ``.to(dtype)`` makes diffusers
+    warn), and low-memory loading only where accelerate is installed (without it diffusers warns and falls back)."""
+    return dict(local_files_only=True, use_safetensors=True, torch_dtype=dtype,
+                low_cpu_mem_usage=importlib.util.find_spec("accelerate") is not None)
 
 
 class VAECodec:
@@ -192,7 +200,8 @@ def load_pipeline(path, device="cpu", dtype=torch.float32, *, timestep_mode: str
             null_class = unet_cfg.get("null_class")
         den = DiffusersDenoiser(unet, schedule, timestep_mode=timestep_mode, null_class=null_class)
         shape = (unet_cfg.get("in_channels", 3), *hw)
-        return Pipeline(den, schedule, "images", shape, num_classes=den.num_classes, config=config, source=path)
+        return Pipeline(den, schedule, "images", shape, codec=ImageCodec(), num_classes=den.num_classes,
+                        config=config, source=path)  # pixels in [-1, 1], clamped as diffusers' pipelines do
     if unet_cfg["_class_name"] != "UNet2DConditionModel":
         raise ValueError(f"{os.path.join(unet_dir, 'config.json')}: the text-to-image layout needs a "
                          "UNet2DConditionModel; unnoise reads " + SUPPORTED)
@@ -209,8 +218,8 @@ def load_pipeline(path, device="cpu", dtype=torch.float32, *, timestep_mode: str
     import diffusers
     import transformers
 
-    vae = diffusers.AutoencoderKL.from_pretrained(os.path.join(path, "vae"), local_files_only=True, use_safetensors=True)
-    vae = vae.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    vae = diffusers.AutoencoderKL.from_pretrained(os.path.join(path, "vae"), **_pretrained_options(dtype))
+    vae = vae.to(device=device).eval().requires_grad_(False)
     te = transformers.CLIPTextModel.from_pretrained(os.path.join(path, "text_encoder"), local_files_only=True,
                                                     use_safetensors=True)
     te = te.to(device=device, dtype=dtype).eval().requires_grad_(False)
