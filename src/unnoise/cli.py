@@ -10,7 +10,7 @@ import sys
 from .io import describe
 
 # one line per subcommand module, in the order they appear in --help
-COMMAND_MODULES = ["demo", "train", "prepare", "sample", "train_classifier", "train_autoencoder", "inpaint", "restore", "img2img", "upscale", "compare_samplers", "tune_grid"]
+COMMAND_MODULES = ["demo", "train", "prepare", "sample", "train_classifier", "train_autoencoder", "inpaint", "restore", "img2img", "upscale", "compare_samplers", "tune_grid", "export"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,20 +2,27 @@
 ``unnoise prepare``): the options and the training run."""
 from __future__ import annotations
 
+import math
 import os
 
 import torch
+
+from .. import schedules
 from .train_common import command_record, finish, loop_options
 
-IMAGE_NETS = ("unet", "dit", "mlp", "diffwave")  # diffwave: sequences (N, channels, length) only
+# diffwave: sequences (N, channels, length) only; diffusers-unet2d: a diffusers UNet2DModel, for 'unnoise export'
+IMAGE_NETS = ("unet", "dit", "mlp", "diffwave", "diffusers-unet2d")
+EXPORTABLE_PARAMETERIZATIONS = ("eps", "v", "x0")  # what a diffusers scheduler's prediction_type can say
 
 
 def add_image_args(p) -> None:
     """Options of ``unnoise train`` that apply to image data."""
     g = p.add_argument_group("image data (--data digits or --data FOLDER of PNG/JPEG images)")
     g.add_argument("--net", default=None, choices=IMAGE_NETS,
-                   help="backbone: unet, dit or mlp (default: unet for images, mlp for vectors); for arrays of "
-                        "sequences (N, C, L) diffwave or unet, for volumes (N, C, D, H, W) unet")
+                   help="backbone: unet, dit or mlp (default: unet for images, mlp for vectors); diffusers-unet2d "
+                        "(images: a diffusers UNet2DModel that 'unnoise export' writes as a folder diffusers "
+                        "loads; needs the diffusers extra); for arrays of sequences (N, C, L) diffwave or unet, "
+                        "for volumes (N, C, D, H, W) unet")
     g.add_argument("--image-size", type=int, default=None,
                    help="side in pixels after resize + centre crop (default: 8 for digits, 32 for a folder)")
     g.add_argument("--image-mode", default=None, choices=("RGB", "L"), help="colour mode of folder images (default: RGB)")
@@ -42,7 +49,7 @@ def _ints(text: str, what: str) -> list[int]:
 def net_config_from_args(args, num_classes: int) -> tuple[str, dict]:
     """``(net name, net config)`` for an image run from the command-line options."""
     name = args.net or "unet"
-    if name == "unet":
+    if name in ("unet", "diffusers-unet2d"):
         levels = _ints(args.channel_mult, "--channel-mult")
         attn = _ints(args.attention_levels, "--attention-levels")
         if not levels or any(m < 1 for m in levels):
@@ -51,12 +58,31 @@ def net_config_from_args(args, num_classes: int) -> tuple[str, dict]:
         if beyond:
             raise ValueError(f"--attention-levels {args.attention_levels} names level(s) {beyond} but the U-Net has "
                              f"{len(levels)} levels (0..{len(levels) - 1}, one per --channel-mult entry)")
+        if name == "diffusers-unet2d":
+            return name, diffusers_unet_config(args, levels, attn, num_classes)
         return name, dict(base_channels=args.base_channels, channel_mult=levels, attention_levels=attn,
                           dropout=args.dropout, num_classes=num_classes)
     if name == "dit":
         return name, dict(patch_size=args.patch_size, hidden_size=max(4, 4 * (args.base_channels // 4)) * 2,
                           dropout=args.dropout, num_classes=num_classes)
     return name, dict(width=args.width, depth=args.depth, num_classes=num_classes, dropout=args.dropout)
+
+
+def diffusers_unet_config(args, levels: list[int], attn: list[int], num_classes: int) -> dict:
+    """The ``diffusers-unet2d`` config: the U-Net layout options, and the run's schedule, which fixes the
+    network's sigma -> timestep map and the scheduler 'unnoise export' writes.  Only what a diffusers
+    scheduler can run is accepted: a discrete VP schedule and eps / v / x0 prediction."""
+    if args.parameterization not in EXPORTABLE_PARAMETERIZATIONS:
+        raise ValueError(f"--net diffusers-unet2d trains a model diffusers can run: --parameterization must be "
+                         f"{', '.join(EXPORTABLE_PARAMETERIZATIONS)} (a scheduler's prediction_type), got "
+                         f"{args.parameterization}")
+    if not isinstance(schedules.get(args.schedule), schedules.DiscreteVP):
+        raise ValueError(f"--net diffusers-unet2d needs a discrete VP schedule (ddpm, cosine, scaled_linear, "
+                         f"sigmoid: diffusers models take DDPM timesteps), got --schedule {args.schedule}")
+    base = args.base_channels
+    head = math.gcd(8, base)  # channels per attention head: divides every level width base * m
+    return dict(base_channels=base, channel_mult=levels, attention_levels=attn, attention_head_dim=head,
+                dropout=args.dropout, num_classes=num_classes, schedule=args.schedule)
 
 
 def image_dataset(args):

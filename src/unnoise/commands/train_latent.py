@@ -37,6 +37,9 @@ def run_latent(args) -> int:
     from ..train import TrainConfig
     from .train_autoencoder import load_image_data
     from .train_images import net_config_from_args
+    if args.net == "diffusers-unet2d":
+        raise ValueError("--net diffusers-unet2d trains pixel-space image models for 'unnoise export'; latent runs "
+                         "use --net unet or dit")
     torch.manual_seed(args.seed)
     codec = LatentCodec.from_dir(args.latent)  # fails early on a bad directory
     labels, class_names = None, []

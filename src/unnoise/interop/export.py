@@ -21,7 +21,7 @@ import os
 import shutil
 import tempfile
 
-from .. import schedules
+from .. import io, schedules
 from .unet2d import DiffusersUNet2D, _schedule_from
 
 _PREDICTION = {"eps": "epsilon", "v": "v_prediction", "x0": "sample"}
@@ -58,13 +58,29 @@ def scheduler_config_for(schedule, prediction_type: str = "epsilon") -> dict:
     return cfg
 
 
-def export_diffusers(denoiser, schedule, out_dir) -> str:
+def check_export_dir(out_dir, overwrite: bool = False) -> bool:
+    """Whether ``out_dir`` may be written: True when it holds an earlier export that ``overwrite`` replaces, False
+    when it is new or empty; a one-line ValueError otherwise (nothing but a diffusers folder is ever replaced)."""
+    out_dir = os.fspath(out_dir)
+    if not os.path.exists(out_dir) or (os.path.isdir(out_dir) and not os.listdir(out_dir)):
+        return False
+    if not overwrite:
+        raise ValueError(f"{out_dir} already exists; choose a new folder (or overwrite=True / --overwrite to replace "
+                         "an earlier export)")
+    if not os.path.isfile(os.path.join(out_dir, "model_index.json")):
+        raise ValueError(f"{out_dir} exists and is not a diffusers folder (no model_index.json); it is not replaced: "
+                         "choose a new folder")
+    return True
+
+
+def export_diffusers(denoiser, schedule, out_dir, overwrite: bool = False) -> str:
     """Write ``denoiser`` (an :class:`unnoise.Denoiser` over a ``diffusers-unet2d`` network) and its ``schedule`` as
     a diffusers ``DDPMPipeline`` folder: ``unet/`` (config + safetensors), ``scheduler/`` (a ``DDPMScheduler`` with
     the schedule's betas and the prediction type), ``model_index.json``.
 
     The folder is written to a temporary sibling and renamed into place, so ``out_dir`` either does not exist or
-    is complete; an existing non-empty ``out_dir`` is never overwritten.  Returns ``out_dir``.
+    is complete.  An existing non-empty ``out_dir`` is refused, unless ``overwrite`` and it is a diffusers folder
+    (it has ``model_index.json``): that one is replaced once the new folder is complete.  Returns ``out_dir``.
     See the module docstring for which runs can be exported.
     """
     net = getattr(denoiser, "net", None)
@@ -81,8 +97,7 @@ def export_diffusers(denoiser, schedule, out_dir) -> str:
         raise ValueError("the schedule differs from the one the network maps sigma -> timestep with "
                          f"({net.config['schedule']}); export with the run's own schedule")
     out_dir = os.fspath(out_dir)
-    if os.path.exists(out_dir) and (not os.path.isdir(out_dir) or os.listdir(out_dir)):
-        raise ValueError(f"{out_dir} already exists; choose a new folder (nothing is overwritten)")
+    replace = check_export_dir(out_dir, overwrite)
     parent = os.path.dirname(os.path.abspath(out_dir))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
@@ -102,10 +117,25 @@ def export_diffusers(denoiser, schedule, out_dir) -> str:
                  "unet": ["diffusers", "UNet2DModel"], "scheduler": ["diffusers", "DDPMScheduler"]}
         with open(os.path.join(tmp, "model_index.json"), "w") as fh:
             json.dump(index, fh, indent=2)
-        if os.path.isdir(out_dir):
+        for root, dirs, files in os.walk(tmp):  # mkdtemp and save_pretrained's own temporaries are private (0700)
+            os.chmod(root, io.DIR_MODE)
+            for name in files:
+                os.chmod(os.path.join(root, name), io.FILE_MODE)
+        old = None
+        if replace:  # the earlier export goes aside only now that the new one is complete
+            old = tempfile.mkdtemp(prefix=".export-old-", dir=parent)
+            os.replace(out_dir, os.path.join(old, "folder"))
+        elif os.path.isdir(out_dir):
             os.rmdir(out_dir)  # empty (checked above)
-        os.replace(tmp, out_dir)
+        try:
+            os.replace(tmp, out_dir)
+        except BaseException:
+            if old is not None:  # put the earlier export back
+                os.replace(os.path.join(old, "folder"), out_dir)
+            raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     return out_dir
