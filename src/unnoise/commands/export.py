@@ -24,7 +24,7 @@ def register(sub):
     p.add_argument("--checkpoint", required=True, help="run directory written by 'unnoise train'")
     p.add_argument("--format", default="diffusers", choices=FORMATS, help="output format (default: diffusers)")
     p.add_argument("out", nargs="?", default=None, metavar="OUT", help="folder to write (or --out OUT)")
-    p.add_argument("--out", dest="out_option", default=None, help="folder to write (same as the OUT argument)")
+    p.add_argument("--out", dest="out_option", default=None, metavar="OUT", help="folder to write (same as the OUT argument)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace OUT if it holds an earlier export (it is replaced only once the new one is complete)")
     p.add_argument("--raw-weights", action="store_true", help="export the raw weights instead of the EMA weights")
