@@ -5,6 +5,11 @@ from __future__ import annotations
 import os
 
 import torch
+
+from ..data import CachedDataset, ImageFolder, TensorDataset
+from ..data.images import flip_rows, load_digits
+from ..pipeline import train_model
+from ..train import TrainConfig
 from .train_common import command_record, finish, loop_options
 
 IMAGE_NETS = ("unet", "dit", "mlp", "diffwave")  # diffwave: sequences (N, channels, length) only
@@ -64,8 +69,6 @@ def image_dataset(args):
 
     A folder streams (decoded and resized in the DataLoader's workers); a cache written by
     ``unnoise prepare`` is memory-mapped; the bundled digits are small and held in memory."""
-    from ..data import CachedDataset, ImageFolder, TensorDataset
-    from ..data.images import load_digits
     if args.data == "digits":
         images, labels, names = load_digits(args.image_size or 8)
         return TensorDataset(images, {"label": labels}), names, images.shape[1:]
@@ -81,9 +84,6 @@ def image_dataset(args):
 
 def run_images(args):
     """``unnoise train`` on image data."""
-    from ..data.images import flip_rows
-    from ..pipeline import train_model
-    from ..train import TrainConfig
     torch.manual_seed(args.seed)
     dataset, class_names, shape = image_dataset(args)
     if args.conditional and not class_names:
