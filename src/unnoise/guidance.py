@@ -30,10 +30,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import nets
+from .checkpoint import load_model
+from .data.memory import TensorDataset
 from .denoiser import as_cond, expand_sigma
 from .nets.embeddings import NoiseLevelEmbedding
 from .nets.mlp import ResidualBlock
 from .nets.unet import _CONV, Downsample, ResBlock
+from .train import TrainConfig, Trainer
 
 
 def _null_fn(denoiser, null_label: int | None):
@@ -235,8 +238,6 @@ def train_classifier(classifier: NoisyClassifier, data, labels=None, schedule=No
             ``model.safetensors``, ``checkpoints/``, ``metrics.jsonl``); read it with :func:`load_classifier`.
         info: extra JSON for ``config.json`` (e.g. ``{"class_names": [...]}``).
     """
-    from .data.memory import TensorDataset
-    from .train import TrainConfig, Trainer
     if schedule is None:
         raise ValueError("train_classifier needs the schedule whose training noise levels the classifier learns")
     if isinstance(data, torch.Tensor):
@@ -266,7 +267,6 @@ def train_classifier(classifier: NoisyClassifier, data, labels=None, schedule=No
 def load_classifier(directory: str, device="cpu", ema: bool = True):
     """Load a classifier run written by :func:`train_classifier` (``unnoise train-classifier``): returns
     ``(classifier in eval mode, config)`` (``config["class_names"]``, ``config["schedule"]``, ...)."""
-    from .checkpoint import load_model
     return load_model(directory, "classifier", ema=ema, device=device)
 
 

@@ -7,6 +7,9 @@ import math
 import numpy as np
 import torch
 
+from .io import save_png
+from .plotting import _save, plt
+
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """``(N, C, H, W)`` in ``[-1, 1]`` -> ``(N, H, W, C)`` uint8 (values outside are clipped)."""
@@ -41,7 +44,6 @@ def save_image_grid(images: torch.Tensor, path: str, nrow: int | None = None, pa
     """Write ``(N, C, H, W)`` images in ``[-1, 1]`` as one PNG grid (``upscale`` default: tiles >= 64 px).
 
     Written atomically (:func:`unnoise.io.save_png`): a failed write leaves any previous file intact."""
-    from .io import save_png
     if upscale is None:
         upscale = max(1, 64 // images.shape[-1])
     grid = image_grid(images, nrow, pad, upscale)
@@ -50,7 +52,6 @@ def save_image_grid(images: torch.Tensor, path: str, nrow: int | None = None, pa
 
 def plot_image_rows(rows: list[torch.Tensor], labels: list[str], path: str, title: str | None = None) -> None:
     """One labelled row per entry of ``rows`` (each ``(n, C, H, W)`` in ``[-1, 1]``), e.g. one row per class."""
-    from .plotting import _save, plt
     if len(rows) != len(labels):
         raise ValueError(f"{len(rows)} rows but {len(labels)} labels")
     n = max(len(r) for r in rows)
@@ -78,7 +79,6 @@ def plot_image_trajectory(steps: list[tuple[float, torch.Tensor, torch.Tensor]],
     ``x`` is scale-free (``x_0 + sigma eps``); ``scale(sigma)`` maps it to what the process holds,
     ``x_t = s x`` (a VP process keeps it in about ``[-1, 1]``); without it ``x / sqrt(1 + sigma^2)``.
     """
-    from .plotting import _save, plt
     n = len(steps)
     fig, axes = plt.subplots(2, n, figsize=(1.25 * n, 2.9), squeeze=False)
     for k, (sigma, x, den) in enumerate(steps):

@@ -42,12 +42,16 @@ view; closed forms where they exist, autograd and conjugate gradients otherwise.
 """
 from __future__ import annotations
 
+import inspect
 import math
+import os
 from typing import Callable
 
+import numpy as np
 import torch
+from PIL import Image
 
-from .samplers import check_sigmas, ddim_step, noise_like
+from .samplers import check_sigmas, ddim_step, noise_like, sampler_options
 from .samplers import sample as _run_sampler
 
 # ============================================================================================ operators
@@ -436,18 +440,14 @@ def parse_operator(spec: str, shape) -> Operator:
     if kind == "mask":
         if not arg:
             raise ValueError("mask needs a file: mask:FILE (white = unknown) or box:x0,y0,x1,y1")
-        import os
         if not os.path.exists(arg):
             raise ValueError(f"mask file {arg!r} does not exist")
         if arg.endswith(".npy"):
-            import numpy as np
             keep = torch.as_tensor(np.load(arg, allow_pickle=False)).to(torch.float32)
             keep = torch.nn.functional.interpolate(keep.reshape(1, 1, *keep.shape[-2:]), size=(H, W),
                                                    mode="nearest")[0]
             keep = (keep > 0.5).to(torch.float32)
         else:
-            import numpy as np
-            from PIL import Image
             img = Image.open(arg).convert("L").resize((W, H), Image.NEAREST)
             keep = torch.from_numpy((np.asarray(img) < 128).astype(np.float32))[None]
         return Mask(keep.expand(C, H, W).clone(), x_shape=shape)
@@ -658,7 +658,6 @@ def available() -> list[str]:
 
 def _guided_runner(cls, own):
     def run(denoiser, x, sigmas, y, operator, noise_std, generator, cond, sampler="ddpm", **options):
-        from .samplers import sampler_options
         allowed = set(own) | set(sampler_options(sampler))
         unknown = set(options) - allowed
         if unknown:
@@ -912,7 +911,6 @@ def sample(denoiser, x: torch.Tensor, sigmas, *, y: torch.Tensor, operator: Oper
         raise ValueError("y contains NaN or inf")
     _noise_var(noise_std, y)  # validate early
     fn = _METHODS[method]
-    import inspect
     params = inspect.signature(fn).parameters
     if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
         allowed = {p.name for p in params.values() if p.kind == p.KEYWORD_ONLY}

@@ -27,6 +27,10 @@ import os
 import shutil
 import signal
 import tempfile
+from io import BytesIO
+
+import numpy as np
+from PIL import Image
 
 TMP_PREFIX = ".tmp-"
 
@@ -255,19 +259,14 @@ def save_json(path: str, obj, indent: int | None = 2) -> str:
 
 def save_npy(path: str, array) -> str:
     """Write one array as ``.npy`` atomically (exactly ``path``: no ``.npy`` is appended)."""
-    import io as _io
-
-    import numpy as np
-    buf = _io.BytesIO()  # serialised in memory: a short write to the disk is then Python's OSError(ENOSPC)
+    buf = BytesIO()  # serialised in memory: a short write to the disk is then Python's OSError(ENOSPC)
     np.save(buf, np.asarray(array), allow_pickle=False)
     return save_bytes(path, buf.getvalue())
 
 
 def save_png(path: str, image) -> str:
     """Write a PIL image or a ``(H, W)`` / ``(H, W, C)`` uint8 array as PNG atomically."""
-    from PIL import Image
     if not isinstance(image, Image.Image):
-        import numpy as np
         arr = np.asarray(image)
         if arr.ndim == 3 and arr.shape[2] == 1:
             arr = arr[..., 0]

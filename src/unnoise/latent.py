@@ -16,8 +16,12 @@ import os
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
+from .data.memory import TensorDataset
 from .nets.autoencoder import Autoencoder, load_autoencoder
+from .pipeline import train_model
+from .text import CaptionDataset, TextEncoder, empty_prompt
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 2.0) -> float:
@@ -105,9 +109,6 @@ def encode_dataset(codec: LatentCodec, dataset, batch_size: int = 256, num_worke
     streamed image dataset never has to fit in memory; the Trainer then reads the cache with its fast
     gather path.  ``cond`` tensors are kept per key (all items must carry the same keys).
     """
-    from tqdm.auto import tqdm
-
-    from .data.memory import TensorDataset
     if len(dataset) < 1:
         raise ValueError("the image dataset is empty")
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
@@ -140,7 +141,6 @@ def train_latent(images, autoencoder_dir: str, run_dir: str | None, net: str = "
     (caption dropout, classifier-free guidance, sampling without a prompt).  Returns the finished
     :class:`~unnoise.train.Trainer`.
     """
-    from .pipeline import train_model
     codec = LatentCodec.from_dir(autoencoder_dir, "cpu")
     if isinstance(images, torch.Tensor):
         if images.ndim != 4:
@@ -161,7 +161,6 @@ def train_latent(images, autoencoder_dir: str, run_dir: str | None, net: str = "
     if captions is None:
         return train_model(latents, run_dir, net=net, net_config=net_config, normalize=False, labels=labels,
                            info=info, progress=progress, **train_kwargs)
-    from .text import CaptionDataset, TextEncoder, empty_prompt
     if labels is not None:
         raise ValueError("give captions or class labels, not both")
     encoder = text_encoder if text_encoder is not None else TextEncoder()

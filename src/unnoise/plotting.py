@@ -7,10 +7,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from . import spectral  # noqa: E402
+from .io import save_figure  # noqa: E402
+
 
 def _save(fig, path):
     """Save a figure atomically (:func:`unnoise.io.save_figure`) and close it, even on failure."""
-    from .io import save_figure
     try:
         save_figure(fig, path, dpi=110, bbox_inches="tight")
     finally:
@@ -95,7 +97,6 @@ def plot_trajectory(forward: list[tuple[float, torch.Tensor]], reverse: list[tup
 
 def plot_spectrograms(rows: dict[str, torch.Tensor], sample_rate: int, path: str, n_fft: int = 256) -> None:
     """A grid of log-magnitude spectrograms, one row per entry of ``rows`` (each ``(n, channels, length)``)."""
-    from . import spectral
     cols = min(len(v) for v in rows.values())
     fig, axes = plt.subplots(len(rows), cols, figsize=(2.2 * cols, 2.0 * len(rows)), squeeze=False,
                              sharex=True, sharey=True)

@@ -31,7 +31,7 @@ import warnings
 
 import torch
 
-from . import checkpoint, editing, guidance
+from . import checkpoint, editing, guidance, inverse
 from .data.datasets import unnormalise
 from .denoiser import as_cond
 from .latent import LatentCodec
@@ -375,7 +375,6 @@ class Pipeline:
         pixels are pasted back; any other measurement is seen through the decoder, ``y = A(decode(z))``,
         a nonlinear operator, so only ``dps`` applies.
         """
-        from . import inverse
         self._require_sampling("restore")
         if self.kind not in ("images", "latent_images", "text"):
             raise ValueError(f"restore needs an image run (pixel or latent), not a {self.kind} run")

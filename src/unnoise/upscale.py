@@ -11,6 +11,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .data.memory import TensorDataset
+from .pipeline import train_model
+
 
 def downsample(images: torch.Tensor, factor: int) -> torch.Tensor:
     """Area (box-filter) downsampling of ``(B, C, H, W)`` by an integer ``factor``."""
@@ -21,7 +24,6 @@ def downsample(images: torch.Tensor, factor: int) -> torch.Tensor:
 
 def lowres_dataset(images: torch.Tensor, factor: int):
     """The super-resolution training set: items ``(images[i], {"concat": downsample(images, factor)[i]})``."""
-    from .data.memory import TensorDataset
     if images.ndim != 4:
         raise ValueError(f"upscaler training needs images (N, C, H, W), got {tuple(images.shape)}")
     return TensorDataset(images, {"concat": downsample(images, factor)})
@@ -34,7 +36,6 @@ def train_upscaler(images: torch.Tensor, factor: int, run_dir: str | None, net_c
 
     ``train_kwargs`` as for :func:`unnoise.pipeline.train_model` (``config``, ``schedule``, ...).
     """
-    from .pipeline import train_model
     data = lowres_dataset(images, factor)
     net = {**dict(base_channels=32, channel_mult=[1, 2], attention_levels=[], num_res_blocks=1), **(net_config or {})}
     net.update(shape=list(images.shape[1:]), cond_channels=int(images.shape[1]))

@@ -10,6 +10,7 @@ import time
 import torch
 
 from .. import compare, samplers, schedules
+from ..data import TOY_DATASETS, load_array, toy_dataset
 from ..runs import load
 from ..train import resolve_device
 from .common import add_device_arg, parse_options
@@ -108,7 +109,6 @@ def _make_grid(schedule, spacing, denoiser, shape, options):
 
 def _load_reference(spec, n, generator):
     """``(reference, floor_swd)``: a built-in set (two fresh draws) or a data file (its two halves)."""
-    from ..data import TOY_DATASETS, load_array, toy_dataset
     if spec in TOY_DATASETS:
         ref = toy_dataset(spec, n, generator)
         return ref, compare.sample_quality(toy_dataset(spec, n, generator), ref)["swd"]

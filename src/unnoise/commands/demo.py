@@ -12,7 +12,11 @@ from ..data.datasets import unnormalise
 from ..pipeline import train_model
 from ..runs import load
 from ..plotting import plot_points, plot_trajectory
+from ..samplers import sample
 from ..train import TrainConfig
+from .demo_audio import run as run_audio
+from .demo_digits import run as run_digits
+from .demo_text import run as run_text
 
 DEMOS = {name: "2-D point set" for name in TOY_DATASETS}
 DEMOS["digits"] = "8x8 handwritten digits, class-conditional U-Net with guidance (3000 steps unless --steps)"
@@ -36,13 +40,10 @@ def register(sub):
 
 def run(args):
     if args.name == "digits":
-        from .demo_digits import run as run_digits
         return run_digits(args)
     if args.name == "text":
-        from .demo_text import run as run_text
         return run_text(args)
     if args.name == "audio":
-        from .demo_audio import run as run_audio
         return run_audio(args)
     t0 = time.perf_counter()
     g = torch.Generator().manual_seed(args.seed)
@@ -81,7 +82,6 @@ def run(args):
 
     x = torch.randn(n, 2, generator=g) * sigmas[0]
     snaps[levels[-1]] = (float(sigmas[0]), unnormalise(x.clone(), stats))
-    from ..samplers import sample
     sample(den, x, sigmas, sampler="ddpm", generator=g, callback=grab)
     reverse = [snaps[lv] for lv in reversed(levels)]
     traj_png = os.path.join(args.out, "trajectory.png")

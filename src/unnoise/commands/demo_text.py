@@ -12,7 +12,13 @@ import time
 
 import torch
 
+from ..data.shapes import make_shapes
+from ..imaging import plot_image_rows
+from ..latent import LatentCodec, psnr, train_latent
+from ..nets.autoencoder import Autoencoder, fit_autoencoder
 from ..runs import load, prompt_encoder
+from ..text import TextEncoder
+from ..train import TrainConfig
 
 PROMPTS = ["a large red circle in the center", "a small blue square at the top left",
            "a large green triangle at the bottom right", "a small yellow circle at the top right",
@@ -28,11 +34,6 @@ def train_text_model(out: str, seed: int = 0, num_images: int = 4000, ae_steps: 
 
     ``reuse_autoencoder`` keeps an autoencoder already in ``out/autoencoder`` instead of training one.
     """
-    from ..data.shapes import make_shapes
-    from ..latent import LatentCodec, psnr, train_latent
-    from ..nets.autoencoder import Autoencoder, fit_autoencoder
-    from ..text import TextEncoder
-    from ..train import TrainConfig
     t0 = time.perf_counter()
     images, _, captions = make_shapes(num_images, 32, torch.Generator().manual_seed(seed))
     ae_dir, run_dir = os.path.join(out, "autoencoder"), os.path.join(out, "run")
@@ -74,7 +75,6 @@ def sample_prompts(pipe, prompts, per_prompt: int, guidance: float, steps: int, 
 
 
 def run(args):
-    from ..imaging import plot_image_rows
     t0 = time.perf_counter()
     steps = DEFAULTS["steps"] if args.steps == 5000 else args.steps  # 5000 is the 2-D demos' default
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)

@@ -9,6 +9,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .. import io
+from ..imaging import save_image_grid
 from ..runs import load
 from ..train import resolve_device
 from .common import add_device_arg, add_sampling_args
@@ -90,6 +91,5 @@ def write_result(inputs: torch.Tensor, edits: torch.Tensor, path: str) -> None:
     if path.lower().endswith(".npy"):
         io.save_npy(path, edits.numpy())
     else:
-        from ..imaging import save_image_grid
         rows = torch.cat([inputs[:, None], edits], 1)
         save_image_grid(rows.reshape(-1, *inputs.shape[1:]), path, nrow=rows.shape[1])

@@ -1,8 +1,11 @@
 """``unnoise inpaint``: fill a region of images with a trained image run (pixel or latent)."""
 from __future__ import annotations
 
+import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 
+from ..inverse import Mask
 from .common import parse_options
 from .edit_common import add_edit_args, load_image_pipeline, read_images, write_result
 
@@ -32,7 +35,6 @@ def register(sub):
 
 def keep_mask(args, shape) -> torch.Tensor:
     """``(1, H, W)`` keep-mask (1 = keep) from --mask or --box."""
-    import numpy as np
     _, h, w = shape
     if (args.mask is None) == (args.box is None):
         raise ValueError("give exactly one of --mask IMAGE (white = fill) or --box X0,Y0,X1,Y1")
@@ -46,7 +48,6 @@ def keep_mask(args, shape) -> torch.Tensor:
         keep = torch.ones(1, h, w)
         keep[:, y0:y1, x0:x1] = 0
         return keep
-    from PIL import Image, UnidentifiedImageError
     try:
         img = Image.open(args.mask)
         img.load()
@@ -68,7 +69,6 @@ def run(args):
         raise ValueError("the mask leaves nothing to fill: mark the region to regenerate white (--mask) or give --box")
     gen = torch.Generator().manual_seed(args.seed)
     if args.method not in ("replace", "smc"):
-        from ..inverse import Mask
         sampler = None if args.sampler == "ddpm" else args.sampler
         out = pipe.restore(inputs, Mask(keep.expand(pipe.shape).clone()), method=args.method, n=args.n,
                            sampler=sampler, steps=args.steps, spacing=args.spacing,

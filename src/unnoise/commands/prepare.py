@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import os
 
+from ..data.cache import prepare
+from ..data.datasets import ArrayDataset, ImageFolder
+
 
 def register(sub):
     p = sub.add_parser("prepare", help="decode a folder of images (or a .npy array) once into a training cache",
@@ -30,8 +33,6 @@ def register(sub):
 
 
 def run(args) -> int:
-    from ..data.cache import prepare
-    from ..data.datasets import ArrayDataset, ImageFolder
     for name in ("image_size", "shard_size", "batch_size"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")

@@ -5,12 +5,12 @@ import math
 
 import torch
 
+from .. import inverse
 from .common import parse_options
 from .edit_common import add_edit_args, load_image_pipeline, read_images, write_result
 
 
 def register(sub):
-    from .. import inverse
     p = sub.add_parser("restore", help="restore images from a blurred, downsampled, masked or gray measurement",
                        description="Sample restorations x of a measurement y = A(x) + noise under a trained image "
                                    "model (pixel or latent).  --input is the measurement y, read at its own size: "
@@ -32,7 +32,6 @@ def register(sub):
 def shown(operator, y: torch.Tensor, shape) -> torch.Tensor:
     """The measurement in image space: unobserved pixels black for a mask, the gray channel repeated,
     otherwise ``y`` itself when it has the image's shape, else its pseudo-inverse (``A^+ y``)."""
-    from .. import inverse
     if isinstance(operator, inverse.Mask):
         return torch.where(operator.mask.expand(y.shape) > 0, y, torch.full_like(y, -1.0))
     if tuple(y.shape[1:]) == tuple(shape):
@@ -43,7 +42,6 @@ def shown(operator, y: torch.Tensor, shape) -> torch.Tensor:
 
 
 def run(args):
-    from .. import inverse
     if args.method not in inverse.available():
         raise ValueError(f"unknown --method {args.method!r}; choose one of {', '.join(inverse.available())}")
     if not (math.isfinite(args.noise) and args.noise >= 0):

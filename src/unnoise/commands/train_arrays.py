@@ -11,9 +11,13 @@ import os
 
 import torch
 
+from ..data import ArrayDataset, TensorDataset, load_vectors
+from ..data.datasets import streaming_stats
 from ..pipeline import train_model
+from ..runs import Standardizer
 from ..train import TrainConfig
 from .train_common import command_record, finish, loop_options
+from .train_images import net_config_from_args
 
 # which backbones accept which array ranks (example dimensions after the leading N)
 ARRAY_NETS = {"diffwave": (2,), "unet": (2, 3, 4)}
@@ -48,16 +52,13 @@ def array_net_config(args, shape) -> tuple[str, dict]:
                          f"got (N, {', '.join(map(str, shape))})")
     if name == "diffwave":
         return name, dict(residual_channels=args.base_channels)
-    from .train_images import net_config_from_args
     return net_config_from_args(args, num_classes=0)
 
 
 def run_arrays_file(args) -> int:
     """Train a convolutional backbone on the arrays in ``--data``: a ``.npy`` is memory-mapped and
     streamed (statistics from one pass), a ``.csv`` holds one single-channel series per row."""
-    from ..data import ArrayDataset, TensorDataset
     if os.path.splitext(args.data)[1].lower() in (".csv", ".txt", ".npz") or not os.path.exists(args.data):
-        from ..data import load_vectors
         x = load_vectors(args.data)
         if x.ndim == 2 and os.path.splitext(args.data)[1].lower() in (".csv", ".txt"):
             x = x[:, None, :]  # a CSV holds one single-channel series per row
@@ -71,9 +72,6 @@ def run_arrays(args, dataset, extra_info: dict | None = None) -> int:
 
     ``extra_info``: more entries for the run's config (e.g. ``{"audio": {"sample_rate": 8000}}``).
     """
-    from ..data import TensorDataset
-    from ..data.datasets import streaming_stats
-    from ..runs import Standardizer
     shape = tuple(dataset[0][0].shape)
     if len(shape) < 2:
         raise ValueError(f"--net {args.net} needs data with channels and positions, (N, channels, length) or "

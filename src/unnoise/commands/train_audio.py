@@ -12,6 +12,10 @@ import os
 
 import torch
 
+from ..data import AudioClips
+from ..data.images import IMAGE_EXTENSIONS
+from .train_arrays import run_arrays
+
 DEFAULT_SAMPLE_RATE = 8000
 DEFAULT_CLIP_LENGTH = 2048
 DEFAULT_NUM_CLIPS = 2000
@@ -39,7 +43,6 @@ def _audio_options_given(args) -> list[str]:
 
 def folder_contents(root: str) -> tuple[int, int]:
     """``(number of .wav files, number of image files)`` under ``root``, recursively."""
-    from ..data.images import IMAGE_EXTENSIONS
     wavs = images = 0
     for _, _, files in os.walk(root):
         for f in files:
@@ -55,7 +58,6 @@ def is_audio_request(args) -> bool:
     Raises ``ValueError`` when audio options (``--sample-rate`` etc.) are given but ``--data`` is not
     a folder holding ``.wav`` files, or the folder mixes WAV files and images.
     """
-    from ..data.images import IMAGE_EXTENSIONS
     data, given = getattr(args, "data", None), _audio_options_given(args)
     if not isinstance(data, str) or not os.path.isdir(data):
         if given:
@@ -77,8 +79,6 @@ def is_audio_request(args) -> bool:
 
 def run_audio(args) -> int:
     """Train on random crops ``(num_clips, channels, clip_length)`` of the WAV files in ``args.data``."""
-    from ..data import AudioClips
-    from .train_arrays import run_arrays
     rate = args.sample_rate if args.sample_rate is not None else DEFAULT_SAMPLE_RATE
     length = args.clip_length if args.clip_length is not None else DEFAULT_CLIP_LENGTH
     channels = args.channels if args.channels is not None else 1

@@ -8,6 +8,10 @@ import os
 import torch
 
 from .. import schedules
+from ..data import CachedDataset, ImageFolder, TensorDataset
+from ..data.images import flip_rows, load_digits
+from ..pipeline import train_model
+from ..train import TrainConfig
 from .train_common import command_record, finish, loop_options
 
 # diffwave: sequences (N, channels, length) only; diffusers-unet2d: a diffusers UNet2DModel, for 'unnoise export'
@@ -90,8 +94,6 @@ def image_dataset(args):
 
     A folder streams (decoded and resized in the DataLoader's workers); a cache written by
     ``unnoise prepare`` is memory-mapped; the bundled digits are small and held in memory."""
-    from ..data import CachedDataset, ImageFolder, TensorDataset
-    from ..data.images import load_digits
     if args.data == "digits":
         images, labels, names = load_digits(args.image_size or 8)
         return TensorDataset(images, {"label": labels}), names, images.shape[1:]
@@ -107,9 +109,6 @@ def image_dataset(args):
 
 def run_images(args):
     """``unnoise train`` on image data."""
-    from ..data.images import flip_rows
-    from ..pipeline import train_model
-    from ..train import TrainConfig
     torch.manual_seed(args.seed)
     dataset, class_names, shape = image_dataset(args)
     if args.conditional and not class_names:

@@ -4,7 +4,15 @@ from __future__ import annotations
 import os
 
 import torch
+
+from ..data.images import flip_rows, load_images
+from ..data.shapes import COLOURS, SHAPES, make_shapes
+from ..latent import LatentCodec, train_latent
+from ..text import TextEncoder
+from ..train import TrainConfig
+from .train_autoencoder import load_image_data
 from .train_common import command_record, finish, loop_options
+from .train_images import net_config_from_args
 
 
 def add_latent_args(p) -> None:
@@ -23,7 +31,6 @@ def add_latent_args(p) -> None:
 
 def shape_class_labels(attrs: dict) -> tuple[torch.Tensor, list[str]]:
     """Class labels for the shapes set: one class per (colour, shape), e.g. ``"red circle"``."""
-    from ..data.shapes import COLOURS, SHAPES
     colours = list(COLOURS)
     names = [f"{c} {s}" for s in SHAPES for c in colours]
     return attrs["shape"] * len(colours) + attrs["colour"], names
@@ -31,12 +38,6 @@ def shape_class_labels(attrs: dict) -> tuple[torch.Tensor, list[str]]:
 
 def run_latent(args) -> int:
     """Run ``unnoise train`` with ``--latent``."""
-    from ..data.images import load_images, flip_rows
-    from ..data.shapes import make_shapes
-    from ..latent import LatentCodec, train_latent
-    from ..train import TrainConfig
-    from .train_autoencoder import load_image_data
-    from .train_images import net_config_from_args
     if args.net == "diffusers-unet2d":
         raise ValueError("--net diffusers-unet2d trains pixel-space image models for 'unnoise export'; latent runs "
                          "use --net unet or dit")
@@ -82,10 +83,6 @@ def run_latent(args) -> int:
 def _run_text(args, codec, images, captions) -> int:
     """Text-conditioned latent diffusion on captioned images: the dataset carries each caption's
     embeddings, the empty prompt is the null condition."""
-    from ..latent import train_latent
-    from ..text import TextEncoder
-    from ..train import TrainConfig
-    from .train_images import net_config_from_args
     encoder = TextEncoder()
     lat = codec.latent_shape(images.shape[1:])
     net, net_config = net_config_from_args(args, 0)

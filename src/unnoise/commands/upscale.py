@@ -1,11 +1,13 @@
 """``unnoise upscale``: train a super-resolution diffusion model, or upscale images with one."""
 from __future__ import annotations
 
-
 import torch
 
+from ..train import TrainConfig
+from ..upscale import train_upscaler
 from .common import add_device_arg, add_sampling_args, parse_options
 from .edit_common import load_image_pipeline, read_images, write_result
+from .train_autoencoder import load_image_data
 
 
 def register(sub):
@@ -32,10 +34,7 @@ def register(sub):
 
 
 def run(args):
-    from ..train import TrainConfig
     if args.train:
-        from ..upscale import train_upscaler
-        from .train_autoencoder import load_image_data
         images, _ = load_image_data(args.data, args.image_size, args.num_images, args.seed)
         torch.manual_seed(args.seed)
         cfg = TrainConfig(steps=args.train_steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,

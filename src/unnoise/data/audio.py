@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import math
 import os
+import struct
 import warnings
 from fractions import Fraction
 
 import numpy as np
 import torch
+from scipy.io import wavfile
+from scipy.signal import resample_poly
+
+from ..checkpoint import atomic_write_bytes
 
 WAV_FORMATS = ("pcm16", "float32")
 
@@ -58,7 +63,6 @@ def resample(audio: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Tensor
         raise ValueError(f"sample rates must be positive, got {orig_rate} and {new_rate}")
     if orig_rate == new_rate:
         return audio
-    from scipy.signal import resample_poly
     ratio = Fraction(int(new_rate), int(orig_rate))
     out = resample_poly(audio.double().numpy(), ratio.numerator, ratio.denominator, axis=-1)
     return torch.from_numpy(np.ascontiguousarray(out)).to(audio.dtype)
@@ -93,7 +97,6 @@ def wav_info(path: str) -> WavInfo:
 
     Raises ``ValueError`` (``"<path>: not a readable WAV file (<why>)"``) for anything else.
     """
-    import struct
 
     def bad(why):
         return ValueError(f"{path}: not a readable WAV file ({why}); re-export it as 16-bit PCM or float WAV")
@@ -206,7 +209,6 @@ def write_wav(path: str, audio: torch.Tensor, sample_rate: int, format: str = "p
     representable range) or ``float32`` (IEEE float, stored as given).  The file is written under a
     temporary name, synced and renamed, so an existing file is replaced whole or not at all.
     """
-    from scipy.io import wavfile
     if format not in WAV_FORMATS:
         raise ValueError(f"unknown WAV format {format!r}; choose one of {', '.join(WAV_FORMATS)}")
     audio = torch.as_tensor(audio).detach().cpu()
@@ -225,7 +227,6 @@ def write_wav(path: str, audio: torch.Tensor, sample_rate: int, format: str = "p
         data = arr.astype(np.float32)
     if data.shape[1] == 1:
         data = data[:, 0]
-    from ..checkpoint import atomic_write_bytes
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     atomic_write_bytes(path, lambda tmp: wavfile.write(tmp, int(sample_rate), data))

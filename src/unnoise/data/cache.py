@@ -27,7 +27,9 @@ import time
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm.auto import tqdm
 
+from ..checkpoint import atomic_write_bytes
 from .datasets import RunningStats, normalise
 
 CACHE_FORMAT, CACHE_VERSION = "unnoise-cache", 1
@@ -35,8 +37,6 @@ CACHE_DTYPES = ("uint8", "float16", "float32")
 
 
 def _write_npy(path: str, arr: np.ndarray) -> None:
-    from ..checkpoint import atomic_write_bytes
-
     def write(tmp):
         with open(tmp, "wb") as f:
             np.save(f, arr, allow_pickle=False)
@@ -44,8 +44,6 @@ def _write_npy(path: str, arr: np.ndarray) -> None:
 
 
 def _write_json(path: str, obj) -> None:
-    from ..checkpoint import atomic_write_bytes
-
     def write(tmp):
         with open(tmp, "w") as f:
             json.dump(obj, f, indent=1)
@@ -132,7 +130,6 @@ def prepare(dataset: Dataset, out_dir: str, dtype: str = "uint8", shard_size: in
         _write_json(plan_path, settings)
     shards = (n + shard_size - 1) // shard_size
     acc = RunningStats(stats) if isinstance(stats, str) else None
-    from tqdm.auto import tqdm
     bar = tqdm(total=n, desc="prepare", unit="ex", unit_scale=True, disable=not progress, dynamic_ncols=True)
     start_time, done_now = time.perf_counter(), 0
     names = []

@@ -15,6 +15,8 @@ import zlib
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
+from sklearn.datasets import load_digits as sk_load_digits
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 MODES = {"RGB": 3, "L": 1}
@@ -31,7 +33,6 @@ def _find_images(root: str) -> list[str]:
 
 def _to_mode(img, mode: str):
     """Convert a Pillow image to ``mode``; transparent pixels are composited onto white."""
-    from PIL import Image
     if img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     if img.mode in ("RGBA", "LA", "PA"):
@@ -43,7 +44,6 @@ def _to_mode(img, mode: str):
 
 def _resize_center_crop(img, size: int):
     """Scale the shorter side to ``size`` (bicubic; antialiased when shrinking), then crop the centre."""
-    from PIL import Image
     w, h = img.size
     scale = size / min(w, h)
     nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
@@ -69,7 +69,6 @@ DECODE_ERRORS = (OSError, ValueError, SyntaxError, struct.error, zlib.error)  # 
 def _deep_to_tensor(img, size: int, mode: str) -> torch.Tensor:
     """A >8-bit grayscale image -> ``(C, size, size)`` in [-1, 1]: scaled by its full-white value (not clipped
     to 255), resized in 32-bit float with the same bicubic resize + centre crop as 8-bit images."""
-    from PIL import Image
     white = DEEP_MODES[img.mode]
     arr = np.clip(np.asarray(img, dtype=np.float64) / white, 0.0, 1.0) * 255.0
     out = np.asarray(_resize_center_crop(Image.fromarray(arr.astype(np.float32), mode="F"), size), dtype=np.float32)
@@ -86,7 +85,6 @@ def decode_image(path: str, image_size: int, mode: str = "RGB") -> torch.Tensor:
     :data:`DEEP_MODES`), so a 16-bit PNG keeps its full range instead of being clipped to white.
     Raises one of :data:`DECODE_ERRORS` when the file cannot be decoded.
     """
-    from PIL import Image
     with Image.open(path) as img:
         img.load()
         if img.mode in DEEP_MODES:
@@ -112,7 +110,6 @@ def scan_image_folder(root: str, image_size: int = 32, mode: str = "RGB", class_
         ``FileNotFoundError`` for a missing folder; ``ValueError`` for bad arguments, a folder without
         images, or one where no image can be read.
     """
-    from PIL import Image
     if mode not in MODES:
         raise ValueError(f"unknown image mode {mode!r}; use one of {', '.join(MODES)}")
     if image_size < 1:
@@ -195,10 +192,6 @@ def load_digits(image_size: int = 8):
         ``(images, labels, class_names)``: ``(1797, 1, image_size, image_size)`` float32,
         ``(1797,)`` int64, ``["0", ..., "9"]``.
     """
-    try:
-        from sklearn.datasets import load_digits as sk_load_digits
-    except ImportError:  # pragma: no cover - scikit-learn is a dependency
-        raise ValueError("the digits data set needs scikit-learn: pip install scikit-learn") from None
     if image_size < 1:
         raise ValueError(f"image_size must be positive, got {image_size}")
     bunch = sk_load_digits()

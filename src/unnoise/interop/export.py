@@ -51,7 +51,7 @@ def scheduler_config_for(schedule, prediction_type: str = "epsilon") -> dict:
     else:
         cfg.update(beta_schedule="linear", trained_betas=[float(b) for b in schedule.betas])
     try:
-        import diffusers
+        import diffusers  # optional dependency ('unnoise[diffusers]'): its version is recorded when present
         cfg["_diffusers_version"] = diffusers.__version__
     except ImportError:
         pass

@@ -80,7 +80,7 @@ def _load_unet(folder, device, dtype):
         raise ValueError(f"{cfg_path}: class_embed_type={cfg['class_embed_type']!r} is not supported; unnoise wraps "
                          "class-conditional UNet2DModel through num_class_embeds")
     _check_weights(folder, "diffusion_pytorch_model")
-    import diffusers
+    import diffusers  # optional dependency: pip install 'unnoise[diffusers]'
 
     model = getattr(diffusers, cls).from_pretrained(folder, **_pretrained_options(dtype))
     return model.to(device=device).eval().requires_grad_(False), cfg
@@ -159,7 +159,7 @@ def load_pipeline(path, device="cpu", dtype=torch.float32, *, timestep_mode: str
     if not os.path.isdir(path):
         raise ValueError(f"{path} is not a folder; a diffusers model is a folder with model_index.json")
     try:
-        import diffusers  # noqa: F401
+        import diffusers  # noqa: F401  (optional dependency: pip install 'unnoise[diffusers]')
     except ImportError:
         raise ValueError(f"{path} is a diffusers folder; reading it needs the diffusers extra "
                          "(pip install 'unnoise[diffusers]')") from None
@@ -215,8 +215,8 @@ def load_pipeline(path, device="cpu", dtype=torch.float32, *, timestep_mode: str
                          f"{te_cfg.get('architectures')} cannot be used; unnoise reads CLIPTextModel")
     _check_weights(os.path.join(path, "vae"), "diffusion_pytorch_model")
     _check_weights(os.path.join(path, "text_encoder"), "model")
-    import diffusers
-    import transformers
+    import diffusers  # optional dependency: pip install 'unnoise[diffusers]'
+    import transformers  # optional dependency: pip install 'unnoise[diffusers]'
 
     vae = diffusers.AutoencoderKL.from_pretrained(os.path.join(path, "vae"), **_pretrained_options(dtype))
     vae = vae.to(device=device).eval().requires_grad_(False)

@@ -14,11 +14,11 @@ import torch
 from torch import nn
 
 from .. import schedules
+from .schedule import DiffusersSchedule
 
 
 def _schedule_from(spec) -> schedules.DiscreteVP:
     if isinstance(spec, dict) and spec.get("name") == "diffusers":
-        from .schedule import DiffusersSchedule
         sched = DiffusersSchedule(spec["config"], spec.get("terminal_alpha_bar"))
     else:
         spec = dict(spec) if isinstance(spec, dict) else {"name": spec}
@@ -54,7 +54,7 @@ class DiffusersUNet2D(nn.Module):
                  schedule="ddpm"):
         super().__init__()
         try:
-            import diffusers
+            import diffusers  # optional dependency: pip install 'unnoise[diffusers]'
         except ImportError:
             raise ValueError("the diffusers-unet2d network needs diffusers: pip install 'unnoise[diffusers]'") from None
         if shape is not None:

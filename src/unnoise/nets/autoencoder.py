@@ -28,6 +28,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..checkpoint import load_model
+from ..data.memory import TensorDataset
+from ..train import TrainConfig, Trainer
 from . import register
 
 LOSSES = ("l1", "l2")
@@ -241,8 +244,6 @@ def fit_autoencoder(model: Autoencoder, data, steps: int = 2000, batch_size: int
             :meth:`unnoise.latent.LatentCodec.from_dir` can read the directory.
         info: extra JSON for ``config.json``.  augment: the Trainer's ``augment(x0, u)`` hook.
     """
-    from ..data.memory import TensorDataset
-    from ..train import TrainConfig, Trainer
     if isinstance(data, torch.Tensor):
         if data.ndim != 4:
             raise ValueError(f"autoencoder training data must be images (N, C, H, W), got {tuple(data.shape)}")
@@ -282,7 +283,6 @@ def _first_images(data, n: int) -> torch.Tensor:
 def load_autoencoder(directory: str, device: str | torch.device = "cpu", ema: bool = True) -> tuple[Autoencoder, dict]:
     """Load an autoencoder run (``unnoise train-autoencoder``, :func:`fit_autoencoder`): ``(model in eval
     mode, config)``; ``config["scale"]``/``config["shift"]`` are the latent scaling."""
-    from ..checkpoint import load_model
     try:
         return load_model(directory, "autoencoder", ema=ema, device=device)
     except FileNotFoundError as err:

@@ -6,7 +6,9 @@ import inspect
 import math
 from typing import Callable
 
+import numpy as np
 import torch
+from numpy.polynomial import polynomial as P
 from tqdm.auto import tqdm
 
 from ..ode import odeint_adaptive
@@ -688,7 +690,6 @@ def _deis_weights(us, u_s, rho_s, rho_t):
     With ``u = log rho``, ``d rho = e^u du`` and ``int e^u u^k du = e^u sum_m (-1)^m k!/(k-m)! u^(k-m)``;
     the antiderivative vanishes at rho = 0.
     """
-    import numpy as np
 
     def anti(k, rho):
         if rho == 0:
@@ -746,8 +747,6 @@ def lms_coefficients(nodes, sigma, sigma_next) -> list[float]:
     in closed form from ``u = 0`` to ``u = sigma_next - sigma``, all in float64: these are the coefficients
     k-diffusion's ``linear_multistep_coeff`` computes by quadrature and azula's zAB by a Vandermonde solve.
     """
-    from numpy.polynomial import polynomial as P
-
     us = [float(t) - float(sigma) for t in nodes]
     h = float(sigma_next) - float(sigma)
     out = []
