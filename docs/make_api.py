@@ -32,8 +32,10 @@ CORE_ORDER = ["unnoise", "unnoise.runs", "unnoise.schedules", "unnoise.denoiser"
 
 LAYOUT = """## Layout
 
-One object, the denoiser `D(x, sigma, cond)`, and one mechanism per job; the import graph has no cycle
-(`tests/test_runs.py` walks it):
+One object, the denoiser `D(x, sigma, cond)`, and one mechanism per job.  The import graph has no cycle, every
+import sits at the top of its module (only the optional dependencies -- diffusers, transformers, the text
+encoder's weights package, tensorboard -- are imported where they are used), and importing unnoise never touches
+pyplot or the user's matplotlib backend; `tests/test_runs.py` checks all three.
 
 | layer | modules | job |
 |---|---|---|
@@ -43,7 +45,8 @@ One object, the denoiser `D(x, sigma, cond)`, and one mechanism per job; the imp
 | data | `data` (`memory.TensorDataset`, `datasets`: streaming folders/arrays/WAV crops and statistics, `cache`) | datasets of `(x0, cond)` items |
 | training | `train` (one `Trainer` for denoisers, noisy classifiers, autoencoders), `checkpoint`, `io`, `distributed` | the loop, crash-safe files, torchrun |
 | runs | `runs` (`unnoise.load` -> `Pipeline`), `interop` (diffusers folders in and out) | every kind of run read back one way; sampling and editing in data units |
-| command line | `cli`, `commands/*` (`kinds`: the registry of data kinds for `train` and `sample`) | one module per subcommand |
+| pictures | `plotting`, `imaging`, `spectral` | figures built as `matplotlib.figure.Figure` (no pyplot) and written atomically |
+| command line | `cli`, `commands/*` (`kinds`: the registry of data kinds for `train` and `sample`; `export`: runs as diffusers folders) | one module per subcommand |
 
 """
 

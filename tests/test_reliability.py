@@ -75,12 +75,9 @@ def fill(directory, leave: int) -> None:
 
 # ----------------------------------------------------------------------------- output writes
 def _figure(path):
-    fig, ax = plotting.plt.subplots()
+    fig, ax = plotting.subplots()
     ax.plot([0, 1], [1, 0])
-    try:
-        uio.save_figure(fig, path)
-    finally:
-        plotting.plt.close(fig)
+    uio.save_figure(fig, path)
 
 
 WRITERS = {  # name -> (file name, write(path))

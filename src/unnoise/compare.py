@@ -16,7 +16,7 @@ import torch
 
 from . import analytic, metrics, samplers
 from .ode import odeint_adaptive
-from .plotting import plt
+from .plotting import _save, subplots
 
 # built-in analytic targets: exact samples and an exact denoiser, so all error is the sampler's
 MIXTURES: dict[str, Callable[[], analytic.GaussianMixture]] = {
@@ -258,7 +258,7 @@ def format_table(rows: list[dict]) -> str:
 
 def plot_comparison(rows: list[dict], path: str, floor: float | None = None, title: str | None = None) -> None:
     """Three log-log panels against real NFE: SWD, MMD and wall time, one line per sampler."""
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
+    fig, axes = subplots(1, 3, figsize=(15, 4.4))
     names = list(dict.fromkeys(r["sampler"] for r in rows))
     styles = ["-", "--", ":", "-."]
     for i, name in enumerate(names):
@@ -290,5 +290,4 @@ def plot_comparison(rows: list[dict], path: str, floor: float | None = None, tit
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    _save(fig, path)

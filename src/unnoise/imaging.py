@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from .io import save_png
-from .plotting import _save, plt
+from .plotting import _save, subplots
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -55,7 +55,7 @@ def plot_image_rows(rows: list[torch.Tensor], labels: list[str], path: str, titl
     if len(rows) != len(labels):
         raise ValueError(f"{len(rows)} rows but {len(labels)} labels")
     n = max(len(r) for r in rows)
-    fig, axes = plt.subplots(len(rows), 1, figsize=(0.55 * n + 0.8, 0.62 * len(rows)), squeeze=False)
+    fig, axes = subplots(len(rows), 1, figsize=(0.55 * n + 0.8, 0.62 * len(rows)), squeeze=False)
     fig.subplots_adjust(hspace=0.08, top=0.94 if title else 0.99)
     for ax, row, label in zip(axes[:, 0], rows, labels):
         grid = image_grid(row, nrow=n, pad=1, upscale=4)
@@ -80,7 +80,7 @@ def plot_image_trajectory(steps: list[tuple[float, torch.Tensor, torch.Tensor]],
     ``x_t = s x`` (a VP process keeps it in about ``[-1, 1]``); without it ``x / sqrt(1 + sigma^2)``.
     """
     n = len(steps)
-    fig, axes = plt.subplots(2, n, figsize=(1.25 * n, 2.9), squeeze=False)
+    fig, axes = subplots(2, n, figsize=(1.25 * n, 2.9), squeeze=False)
     for k, (sigma, x, den) in enumerate(steps):
         s = float(scale(torch.tensor(sigma))) if scale is not None else 1 / math.sqrt(1 + sigma**2)
         for r, img in enumerate((x * s, den)):

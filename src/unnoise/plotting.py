@@ -1,28 +1,30 @@
 """Pictures: loss curves, point clouds side by side, forward/reverse trajectories."""
 from __future__ import annotations
 
-import matplotlib
+import torch
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+from . import spectral
+from .io import save_figure
 
-from . import spectral  # noqa: E402
-from .io import save_figure  # noqa: E402
+
+def subplots(nrows: int = 1, ncols: int = 1, figsize=None, **kwargs):
+    """``(figure, axes)`` like ``pyplot.subplots``, but outside pyplot: the figure is in no global registry (nothing
+    to close, nothing leaks) and the user's matplotlib backend is left alone (importing unnoise never switches a
+    notebook's inline backend); ``savefig`` renders PNG/PDF/SVG with matplotlib's own canvases."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
 
 
 def _save(fig, path):
-    """Save a figure atomically (:func:`unnoise.io.save_figure`) and close it, even on failure."""
-    try:
-        save_figure(fig, path, dpi=110, bbox_inches="tight")
-    finally:
-        plt.close(fig)
+    """Save a figure atomically (:func:`unnoise.io.save_figure`)."""
+    save_figure(fig, path, dpi=110, bbox_inches="tight")
 
 
 def plot_loss(history: list[dict], path: str) -> None:
     """Training loss against step (log scale) from ``{"step", "loss"[, "loss_smooth"]}`` records, as a PNG."""
     steps = [h["step"] for h in history]
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+    fig, ax = subplots(figsize=(5, 3.2))
     ax.plot(steps, [h["loss"] for h in history], lw=0.8, alpha=0.4, label="loss")
     if "loss_smooth" in history[0]:
         ax.plot(steps, [h["loss_smooth"] for h in history], lw=1.6, label="smoothed")
@@ -45,7 +47,7 @@ def plot_points(panels: dict[str, torch.Tensor], path: str, title: str | None = 
     """Scatter several ``(n, >=2)`` point sets side by side on shared axes (first two coordinates)."""
     clouds = [p.detach().cpu().float() for p in panels.values()]
     lo, hi = _limits(*clouds)
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.6), squeeze=False)
+    fig, axes = subplots(1, len(panels), figsize=(3.6 * len(panels), 3.6), squeeze=False)
     for ax, (name, pts) in zip(axes[0], zip(panels, clouds)):
         ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.5, lw=0)
         ax.set_title(name)
@@ -68,7 +70,7 @@ def plot_trajectory(forward: list[tuple[float, torch.Tensor]], reverse: list[tup
     """
     rows = [("forward  q(x_t | x_0)", forward), ("reverse  (sampler)", reverse)]
     n = max(len(forward), len(reverse))
-    fig, axes = plt.subplots(2, n, figsize=(2.3 * n, 4.9), squeeze=False)
+    fig, axes = subplots(2, n, figsize=(2.3 * n, 4.9), squeeze=False)
 
     def shown(sig, pts):
         pts = pts.detach().cpu().float()
@@ -98,7 +100,7 @@ def plot_trajectory(forward: list[tuple[float, torch.Tensor]], reverse: list[tup
 def plot_spectrograms(rows: dict[str, torch.Tensor], sample_rate: int, path: str, n_fft: int = 256) -> None:
     """A grid of log-magnitude spectrograms, one row per entry of ``rows`` (each ``(n, channels, length)``)."""
     cols = min(len(v) for v in rows.values())
-    fig, axes = plt.subplots(len(rows), cols, figsize=(2.2 * cols, 2.0 * len(rows)), squeeze=False,
+    fig, axes = subplots(len(rows), cols, figsize=(2.2 * cols, 2.0 * len(rows)), squeeze=False,
                              sharex=True, sharey=True)
     for r, (name, clips) in enumerate(rows.items()):
         mags = spectral.stft_magnitude(clips[:cols].float().mean(1), n_fft)
