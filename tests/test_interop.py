@@ -15,10 +15,12 @@ import math
 import os
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
 import unnoise
+from unnoise.cli import main
 
 diffusers = pytest.importorskip("diffusers")
 
@@ -284,6 +286,18 @@ def test_sd_layout_matches_stable_diffusion_pipeline(sd_folder):
     with torch.no_grad():
         want = sd.vae.decode(lat / sd.vae.config.scaling_factor).sample.clamp(-1, 1)
     assert torch.allclose(pipe.codec.decode(lat), want, atol=1e-5)
+
+
+def test_sd_folder_through_the_command_line(sd_folder, tmp_path):
+    """unnoise sample --prompt ... on a Stable-Diffusion folder writes what pipe.sample gives for the same seed."""
+    _, folder = sd_folder
+    out = str(tmp_path / "s.npy")
+    assert main(["sample", "--checkpoint", str(folder), "--prompt", "a cat", "--sampler", "dpmpp_2m", "--steps", "4",
+                 "--n", "2", "--guidance-scale", "3", "--seed", "1", "--out", out]) == 0
+    want = load_pipeline(folder).sample(2, sampler="dpmpp_2m", steps=4, prompt=["a cat"] * 2, guidance_scale=3.0,
+                                        generator=torch.Generator().manual_seed(1))
+    got = torch.from_numpy(np.load(out))
+    assert got.shape == (2, 3, 16, 16) and rel(got, want) <= 1e-5
 
 
 # ----------------------------------------------------------------------------- export
