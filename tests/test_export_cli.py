@@ -2,6 +2,7 @@
 unnoise does; diffusers folders through ``unnoise sample`` and ``compare-samplers``; the bad cases in one line."""
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -76,6 +77,17 @@ def test_diffusers_folder_through_sample_and_compare_samplers(runs):
     rows = rows["rows"]
     assert {r["sampler"] for r in rows} == {"ddim", "euler"}
     assert all(np.isfinite(r["swd"]) and r["nfe"] <= 4 for r in rows)
+
+
+def test_tune_grid_on_a_diffusers_folder_is_used_by_sample(runs, tmp_path):
+    _, out = runs
+    folder = str(tmp_path / "folder")
+    shutil.copytree(out["v"][1], folder)
+    assert main(["tune-grid", "--checkpoint", folder, "--steps", "4", "--sampler", "ddim"]) == 0
+    stored = json.load(open(os.path.join(folder, "tuned_grids.json")))["grids"]
+    pipe = unnoise.load(folder)
+    assert torch.allclose(pipe.grid(4, sampler="ddim"), torch.tensor(stored[0]["sigmas"]))
+    assert not torch.allclose(pipe.grid(4, sampler="ddim")[:-1], pipe.schedule.sampling_sigmas(4)[:-1])
 
 
 def test_overwrite_replaces_only_an_earlier_export(runs, capsys):

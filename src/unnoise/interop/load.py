@@ -20,6 +20,7 @@ import os
 
 import torch
 
+from ..checkpoint import read_tuned_grids
 from ..runs import ImageCodec, Pipeline
 from .denoiser import DiffusersDenoiser
 from .schedule import FAMILIES, DiffusersSchedule
@@ -201,7 +202,8 @@ def load_pipeline(path, device="cpu", dtype=torch.float32, *, timestep_mode: str
         den = DiffusersDenoiser(unet, schedule, timestep_mode=timestep_mode, null_class=null_class)
         shape = (unet_cfg.get("in_channels", 3), *hw)
         return Pipeline(den, schedule, "images", shape, codec=ImageCodec(), num_classes=den.num_classes,
-                        config=config, source=path)  # pixels in [-1, 1], clamped as diffusers' pipelines do
+                        config=config, source=path,  # pixels in [-1, 1], clamped as diffusers' pipelines do
+                        tuned_grids=read_tuned_grids(path))
     if unet_cfg["_class_name"] != "UNet2DConditionModel":
         raise ValueError(f"{os.path.join(unet_dir, 'config.json')}: the text-to-image layout needs a "
                          "UNet2DConditionModel; unnoise reads " + SUPPORTED)
@@ -230,4 +232,4 @@ def load_pipeline(path, device="cpu", dtype=torch.float32, *, timestep_mode: str
     shape = (vae_cfg.get("in_channels", 3), hw[0] * factor, hw[1] * factor)
     model_shape = (unet_cfg.get("in_channels", 4), *hw)
     return Pipeline(den, schedule, "text", shape, model_shape=model_shape, codec=VAECodec(vae),
-                    prompt_encoder=encoder, config=config, source=path)
+                    prompt_encoder=encoder, config=config, source=path, tuned_grids=read_tuned_grids(path))
