@@ -51,4 +51,8 @@ def run(args):
     pred = {"eps": "epsilon", "v": "v_prediction", "x0": "sample"}[pipe.denoiser.parameterization]
     print(f"wrote {out}/ (model_index.json, unet/, scheduler/: DDPMScheduler, {pred}); load it with "
           f"diffusers.DDPMPipeline.from_pretrained({out!r}) or unnoise.load({out!r})")
+    if pipe.num_classes:
+        print(f"the model is class-conditional ({pipe.num_classes} classes, null class {pipe.num_classes}): diffusers' "
+              "DDPMPipeline/DDIMPipeline pass no class labels and fail on it; call its unet with class_labels "
+              "yourself, or sample it with unnoise.load / unnoise sample --class-label")
     return 0
