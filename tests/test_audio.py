@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import wave
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -105,6 +106,32 @@ def test_resampling_keeps_a_tone_and_removes_aliases(tmp_path):
     assert err < 5e-3
     # 3 -> 2 rate change keeps the length ratio exactly
     assert resample(torch.zeros(2, 300), 48000, 32000).shape == (2, 200)
+
+
+@pytest.mark.parametrize("rates", [(48000, 32000), (44100, 16000), (16000, 44100), (16000, 8000), (8000, 22050),
+                                   (44100, 48000), (3, 7), (5, 1)])
+def test_resample_equals_scipy_resample_poly(rates):
+    signal = pytest.importorskip("scipy.signal")
+    ratio = Fraction(rates[1], rates[0])
+    g = torch.Generator().manual_seed(sum(rates))
+    for length in (1, 2, 7, 300, 5001):
+        x = torch.randn(2, length, generator=g, dtype=torch.float64)
+        want = signal.resample_poly(x.numpy(), ratio.numerator, ratio.denominator, axis=-1)
+        got = resample(x, *rates)
+        assert got.shape == want.shape and got.dtype == torch.float64
+        assert np.abs(got.numpy() - want).max() <= 1e-12 * max(1.0, np.abs(want).max())
+
+
+def test_written_wav_files_read_back_in_scipy(tmp_path):
+    wavfile = pytest.importorskip("scipy.io.wavfile")
+    audio = torch.linspace(-1.2, 1.2, 2 * 301).reshape(2, 301)
+    write_wav(str(tmp_path / "s.wav"), audio, 22050)  # pcm16, stereo, clipped at full scale
+    rate, data = wavfile.read(str(tmp_path / "s.wav"))
+    assert rate == 22050 and data.dtype == np.int16 and data.shape == (301, 2)
+    assert np.array_equal(data.T, np.clip(np.round(audio.double().numpy() * 32768), -32768, 32767))
+    write_wav(str(tmp_path / "f.wav"), audio[:1], 8000, format="float32")
+    rate, data = wavfile.read(str(tmp_path / "f.wav"))
+    assert rate == 8000 and data.dtype == np.float32 and np.array_equal(data, audio[0].numpy())
 
 
 # ----------------------------------------------------------------------------- folders and synthetic audio

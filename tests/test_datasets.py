@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
+import unnoise.data.audio as audio_mod
 from unnoise.cli import main
 from unnoise.commands.train_arrays import channel_stats
 from unnoise.data import load_array
@@ -304,13 +305,11 @@ def test_write_wav_is_atomic(tmp_path, monkeypatch):
     path = tmp_path / "keep.wav"
     write_wav(str(path), torch.zeros(1, 100), 8000)
     before = path.read_bytes()
-    from scipy.io import wavfile
-
     def failing(target, rate, data):
         with open(target, "wb") as f:
             f.write(b"RIFF partial")
         raise OSError(28, "No space left on device")
-    monkeypatch.setattr(wavfile, "write", failing)
+    monkeypatch.setattr(audio_mod, "_write_wav_file", failing)
     with pytest.raises(OSError, match="No space"):
         write_wav(str(path), torch.ones(1, 100) * 0.5, 8000)
     assert path.read_bytes() == before and os.listdir(tmp_path) == ["keep.wav"]

@@ -2,8 +2,9 @@
 
 Audio is a float tensor ``(channels, length)`` with values in ``[-1, 1]``.  Integer PCM is mapped by
 dividing by ``2^(bits-1)`` (so 16-bit ``k`` becomes ``k / 32768``); writing 16-bit PCM multiplies back
-and rounds, which makes a 16-bit read / write round trip bit-exact.  No torchaudio: files go through
-SciPy (PCM 8/16/24/32-bit and 32/64-bit IEEE float) and resampling through a polyphase filter.
+and rounds, which makes a 16-bit read / write round trip bit-exact.  No torchaudio: files are read
+(PCM 8/16/24/32-bit and 32/64-bit IEEE float) and written (16-bit PCM, 32-bit float) here, and resampling is a
+polyphase filter with SciPy's ``resample_poly`` design (equal to it to rounding, tested).
 """
 from __future__ import annotations
 
@@ -15,8 +16,7 @@ from fractions import Fraction
 
 import numpy as np
 import torch
-from scipy.io import wavfile
-from scipy.signal import resample_poly
+import torch.nn.functional as F
 
 from ..checkpoint import atomic_write_bytes
 
@@ -54,18 +54,57 @@ def convert_channels(audio: torch.Tensor, channels: int, what: str = "audio") ->
 
 
 def resample(audio: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Tensor:
-    """Resample ``(C, L)`` audio from ``orig_rate`` to ``new_rate`` Hz (polyphase FIR, SciPy).
+    """Resample ``(C, L)`` audio from ``orig_rate`` to ``new_rate`` Hz (polyphase FIR).
 
-    The output has ``ceil(L * new_rate / orig_rate)`` samples.  The anti-aliasing filter is SciPy's
-    default Kaiser window, so content above the lower Nyquist frequency is removed.
+    The output has ``ceil(L * new_rate / orig_rate)`` samples.  The filter is SciPy's ``resample_poly`` default
+    (a Kaiser-windowed sinc, beta 5), so content above the lower Nyquist frequency is removed and the result
+    equals ``scipy.signal.resample_poly(audio, up, down, axis=-1)`` to rounding.
     """
     if orig_rate <= 0 or new_rate <= 0:
         raise ValueError(f"sample rates must be positive, got {orig_rate} and {new_rate}")
     if orig_rate == new_rate:
         return audio
     ratio = Fraction(int(new_rate), int(orig_rate))
-    out = resample_poly(audio.double().numpy(), ratio.numerator, ratio.denominator, axis=-1)
-    return torch.from_numpy(np.ascontiguousarray(out)).to(audio.dtype)
+    return resample_poly(audio, ratio.numerator, ratio.denominator).to(audio.dtype)
+
+
+def _lowpass(up: int, down: int) -> tuple[torch.Tensor, int]:
+    """The anti-aliasing filter for ``up / down``: ``2 * half + 1`` taps (``half = 10 max(up, down)``) of a sinc
+    with cutoff ``1 / max(up, down)`` of the Nyquist frequency, Kaiser window (beta 5), DC gain ``up``."""
+    rate = max(up, down)
+    half = 10 * rate
+    m = torch.arange(-half, half + 1, dtype=torch.float64)
+    h = torch.sinc(m / rate) * torch.kaiser_window(2 * half + 1, periodic=False, beta=5.0, dtype=torch.float64)
+    return h / h.sum() * up, half
+
+
+def resample_poly(x: torch.Tensor, up: int, down: int, chunk: int = 8192) -> torch.Tensor:
+    """Upsample by ``up``, low-pass, downsample by ``down`` along the last axis, in float64.
+
+    Output ``j`` is the full convolution of the zero-stuffed input with the filter at ``n = j * down + half``
+    (which centres the filter), computed polyphase: ``y[j] = sum_k h[k up + p] x[q - k]`` with ``p = n mod up``,
+    ``q = n // up``.  The outputs ``j = r, r + up, ...`` share one phase and read the input with stride
+    ``down``, so each residue ``r`` is one strided window view times a filter phase (in chunks of ``chunk``).
+    """
+    g = math.gcd(up, down)
+    up, down = up // g, down // g
+    n_in = x.shape[-1]
+    n_out = -(-n_in * up // down)
+    h, half = _lowpass(up, down)
+    taps = -(-len(h) // up)
+    phases = F.pad(h, (0, taps * up - len(h))).reshape(taps, up).T.flip(-1)  # phases[p, t] = h[(taps-1-t) up + p]
+    flat = x.reshape(-1, n_in).to(torch.float64)
+    last_q = ((n_out - 1) * down + half) // up
+    xpad = F.pad(flat, (taps - 1, max(0, last_q + 1 - n_in)))  # x[i] at xpad[i + taps - 1], zeros around
+    out = flat.new_empty(flat.shape[0], n_out)
+    for r in range(min(up, n_out)):
+        n0 = r * down + half
+        q0, count = n0 // up, len(range(r, n_out, up))
+        windows = xpad[:, q0: q0 + (count - 1) * down + taps].unfold(-1, taps, down)[:, :count]
+        dst, w = out[:, r::up], phases[n0 % up]
+        for c in range(0, count, chunk):
+            dst[:, c:c + chunk] = windows[:, c:c + chunk] @ w
+    return out.reshape(*x.shape[:-1], n_out)
 
 
 # ----------------------------------------------------------------------------- files
@@ -229,7 +268,29 @@ def write_wav(path: str, audio: torch.Tensor, sample_rate: int, format: str = "p
         data = data[:, 0]
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    atomic_write_bytes(path, lambda tmp: wavfile.write(tmp, int(sample_rate), data))
+    atomic_write_bytes(path, lambda tmp: _write_wav_file(tmp, int(sample_rate), data))
+
+
+def _write_wav_file(path: str, rate: int, data: np.ndarray) -> None:
+    """A canonical WAV file: ``fmt `` (16-bit PCM, or 32-bit IEEE float with ``cbSize`` 0 and a ``fact`` chunk, as
+    the format asks of non-PCM data), then ``data``; ``data`` is ``(frames,)`` or ``(frames, channels)``."""
+    frames = data.reshape(data.shape[0], -1)
+    pcm = data.dtype == np.int16
+    channels, bits = frames.shape[1], 16 if pcm else 32
+    payload = np.ascontiguousarray(frames, dtype="<i2" if pcm else "<f4").tobytes()
+    if len(payload) > 2**32 - 100:
+        raise ValueError(f"{len(payload)} bytes of audio do not fit in one WAV file (4 GiB at most); write shorter "
+                         "clips")
+    block = channels * bits // 8
+    fmt = struct.pack("<HHIIHH", _PCM if pcm else _FLOAT, channels, rate, rate * block, block, bits)
+    chunks = [b"fmt ", struct.pack("<I", len(fmt) + (0 if pcm else 2)), fmt]
+    if not pcm:
+        chunks += [struct.pack("<H", 0), b"fact", struct.pack("<II", 4, frames.shape[0])]
+    chunks += [b"data", struct.pack("<I", len(payload))]
+    head = b"".join(chunks)
+    with open(path, "wb") as f:
+        f.write(b"RIFF" + struct.pack("<I", 4 + len(head) + len(payload)) + b"WAVE" + head)
+        f.write(payload)  # an even length: 2 or 4 bytes per sample
 
 
 # ----------------------------------------------------------------------------- folders of clips
