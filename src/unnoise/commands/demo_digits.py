@@ -1,4 +1,4 @@
-"""``unnoise demo digits``: a class-conditional U-Net on scikit-learn's bundled 8x8 digits, sampled
+"""``unnoise demo digits``: a class-conditional U-Net on the bundled 8x8 digits (UCI), sampled
 with classifier-free guidance, one row per class (a few minutes on a laptop CPU)."""
 from __future__ import annotations
 
