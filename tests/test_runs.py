@@ -258,7 +258,7 @@ def test_no_imports_inside_functions_except_optional_dependencies():
     assert not bad, "imports inside functions (move them to the top of the module):\n" + "\n".join(sorted(bad))
 
 
-def test_importing_and_plotting_leave_the_users_matplotlib_backend_alone(tmp_path):
+def test_importing_leaves_the_backend_alone_and_loads_no_optional_or_test_package(tmp_path):
     """Every module imports, and the library draws and saves a figure, without pyplot: a notebook's backend is
     never switched (the figures are matplotlib.figure.Figure objects rendered by matplotlib's own canvases)."""
     code = ("import pkgutil, importlib, sys, matplotlib, unnoise\n"
@@ -267,9 +267,11 @@ def test_importing_and_plotting_leave_the_users_matplotlib_backend_alone(tmp_pat
             "        importlib.import_module(m.name)\n"
             "from unnoise import plotting\n"
             f"plotting.plot_loss([{{'step': 1, 'loss': 1.0}}, {{'step': 2, 'loss': 0.5}}], {str(tmp_path / 'l.png')!r})\n"
-            "print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)\n")
+            "print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules,\n"
+            "      sorted(m for m in ('scipy', 'sklearn', 'diffusers', 'transformers') if m in sys.modules))\n")
     env = dict(os.environ, MPLBACKEND="svg")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["svg", "False"]
+    # and nothing heavy that only tests, references or optional features use is loaded by importing unnoise
+    assert out.stdout.split() == ["svg", "False", "[]"]
     assert (tmp_path / "l.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
