@@ -15,8 +15,7 @@ from ..data import ArrayDataset, TensorDataset, load_vectors
 from ..data.datasets import streaming_stats
 from ..pipeline import train_model
 from ..runs import Standardizer
-from ..train import TrainConfig
-from .train_common import command_record, finish, loop_options
+from .train_common import command_record, finish, train_config
 from .train_images import net_config_from_args
 
 # which backbones accept which array ranks (example dimensions after the leading N)
@@ -80,9 +79,7 @@ def run_arrays(args, dataset, extra_info: dict | None = None) -> int:
     stats = None if args.no_normalize else streaming_stats(dataset, axis="channel")
     if stats and isinstance(dataset, TensorDataset):  # in memory: normalise once (streamed datasets do it per item)
         dataset = TensorDataset(Standardizer(stats).encode(dataset.x), dataset.cond)
-    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay,
-                      grad_clip=args.grad_clip, weighting=args.weighting, warmup=args.warmup, seed=args.seed,
-                      device=args.device, **loop_options(args))
+    cfg = train_config(args)
     info = {"kind": "audio" if "audio" in (extra_info or {}) else "arrays",
             "command": command_record(args), **(extra_info or {})}
     trainer = train_model(dataset, args.out, net=name, net_config=net_config, parameterization=args.parameterization,

@@ -8,6 +8,7 @@ import os
 import signal
 
 from .. import checkpoint, distributed
+from ..train import TrainConfig
 
 # ---------------------------------------------------------------- scaling, precision, checkpoints
 _PARSERS: list = []
@@ -53,6 +54,13 @@ def loop_options(args) -> dict:
                 sample_every=args.sample_every, log_every=args.log_every, tensorboard=args.tensorboard,
                 num_workers=getattr(args, "num_workers", -1),
                 resume_from=args.resume or "")
+
+
+def train_config(args) -> TrainConfig:
+    """The TrainConfig of an ``unnoise train`` run: the optimiser and loss options plus the loop options."""
+    return TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay,
+                       grad_clip=args.grad_clip, weighting=args.weighting, warmup=args.warmup, seed=args.seed,
+                       device=args.device, **loop_options(args))
 
 
 def resolve_resume(args):

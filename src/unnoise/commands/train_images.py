@@ -11,8 +11,7 @@ from .. import schedules
 from ..data import CachedDataset, ImageFolder, TensorDataset
 from ..data.images import flip_rows, load_digits
 from ..pipeline import train_model
-from ..train import TrainConfig
-from .train_common import command_record, finish, loop_options
+from .train_common import command_record, finish, train_config
 
 # diffwave: sequences (N, channels, length) only; diffusers-unet2d: a diffusers UNet2DModel, for 'unnoise export'
 IMAGE_NETS = ("unet", "dit", "mlp", "diffwave", "diffusers-unet2d")
@@ -116,9 +115,7 @@ def run_images(args):
                          "put the images of each class in their own subfolder")
     num_classes = len(class_names) if args.conditional else 0
     net, net_config = net_config_from_args(args, num_classes)
-    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay,
-                      grad_clip=args.grad_clip, weighting=args.weighting, warmup=args.warmup, seed=args.seed,
-                      device=args.device, **loop_options(args))
+    cfg = train_config(args)
     info = {"kind": "images", "image": {"size": int(shape[-1]), "channels": int(shape[0]), "num_classes": num_classes,
                                         "class_names": class_names if num_classes else [], "source": args.data},
             "command": command_record(args)}

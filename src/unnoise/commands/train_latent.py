@@ -9,9 +9,8 @@ from ..data.images import flip_rows, load_images
 from ..data.shapes import COLOURS, SHAPES, make_shapes
 from ..latent import LatentCodec, train_latent
 from ..text import TextEncoder
-from ..train import TrainConfig
 from .train_autoencoder import load_image_data
-from .train_common import command_record, finish, loop_options
+from .train_common import command_record, finish, train_config
 from .train_images import net_config_from_args
 
 
@@ -68,9 +67,7 @@ def run_latent(args) -> int:
             levels = levels[:-1]
         net_config["channel_mult"] = levels
         net_config["attention_levels"] = [a for a in net_config["attention_levels"] if a < len(levels)]
-    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay,
-                      grad_clip=args.grad_clip, weighting=args.weighting, warmup=args.warmup, seed=args.seed,
-                      device=args.device, **loop_options(args))
+    cfg = train_config(args)
     info = {"command": command_record(args),
             "latent_classes": {"num_classes": num_classes, "class_names": class_names, "source": args.data}}
     trainer = train_latent(images, args.latent, args.out, net=net, net_config=net_config, labels=labels, info=info,
@@ -93,9 +90,7 @@ def _run_text(args, codec, images, captions) -> int:
         levels = levels[:-1]
     net_config.update(channel_mult=levels, shape=list(lat),
                       attention_levels=[a for a in net_config["attention_levels"] if a < len(levels)] or [0])
-    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay,
-                      grad_clip=args.grad_clip, weighting=args.weighting, warmup=args.warmup, seed=args.seed,
-                      device=args.device, **loop_options(args))
+    cfg = train_config(args)
     info = {"command": command_record(args)}
     trainer = train_latent(images, args.latent, args.out, net=net, net_config=net_config, captions=captions,
                            text_encoder=encoder, info=info, schedule=args.schedule,

@@ -7,8 +7,7 @@ import torch
 
 from .. import data as data_mod
 from ..pipeline import train_model
-from ..train import TrainConfig
-from .train_common import command_record, finish, loop_options
+from .train_common import command_record, finish, train_config
 
 
 def run_vectors(args) -> int:
@@ -18,9 +17,7 @@ def run_vectors(args) -> int:
     x = data_mod.load_vectors(args.data, n=args.num_points, generator=g)
     if x.ndim != 2:
         x = x.reshape(x.shape[0], -1)
-    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay,
-                      grad_clip=args.grad_clip, weighting=args.weighting, warmup=args.warmup, seed=args.seed,
-                      device=args.device, **loop_options(args))
+    cfg = train_config(args)
     trainer = train_model(x, args.out, net_config={"width": args.width, "depth": args.depth},
                           parameterization=args.parameterization, schedule=args.schedule, config=cfg,
                           normalize=not args.no_normalize, info={"kind": "vectors", "command": command_record(args)},
