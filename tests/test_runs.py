@@ -7,6 +7,7 @@ import os
 import pathlib
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,6 +15,8 @@ import torch
 
 import unnoise
 from unnoise.cli import main
+from unnoise.commands.kinds import SAMPLE_KINDS
+from unnoise.commands.sample import default_n
 from unnoise.data.audio import write_wav
 from unnoise.runs import Standardizer, run_kind
 
@@ -275,3 +278,12 @@ def test_importing_leaves_the_backend_alone_and_loads_no_optional_or_test_packag
     # and nothing heavy that only tests, references or optional features use is loaded by importing unnoise
     assert out.stdout.split() == ["svg", "False", "[]"]
     assert (tmp_path / "l.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_default_number_of_samples_is_one_per_prompt_for_large_images():
+    big, small = SimpleNamespace(shape=(3, 512, 512)), SimpleNamespace(shape=(3, 32, 32))
+    assert default_n(SAMPLE_KINDS["text"], big, ["a cat", "a dog"]) == 2
+    assert default_n(SAMPLE_KINDS["images"], big, None) == 1
+    assert default_n(SAMPLE_KINDS["text"], small, ["a cat"]) == 64
+    assert default_n(SAMPLE_KINDS["images"], small, None) == 100
+    assert default_n(SAMPLE_KINDS["vectors"], SimpleNamespace(shape=(4096,)), None) == 1000

@@ -5,6 +5,7 @@ run's kind (:mod:`unnoise.commands.kinds`).  Options that do not apply to the ru
 """
 from __future__ import annotations
 
+import math
 import os
 
 import torch
@@ -24,7 +25,7 @@ def register(sub):
     p.add_argument("--checkpoint", required=True, help="run directory written by 'unnoise train'")
     p.add_argument("--n", type=int, default=None,
                    help="number of samples (default: 1000 for vectors and arrays, 100 for images, 64 for latent "
-                        "runs, 8 clips for audio)")
+                        "runs, 8 clips for audio; one per prompt for images larger than 64x64)")
     p.add_argument("--out", default=None,
                    help="output: .npy or .csv (vectors, arrays; default samples.npy), .png grid or .npy (images; "
                         "default samples.png), a folder or NAME.wav (audio; default samples/)")
@@ -80,12 +81,24 @@ def _check_options(args, pipe, kind) -> None:
         raise ValueError(f"--autoencoder applies to latent runs; {args.checkpoint!r} is a {pipe.kind} run")
 
 
+LARGE_IMAGE = 64 * 64  # pixels beyond which the default is one sample per prompt
+
+
+def default_n(kind, pipe, prompts) -> int:
+    """The number of samples without ``--n``: the kind's default, but for images larger than 64 x 64 (e.g. a
+    Stable Diffusion folder) one per prompt, as diffusers' pipelines default to: a grid of 64 such images
+    would take hours on a CPU."""
+    if kind.name in ("images", "latent_images", "text") and math.prod(pipe.shape[1:]) > LARGE_IMAGE:
+        return max(1, len(prompts or []))
+    return kind.default_n
+
+
 def run(args):
     device = resolve_device(args.device)
     pipe = load(args.checkpoint, device=device, ema=not args.raw_weights, autoencoder=args.autoencoder)
     kind = sample_kind(pipe)
     _check_options(args, pipe, kind)
-    n = args.n if args.n is not None else kind.default_n
+    n = args.n if args.n is not None else default_n(kind, pipe, args.prompt)
     out = args.out if args.out is not None else kind.default_out
     check_out(kind, out)
     io.check_output_path(out, is_dir=os.path.splitext(out)[1] == "")  # before any sampling
