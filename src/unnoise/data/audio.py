@@ -93,7 +93,7 @@ def resample_poly(x: torch.Tensor, up: int, down: int, chunk: int = 8192) -> tor
     h, half = _lowpass(up, down)
     taps = -(-len(h) // up)
     phases = F.pad(h, (0, taps * up - len(h))).reshape(taps, up).T.flip(-1)  # phases[p, t] = h[(taps-1-t) up + p]
-    flat = x.reshape(-1, n_in).to(torch.float64)
+    flat = x.reshape(math.prod(x.shape[:-1]), n_in).to(torch.float64)  # (not -1: an empty signal has n_in = 0)
     last_q = ((n_out - 1) * down + half) // up
     xpad = F.pad(flat, (taps - 1, max(0, last_q + 1 - n_in)))  # x[i] at xpad[i + taps - 1], zeros around
     out = flat.new_empty(flat.shape[0], n_out)
