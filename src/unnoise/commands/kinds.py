@@ -7,9 +7,9 @@ parsed arguments, and returns the paths it wrote.  ``unnoise sample`` looks the 
 """
 from __future__ import annotations
 
-import io as _io
 import os
 from dataclasses import dataclass
+from io import StringIO
 from typing import Callable
 
 import numpy as np
@@ -76,7 +76,7 @@ def write_arrays(pipe, x, args, out):
 
 
 def _csv(x: torch.Tensor) -> str:
-    buf = _io.StringIO()
+    buf = StringIO()
     np.savetxt(buf, x.reshape(len(x), -1).numpy(), delimiter=",")
     return buf.getvalue()
 
@@ -186,10 +186,6 @@ def _claims_latent(args) -> bool:
     return bool(getattr(args, "latent", None))
 
 
-def _claims_audio(args) -> bool:
-    return is_audio_request(args)
-
-
 def _claims_images(args) -> bool:
     return is_image_spec(args.data) or _is_image_cache(args.data)
 
@@ -208,7 +204,7 @@ IMAGE_OPTIONS = {"net": "unet", "image_size": None, "image_mode": "RGB", "condit
 register_train(TrainKind("latent", _claims_latent, run_latent,
                          {**IMAGE_OPTIONS, "latent": None, "num_images": 5000, "text": False},
                          "latent diffusion (--latent)"))
-register_train(TrainKind("audio", _claims_audio, run_audio,
+register_train(TrainKind("audio", is_audio_request, run_audio,
                          {"net": "diffwave", "sample_rate": None, "clip_length": None, "channels": None,
                           "num_clips": None, "no_normalize": False, **NET_DEFAULTS}, "audio (a folder of WAV files)"))
 register_train(TrainKind("images", _claims_images, run_images, IMAGE_OPTIONS,
