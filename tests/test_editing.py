@@ -1,11 +1,12 @@
-"""Editing: inpainting (replacement, RePaint, SMC), SDEdit, DDIM inversion and slerp interpolation."""
+"""Editing: inpainting (replacement, RePaint, and SMC: the posterior sampler with a mask), SDEdit, DDIM
+inversion and slerp interpolation."""
 import math
 
 import pytest
 import torch
 
 import unnoise
-from unnoise import editing
+from unnoise import editing, inverse
 from unnoise.analytic import EmpiricalDenoiser, GaussianMixture
 
 
@@ -89,7 +90,9 @@ def test_smc_inpainting_matches_the_exact_conditional_and_replacement_does_not()
     # a grid dense where the components separate (sigma ~ 0.3 .. 3); steps and particles both bias
     sig = unnoise.schedules.get("loglinear", sigma_min=0.01, sigma_max=20.0).sampling_sigmas(50)
     g = torch.Generator().manual_seed(0)
-    out = editing.inpaint_smc(gm.denoise, known, mask, sig, particles=16, generator=g)
+    x = torch.randn(known.shape, generator=g) * float(sig[0])
+    out = inverse.sample(gm.denoise, x, sig, y=known, operator=inverse.Mask(mask), method="smc", particles=16,
+                         generator=g)
     assert torch.equal(out[:, 0], known[:, 0])
     u = out[:, 1].double()
     # one particle per example, so the examples are independent draws: standard errors
@@ -103,6 +106,33 @@ def test_smc_inpainting_matches_the_exact_conditional_and_replacement_does_not()
     # independently at every step) and picks the likelier component too often: a real bias
     rep = editing.inpaint(gm.denoise, known, mask, sig, sampler="ddpm", generator=g)[:, 1].double()
     assert float(rep.mean()) - mean > 0.15
+
+
+def test_smc_inpainting_is_the_posterior_sampler_with_a_mask():
+    """Pipeline.inpaint(method="smc") is inverse.sample(method="smc") with the equivalent noiseless Mask:
+    the same generator gives the same samples; one mask per example works too."""
+    g = torch.Generator().manual_seed(0)
+    data = torch.rand(12, 3, 8, 8, generator=g) * 2 - 1
+    images = torch.rand(3, 3, 8, 8, generator=g) * 2 - 1
+    pipe = unnoise.Pipeline(EmpiricalDenoiser(data), unnoise.schedules.get("karras"), "images", (3, 8, 8))
+    mask = torch.zeros(8, 8)
+    mask[:, :4] = 1
+    out = pipe.inpaint(images, mask, steps=8, method="smc", particles=4, generator=torch.Generator().manual_seed(1))
+    g = torch.Generator().manual_seed(1)
+    sig = pipe.grid(8, None, "smc")
+    x = torch.randn(images.shape, generator=g) * float(sig[0])  # the pipeline's start (a VE schedule)
+    ref = inverse.sample(pipe.denoiser, x, sig, y=images, operator=inverse.Mask(mask), method="smc", particles=4,
+                         generator=g)
+    assert torch.equal(out, ref)
+    assert torch.equal(ref[..., :4], images[..., :4]) and not torch.allclose(ref[..., 4:], images[..., 4:], atol=0.1)
+    # one mask per example: each keeps its own known entries exactly
+    masks = torch.zeros(3, 1, 8, 8)
+    masks[0, :, :4], masks[1, :, 4:], masks[2, :, ::2] = 1, 1, 1
+    y = torch.where(masks.bool(), images, torch.full_like(images, float("nan")))
+    per = inverse.sample(pipe.denoiser, x, sig, y=y, operator=inverse.Mask(masks, x_shape=(3, 8, 8)),
+                         method="smc", particles=4, generator=torch.Generator().manual_seed(2))
+    keep = masks.bool().expand_as(images)
+    assert torch.equal(per[keep], images[keep]) and torch.isfinite(per).all()
 
 
 # ----------------------------------------------------------------------------- SDEdit

@@ -11,7 +11,9 @@ it runs unchanged on analytic mixtures, trained networks, guided combinations an
   (the forward process between two levels, exact in scale-free variables), and denoises again, so
   the generated region has time to agree with the known one.  Both condition every step on a
   freshly noised copy of the known region, which biases the filled region (tests measure it on an
-  exact mixture); :func:`inpaint_smc` is the asymptotically exact alternative.
+  exact mixture).  The asymptotically exact alternative is sequential Monte Carlo, the posterior sampler
+  of :mod:`unnoise.inverse` with a mask as the operator:
+  ``inverse.sample(denoiser, x, sigmas, y=known, operator=inverse.Mask(mask), method="smc")``.
 * :func:`img2img`: SDEdit (Meng et al. 2022): noise an input to a fraction ``strength`` of the grid
   and denoise from there.
 * :func:`ddim_invert` / :func:`interpolate`: run the deterministic probability-flow ODE from
@@ -122,83 +124,6 @@ def inpaint(denoiser, known: torch.Tensor, mask, sigmas, *, sampler: str = "ddpm
         if callback is not None:
             callback(m, x, float(sigmas[j]))
     return x
-
-
-def inpaint_smc(denoiser, known: torch.Tensor, mask, sigmas, *, particles: int = 64, cond=None,
-                generator: torch.Generator | None = None, ess_threshold: float = 0.5) -> torch.Tensor:
-    """Inpainting by sequential Monte Carlo: asymptotically exact conditional samples.
-
-    The replacement method (and RePaint) condition each step on a freshly noised copy of the known
-    region, which over-counts its evidence and biases the filled region; e.g. the choice between
-    mixture components given the known part.  Here (SMCDiff, Trippe et al. 2023) the known region
-    follows one forward-noised path ``y_i = y_{i+1} + sqrt(sigma_i^2 - sigma_{i+1}^2) z`` from the
-    data up, and ``particles`` copies of every example take DDPM posterior steps
-    ``x' ~ N(D + sqrt(sigma'^2 - c^2) eps, c^2)``, ``c^2 = sigma'^2 (sigma^2 - sigma'^2) / sigma^2``,
-    weighted by the Gaussian likelihood of the known path's next value under that step and
-    resampled when the effective sample size drops below ``ess_threshold * particles``.  Since the
-    forward noise of the known coordinates is independent of the rest, conditioning on the whole
-    path equals conditioning on the known data, so the samples approach the exact conditional as
-    particles and steps grow (with an exact denoiser).
-
-    Args:
-        known, mask, sigmas, cond: as in :func:`inpaint` (``cond`` is repeated per particle when it
-            is a tensor with a batch dimension).
-        particles: particles per example (cost: ``particles`` denoiser rows per example and step).
-    Returns:
-        ``(batch, ...)``: one particle per example drawn by its final weight; ``mask == 1`` entries equal ``known``.
-    """
-    sigmas = check_sigmas(sigmas).to(torch.float64)
-    if not isinstance(particles, int) or particles < 1:
-        raise ValueError(f"particles must be a positive integer, got {particles!r}")
-    if float(sigmas[-1]) != 0.0:
-        raise ValueError("inpaint_smc needs a grid ending in sigma = 0")
-    known = torch.as_tensor(known)
-    keep = _prepare_mask(mask, known).bool()
-    B, K = known.shape[0], particles
-    safe_known = torch.where(keep, known, torch.zeros_like(known))
-    n = len(sigmas) - 1
-    # the known region's forward path, from sigma = 0 up to sigmas[0]
-    path = [safe_known]
-    for i in range(n - 1, -1, -1):
-        step = math.sqrt(float(sigmas[i]) ** 2 - float(sigmas[i + 1]) ** 2)
-        path.append(path[-1] + step * noise_like(known, generator))
-    path = path[::-1]  # path[i] sits at sigmas[i]
-
-    def rep(t):  # (B, ...) -> (B*K, ...), particles of one example adjacent
-        return t.repeat_interleave(K, dim=0)
-
-    keep_p = rep(keep)
-    if isinstance(cond, torch.Tensor) and cond.ndim >= 1 and cond.shape[0] == B:
-        cond = rep(cond)
-    elif isinstance(cond, dict):
-        cond = {k: rep(v) if isinstance(v, torch.Tensor) and v.ndim >= 1 and v.shape[0] == B else v
-                for k, v in cond.items()}
-    x = torch.where(keep_p, rep(path[0]), noise_like(rep(known), generator) * float(sigmas[0]))
-    logw = torch.zeros(B, K, dtype=torch.float64, device=known.device)
-    offsets = (torch.arange(B, device=known.device) * K)[:, None]
-    with torch.no_grad():
-        for i in range(n):
-            s, s_next = float(sigmas[i]), float(sigmas[i + 1])
-            den = _call(denoiser, x, s, cond)
-            if s_next == 0:
-                x = torch.where(keep_p, rep(path[n]), den)
-                break
-            c2 = s_next**2 * (s**2 - s_next**2) / s**2
-            mean = den + math.sqrt(s_next**2 - c2) * (x - den) / s
-            y = rep(path[i + 1])
-            resid = torch.where(keep_p, y - mean, torch.zeros_like(mean)).reshape(B, K, -1).double()
-            logw = logw - 0.5 * (resid**2).sum(-1) / c2
-            x = torch.where(keep_p, y, mean + math.sqrt(c2) * noise_like(mean, generator))
-            w = torch.softmax(logw, dim=1)
-            ess = 1.0 / (w**2).sum(1)
-            low = ess < ess_threshold * K
-            if low.any():
-                idx = torch.multinomial(w.float(), K, replacement=True, generator=generator).to(x.device)
-                idx = torch.where(low[:, None], idx, torch.arange(K, device=x.device)[None])
-                x = x[(idx + offsets).reshape(-1)]
-                logw = torch.where(low[:, None], torch.zeros_like(logw), logw)
-    pick = torch.multinomial(torch.softmax(logw, 1).float(), 1, generator=generator).to(x.device)
-    return x[(pick + offsets).reshape(-1)]
 
 
 def img2img(denoiser, x: torch.Tensor, sigmas, strength: float, *, sampler: str = "ddim", cond=None,

@@ -244,7 +244,8 @@ class Mask(Operator):
     rows carry no information (noise there is irrelevant).
 
     Args:
-        mask: 1 = observed, 0 = unknown; bool or 0/1, one example's shape (or broadcastable to it).
+        mask: 1 = observed, 0 = unknown; bool or 0/1, one example's shape (or broadcastable to it), or
+            one mask per example ``(n, *x_shape)`` for a batch of ``n`` (then give ``x_shape``).
         x_shape: one example's shape (default: the mask's).
     """
 
@@ -745,14 +746,124 @@ def _spectral_view(operator: Operator, x_shape, noise_var: torch.Tensor, y: torc
     return V, scale * (1.0 / S), ybar_full[:, :r] / S
 
 
+class _Dense:
+    """The observed coordinates ``c = V^T x`` of the whitened SVD (:func:`_spectral_view`), as a basis of x."""
+
+    def __init__(self, V):
+        self.V = V
+
+    def coords(self, x):
+        return x @ self.V
+
+    def set(self, x, c, target):
+        """``x`` with its coordinates ``c`` moved to ``target``."""
+        return x + (target - c) @ self.V.T
+
+
+class _Entries:
+    """A mask observes entries of x: coordinate ``j`` is the entry ``index[j]`` (no SVD, any size; set
+    entries are exact)."""
+
+    def __init__(self, index):
+        self.index = index
+
+    def coords(self, x):
+        return x[:, self.index]
+
+    def set(self, x, c, target):
+        return x.index_copy(1, self.index, target)
+
+
+def _observed(operator: Operator, x: torch.Tensor, noise_var: torch.Tensor, y: torch.Tensor):
+    """The observed coordinates: ``(basis, tau, ybar)``, ``ybar_j = c_j + tau_j n_j`` with ``c`` the basis'
+    coordinates of ``x_0``; ``tau`` ``(r,)``, or ``(n, r)`` when the examples differ (``inf`` where one is
+    not observed).  A :class:`Mask` is read entry by entry (one mask per example allowed), any other linear
+    operator through the SVD of its dense matrix."""
+    n, dev = x.shape[0], x.device
+    if not isinstance(operator, Mask):
+        V, tau, ybar = _spectral_view(operator, tuple(x.shape[1:]), noise_var, y)
+        return _Dense(V.to(dev)), tau.to(dev), ybar.to(dev)
+    try:
+        seen = torch.broadcast_to(operator.mask.to(dev) > 0, x.shape).reshape(n, -1)
+    except RuntimeError:
+        raise ValueError(f"the mask of shape {tuple(operator.mask.shape)} does not fit the batch "
+                         f"{tuple(x.shape)}") from None
+    index = seen.any(0).nonzero()[:, 0]
+    seen = seen[:, index]
+    std = noise_var.reshape(n, -1)[:, index].double().sqrt()
+    tau = torch.where(seen, std, torch.full_like(std, math.inf))
+    ybar = y.reshape(n, -1)[:, index].double()
+    return _Entries(index), tau[0] if bool(torch.all(tau == tau[:1])) else tau, ybar
+
+
+def _forward_paths(ybar, tau, sig, randn):
+    """The observed coordinates' forward paths, from each ``tau_j`` up: ``path[i]`` holds their values at
+    ``sig[i]`` (``ybar_j`` below ``tau_j``)."""
+    path, cur, level = [None] * len(sig), ybar.clone(), tau.clone()
+    for i in range(len(sig) - 1, -1, -1):
+        active = tau <= sig[i]
+        inc = torch.where(active, (sig[i] ** 2 - level**2).clamp_min(0.0), torch.zeros_like(level))
+        cur = cur + inc.sqrt() * randn(*cur.shape)
+        level = torch.where(active, torch.full_like(level, sig[i]), level)
+        path[i] = cur
+    return path
+
+
+def _repeat_cond(cond, n: int, k: int):
+    """``cond`` with every per-example tensor repeated ``k`` times per example (particles adjacent)."""
+    def rep(v):
+        return v.repeat_interleave(k, dim=0) if isinstance(v, torch.Tensor) and v.ndim >= 1 and v.shape[0] == n else v
+    return {key: rep(v) for key, v in cond.items()} if isinstance(cond, dict) else rep(cond)
+
+
+def _smc_step(basis, tau, path_next, ybar, xf, den, logw, s: float, s2: float, randn):
+    """One DDPM step ``s -> s2`` of every particle, conditioned on the observed coordinates as :func:`smc`
+    describes; returns the particles and their updated log-weights ``(n, particles)``."""
+    c2 = s2**2 * (s**2 - s2**2) / s**2
+    mean = den + (s2**2 / s**2) * (xf - den)
+    new = mean + math.sqrt(c2) * randn(*mean.shape) if s2 > 0 else den
+    cx, cd, cm, cn = basis.coords(xf), basis.coords(den), basis.coords(mean), basis.coords(new)
+    known, cross = tau <= s2, (tau > s2) & (tau < s)
+    target = cn.clone()
+    if bool(known.any()):
+        if c2 > 0:
+            logw = logw - 0.5 * torch.where(known, (path_next - cm) ** 2 / c2, 0.0).sum(1).reshape(logw.shape)
+        target = torch.where(known, path_next, target)
+    if bool(cross.any()):
+        t = torch.where(cross, tau, torch.ones_like(tau))
+        m_t = cd + (t**2 / s**2) * (cx - cd)
+        v_t = t**2 * (s**2 - t**2) / s**2
+        logw = logw - 0.5 * torch.where(cross, (ybar - m_t) ** 2 / v_t, 0.0).sum(1).reshape(logw.shape)
+        bridge = cd + (s2**2 / t**2) * (ybar - cd)
+        if s2 > 0:
+            bridge = bridge + torch.sqrt(s2**2 * (t**2 - s2**2) / t**2) * randn(*bridge.shape)
+        target = torch.where(cross, bridge, target)
+    return basis.set(new, cn, target), logw
+
+
+def _resample(xf, logw, threshold: float, generator):
+    """Multinomial resampling of the examples whose effective sample size is below ``threshold * particles``."""
+    n, k, dev = *logw.shape, xf.device
+    w = torch.softmax(logw, dim=1)
+    low = 1.0 / (w**2).sum(1) < threshold * k
+    if not bool(low.any()):
+        return xf, logw
+    gen_dev = generator.device if generator is not None else dev
+    idx = torch.multinomial(w.to(gen_dev).float(), k, replacement=True, generator=generator).to(dev)
+    idx = torch.where(low[:, None], idx, torch.arange(k, device=dev)[None])
+    xf = xf[(idx + (torch.arange(n, device=dev) * k)[:, None]).reshape(-1)]
+    return xf, torch.where(low[:, None], torch.zeros_like(logw), logw)
+
+
 @register_method("smc")
 def smc(denoiser, x, sigmas, y, operator, noise_std=0.0, generator=None, cond=None, *, particles: int = 32,
         ess_threshold: float = 0.5):
     """Sequential Monte Carlo for linear-Gaussian observations: exact as particles and steps grow.
 
-    Generalises :func:`unnoise.editing.inpaint_smc` (SMCDiff, Trippe et al. 2023) from masks to any
-    linear operator with Gaussian noise (in the spirit of filtering posterior sampling, Dou & Song
-    2024).  In the whitened SVD basis (:func:`_spectral_view`) the data are ``ybar_j = c_j + tau_j n_j``
+    SMCDiff (Trippe et al. 2023) generalised from masks to any linear operator with Gaussian noise (in
+    the spirit of filtering posterior sampling, Dou & Song 2024); inpainting is this method with a
+    :class:`Mask` and ``noise_std = 0``.  In the whitened SVD basis (:func:`_spectral_view`; for a mask
+    simply the observed entries) the data are ``ybar_j = c_j + tau_j n_j``
     with ``c = V^T x_0``: coordinate ``j`` is observed *as if* it were the forward-noised coordinate at
     noise level ``tau_j`` (``x_0 + tau eps`` has exactly that law, and ``V`` is orthogonal, so the
     isotropic forward process is isotropic in ``c`` too).  Hence ``p(x_0 | y)`` is the law of the clean
@@ -773,8 +884,8 @@ def smc(denoiser, x, sigmas, y, operator, noise_std=0.0, generator=None, cond=No
 
     Particles are resampled (multinomial) when the effective sample size drops below
     ``ess_threshold * particles``; one particle per example is returned, drawn by its final weight.
-    ``noise_std = 0`` with a mask is exactly SMCDiff.  The model is the DDPM chain of the denoiser,
-    so exactness also needs enough steps.  Cost: ``particles`` denoiser rows per example and step.
+    With a noiseless mask the observed entries come back exactly.  The model is the DDPM chain of the
+    denoiser, so exactness also needs enough steps.  Cost: ``particles`` denoiser rows per example and step.
     """
     if not isinstance(particles, int) or isinstance(particles, bool) or particles < 1:
         raise ValueError(f"particles must be a positive integer, got {particles!r}")
@@ -784,10 +895,8 @@ def smc(denoiser, x, sigmas, y, operator, noise_std=0.0, generator=None, cond=No
         raise ValueError("smc needs a linear operator; use method='dps' for a nonlinear one")
     if float(sigmas[-1]) != 0.0:
         raise ValueError("smc needs a grid ending in sigma = 0")
-    B, K, shape = x.shape[0], particles, tuple(x.shape[1:])
-    V, tau, ybar = _spectral_view(operator, shape, _noise_var(noise_std, y), y)
-    dev, dt = x.device, torch.float64
-    V, tau, ybar = V.to(dev), tau.to(dev), ybar.to(dev)
+    B, K, shape, dev, dt = x.shape[0], particles, tuple(x.shape[1:]), x.device, torch.float64
+    basis, tau, ybar = _observed(operator, x, _noise_var(noise_std, y), y)
     sig = [float(s) for s in sigmas]
     N = len(sig) - 1
 
@@ -795,71 +904,26 @@ def smc(denoiser, x, sigmas, y, operator, noise_std=0.0, generator=None, cond=No
         gdev = generator.device if generator is not None else dev
         return torch.randn(size, generator=generator, dtype=dt, device=gdev).to(dev)
 
-    # the observed coordinates' forward paths, from each tau_j up: path[i] holds their values at sig[i]
-    path, cur, level = [None] * (N + 1), ybar.clone(), tau.clone()
-    for i in range(N, -1, -1):
-        active = tau <= sig[i]
-        inc = torch.where(active, (sig[i] ** 2 - level**2).clamp_min(0.0), torch.zeros_like(level))
-        cur = cur + inc.sqrt() * randn(*cur.shape)
-        level = torch.where(active, torch.full_like(level, sig[i]), level)
-        path[i] = cur
-
-    def rep(t):
+    def rep(t):  # (B, ...) -> (B*K, ...), the particles of one example adjacent
         return t.repeat_interleave(K, dim=0)
 
-    if isinstance(cond, dict):
-        cond = {k: rep(v) if isinstance(v, torch.Tensor) and v.ndim >= 1 and v.shape[0] == B else v
-                for k, v in cond.items()}
-    elif isinstance(cond, torch.Tensor) and cond.ndim >= 1 and cond.shape[0] == B:
-        cond = rep(cond)
-
+    path = _forward_paths(ybar, tau, sig, randn)
+    cond = _repeat_cond(cond, B, K)
+    tau, ybar = (tau if tau.ndim == 1 else rep(tau)), rep(ybar)
     xf = rep(x.reshape(B, -1).to(dt))
-    known0 = tau <= sig[0]
-    c = xf @ V
-    xf = xf + (torch.where(known0, rep(path[0]), c) - c) @ V.T
+    c = basis.coords(xf)
+    xf = basis.set(xf, c, torch.where(tau <= sig[0], rep(path[0]), c))
     logw = torch.zeros(B, K, dtype=dt, device=dev)
-    offsets = (torch.arange(B, device=dev) * K)[:, None]
     with torch.no_grad():
         for i in range(N):
-            s, s2 = sig[i], sig[i + 1]
-            den = _call(denoiser, xf.to(x.dtype).reshape(B * K, *shape), s, cond).reshape(B * K, -1).to(dt)
-            c2 = s2**2 * (s**2 - s2**2) / s**2
-            mean = den + (s2**2 / s**2) * (xf - den)
-            new = mean + math.sqrt(c2) * randn(*mean.shape) if s2 > 0 else den
-            cx, cd, cm, cn = xf @ V, den @ V, mean @ V, new @ V
-            known = tau <= s2
-            cross = (tau > s2) & (tau < s)
-            target = cn.clone()
-            if bool(known.any()):
-                p = rep(path[i + 1])
-                if c2 > 0:
-                    logw = logw - 0.5 * (((p - cm) ** 2 / c2) * known).sum(1).reshape(B, K)
-                target = torch.where(known, p, target)
-            if bool(cross.any()):
-                t = torch.where(cross, tau, torch.ones_like(tau))
-                m_t = cd + (t**2 / s**2) * (cx - cd)
-                v_t = t**2 * (s**2 - t**2) / s**2
-                yb = rep(ybar)
-                logw = logw - 0.5 * (((yb - m_t) ** 2 / v_t) * cross).sum(1).reshape(B, K)
-                bridge = cd + (s2**2 / t**2) * (yb - cd)
-                if s2 > 0:
-                    bridge = bridge + torch.sqrt(s2**2 * (t**2 - s2**2) / t**2) * randn(*bridge.shape)
-                target = torch.where(cross, bridge, target)
-            xf = new + (target - cn) @ V.T
-            if s2 == 0:
+            den = _call(denoiser, xf.to(x.dtype).reshape(B * K, *shape), sig[i], cond).reshape(B * K, -1).to(dt)
+            xf, logw = _smc_step(basis, tau, rep(path[i + 1]), ybar, xf, den, logw, sig[i], sig[i + 1], randn)
+            if sig[i + 1] == 0:
                 break
-            w = torch.softmax(logw, dim=1)
-            ess = 1.0 / (w**2).sum(1)
-            low = ess < ess_threshold * K
-            if bool(low.any()):
-                gen_dev = generator.device if generator is not None else dev
-                idx = torch.multinomial(w.to(gen_dev).float(), K, replacement=True, generator=generator).to(dev)
-                idx = torch.where(low[:, None], idx, torch.arange(K, device=dev)[None])
-                xf = xf[(idx + offsets).reshape(-1)]
-                logw = torch.where(low[:, None], torch.zeros_like(logw), logw)
+            xf, logw = _resample(xf, logw, ess_threshold, generator)
     gen_dev = generator.device if generator is not None else dev
     pick = torch.multinomial(torch.softmax(logw, 1).to(gen_dev).float(), 1, generator=generator).to(dev)
-    out = xf[(pick + offsets).reshape(-1)].to(x.dtype).reshape(B, *shape)
+    out = xf[(pick + (torch.arange(B, device=dev) * K)[:, None]).reshape(-1)].to(x.dtype).reshape(B, *shape)
     return out, {"nfe": N, "vjps": 0, "rows": N * B * K}
 
 

@@ -314,8 +314,9 @@ class Pipeline:
                 **options) -> torch.Tensor:
         """Fill the ``mask == 0`` part of ``images`` (data units); ``mask == 1`` entries come back exactly.
 
-        ``method``: ``replace`` (RePaint when ``jump_n_sample > 1``) or ``smc`` (see
-        :mod:`unnoise.editing`).  ``mask`` broadcasts against the images (for images: ``(H, W)``,
+        ``method``: ``replace`` (:func:`unnoise.editing.inpaint`, RePaint when ``jump_n_sample > 1``) or
+        ``smc`` (sequential Monte Carlo: :func:`unnoise.inverse.smc` with a noiseless
+        :class:`~unnoise.inverse.Mask`).  ``mask`` broadcasts against the images (for images: ``(H, W)``,
         ``(1 or C, H, W)`` or ``(B, 1 or C, H, W)``; a pixel is known when known in every channel).
         For latent models the mask becomes a latent mask (a latent cell is known only if all of its
         pixels are) and the known pixels are pasted back after decoding.
@@ -344,8 +345,10 @@ class Pipeline:
             model_keep = keep.to(known.device)
         sigmas = self.grid(steps, spacing, "smc" if method == "smc" else sampler or "ddpm")
         if method == "smc":
-            out = editing.inpaint_smc(den, known, model_keep, sigmas, particles=particles, cond=cond,
-                                      generator=generator)
+            x = self.start(self.noise(len(known), generator).to(known.device), float(sigmas[0]))
+            mask = inverse.Mask(model_keep, x_shape=known.shape[1:])
+            out = inverse.sample(den, x, sigmas, y=known, operator=mask, method="smc", particles=particles,
+                                 cond=cond, generator=generator)
         else:
             out = editing.inpaint(den, known, model_keep, sigmas, sampler=sampler or "ddpm", cond=cond,
                                   generator=generator, jump_length=jump_length, jump_n_sample=jump_n_sample,
