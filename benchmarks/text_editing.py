@@ -101,7 +101,7 @@ def agreement(judge, images, attrs_list, per_prompt):
 
 def mixture_inpainting(seed: int = 0, n: int = 2000):
     """Filled-coordinate moments on an exact 2-component mixture: exact vs replacement, RePaint, SMC."""
-    from unnoise import editing, schedules
+    from unnoise import editing, inverse, schedules
     from unnoise.analytic import GaussianMixture
     gm = GaussianMixture([[-1.0, -1.0], [1.0, 1.5]], [[0.5, 0.5], [0.3, 0.3]], [0.4, 0.6])
     xk = 0.2
@@ -115,10 +115,15 @@ def mixture_inpainting(seed: int = 0, n: int = 2000):
     mask = torch.tensor([1.0, 0.0])
     sig = schedules.get("loglinear", sigma_min=0.01, sigma_max=20.0).sampling_sigmas(50)
     rows = {"exact conditional": (mean, var, float(w[1]))}
+
+    def smc(g):  # sequential Monte Carlo: the posterior sampler with the mask as its operator
+        x = torch.randn(known.shape, generator=g) * float(sig[0])
+        return inverse.sample(gm.denoise, x, sig, y=known, operator=inverse.Mask(mask), method="smc", particles=16,
+                              generator=g)
     runs = {"replacement (DDPM steps)": lambda g: editing.inpaint(gm.denoise, known, mask, sig, generator=g),
             "RePaint (jump 5, 5 samples)": lambda g: editing.inpaint(gm.denoise, known, mask, sig, generator=g,
                                                                      jump_length=5, jump_n_sample=5),
-            "SMC (16 particles)": lambda g: editing.inpaint_smc(gm.denoise, known, mask, sig, particles=16, generator=g)}
+            "SMC (16 particles)": smc}
     for name, fn in runs.items():
         u = fn(torch.Generator().manual_seed(seed))[:, 1].double()
         rows[name] = (float(u.mean()), float(u.var()), float((u > 0.25).double().mean()))

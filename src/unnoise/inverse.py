@@ -863,10 +863,10 @@ def smc(denoiser, x, sigmas, y, operator, noise_std=0.0, generator=None, cond=No
     SMCDiff (Trippe et al. 2023) generalised from masks to any linear operator with Gaussian noise (in
     the spirit of filtering posterior sampling, Dou & Song 2024); inpainting is this method with a
     :class:`Mask` and ``noise_std = 0``.  In the whitened SVD basis (:func:`_spectral_view`; for a mask
-    simply the observed entries) the data are ``ybar_j = c_j + tau_j n_j``
-    with ``c = V^T x_0``: coordinate ``j`` is observed *as if* it were the forward-noised coordinate at
-    noise level ``tau_j`` (``x_0 + tau eps`` has exactly that law, and ``V`` is orthogonal, so the
-    isotropic forward process is isotropic in ``c`` too).  Hence ``p(x_0 | y)`` is the law of the clean
+    simply its observed entries) the data are ``ybar_j = c_j + tau_j n_j`` with ``c = V^T x_0``:
+    coordinate ``j`` is observed *as if* it were the forward-noised coordinate at noise level ``tau_j``
+    (``x_0 + tau eps`` has exactly that law, and ``V`` is orthogonal, so the isotropic forward process is
+    isotropic in ``c`` too).  Hence ``p(x_0 | y)`` is the law of the clean
     end of the forward process conditioned on ``c_j(sigma = tau_j) = ybar_j``, and above ``tau_j`` the
     coordinate follows one forward path ``ybar_j + sqrt(sigma^2 - tau_j^2) z`` (independent increments,
     so conditioning on the path equals conditioning on ``ybar_j``).
