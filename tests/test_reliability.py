@@ -17,7 +17,8 @@ from safetensors import SafetensorError
 import unnoise
 from unnoise import checkpoint, cli, imaging, plotting
 from unnoise import io as uio
-from unnoise.train import TrainConfig, Trainer, resolve_device
+from unnoise.devices import resolve_device
+from unnoise.train import TrainConfig, Trainer
 
 
 def trainer(run_dir=None, width=32, **overrides):
