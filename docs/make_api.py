@@ -43,7 +43,7 @@ pyplot or the user's matplotlib backend; `tests/test_runs.py` checks all three.
 | sampling | `samplers` (`core`: every sampler and `sample`; `grids`: tuned grids), `guidance`, `editing`, `inverse`, `likelihood` | short pieces over `D`: samplers, guidance combinators, inpainting/SDEdit, posterior sampling, likelihoods |
 | models | `nets` (MLP, U-Net, DiT, DiffWave, autoencoder), `losses`, `text`, `latent` | backbones, training objectives, the text encoder, the latent codec |
 | data | `data` (`memory.TensorDataset`, `datasets`: streaming folders/arrays/WAV crops and statistics, `cache`) | datasets of `(x0, cond)` items |
-| training | `train` (one `Trainer` for denoisers, noisy classifiers, autoencoders), `checkpoint`, `io`, `distributed` | the loop, crash-safe files, torchrun |
+| training | `train` (`trainer`: one `Trainer` for denoisers, noisy classifiers, autoencoders; `config`, `order`: the data order, `objective`, `state`: checkpoints and resume, `signals`, `log`, `previews`, `build`: `train_model`), `checkpoint` (`files`, `model`, `legacy`: format version 1, `steps`: step directories and crash recovery, `disk`, `grids`), `io`, `distributed`, `devices` | the loop, crash-safe files, torchrun |
 | runs | `runs` (`unnoise.load` -> `Pipeline`), `interop` (diffusers folders in and out) | every kind of run read back one way; sampling and editing in data units |
 | pictures | `plotting`, `imaging`, `spectral` | figures built as `matplotlib.figure.Figure` (no pyplot) and written atomically |
 | command line | `cli`, `commands/*` (`kinds`: the registry of data kinds for `train` and `sample`; `export`: runs as diffusers folders) | one module per subcommand |

@@ -32,7 +32,7 @@ def main(argv=None):
     if args.checkpoint:
         from unnoise.checkpoint import load
         from unnoise.data import load_array
-        from unnoise.pipeline import standardise
+        from unnoise.train import standardise
         if not args.data:
             raise SystemExit("--checkpoint needs --data, the examples to score")
         denoiser, schedule, config = load(args.checkpoint)

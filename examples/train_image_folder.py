@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw
 import unnoise
 from unnoise.data.images import load_image_folder
 from unnoise.imaging import save_image_grid
-from unnoise.pipeline import train_model
+from unnoise.train import train_model
 
 
 def make_folder(root: str, n: int, size: int, seed: int = 0) -> str:

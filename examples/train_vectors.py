@@ -22,7 +22,7 @@ import torch
 import unnoise
 from unnoise.data import load_array
 from unnoise.metrics import sliced_wasserstein
-from unnoise.pipeline import train_model
+from unnoise.train import train_model
 
 
 def make_data(path: str, n: int, seed: int = 0) -> str:

@@ -274,7 +274,7 @@ def test_unwritable_or_full_run_directory_fails_before_training(tmp_path, monkey
         small_trainer(str(blocker / "run"))
     import shutil as sh
     usage = sh.disk_usage(str(tmp_path))
-    monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda p: usage._replace(free=1000))
+    monkeypatch.setattr(checkpoint.disk.shutil, "disk_usage", lambda p: usage._replace(free=1000))
     with pytest.raises(OSError, match="not enough free space"):
         small_trainer(str(tmp_path / "full"))
 
@@ -282,7 +282,7 @@ def test_unwritable_or_full_run_directory_fails_before_training(tmp_path, monkey
 def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     run = str(tmp_path / "run")
     t = small_trainer(run, steps=8, checkpoint_every=4)
-    real = checkpoint.save_file
+    real = checkpoint.files.save_file
 
     def fill_disk(tensors, path):
         if t.step_count == 8:
@@ -290,12 +290,12 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypa
                 f.write(b"\0" * 10)
             raise OSError(28, "No space left on device")
         return real(tensors, path)
-    monkeypatch.setattr(checkpoint, "save_file", fill_disk)
+    monkeypatch.setattr(checkpoint.files, "save_file", fill_disk)
     with pytest.raises(OSError, match=r"No space left on device.*step_00000004 is intact"):
         t.fit(progress=False)
     assert checkpoint.latest_checkpoint(run).endswith("step_00000004")
     assert not [n for n in os.listdir(os.path.join(run, "checkpoints")) if n.startswith(".tmp-")]
-    monkeypatch.setattr(checkpoint, "save_file", real)
+    monkeypatch.setattr(checkpoint.files, "save_file", real)
     resumed = small_trainer(run, steps=8, checkpoint_every=4, resume_from=run)
     assert resumed.step_count == 4
     shutil.rmtree(run)

@@ -66,8 +66,7 @@ def test_command_writes_table_and_plot_for_a_mixture(tmp_path, capsys):
 
 def test_command_on_a_checkpoint_with_a_reference_set(tmp_path):
     from unnoise.data import toy_dataset
-    from unnoise.pipeline import train_model
-    from unnoise.train import TrainConfig
+    from unnoise.train import TrainConfig, train_model
     data = toy_dataset("moons", 512, torch.Generator().manual_seed(0)) * 3.0 + 5.0  # far from standard units
     run_dir = str(tmp_path / "run")
     train_model(data, run_dir, net_config={"width": 32, "depth": 1},

@@ -22,7 +22,7 @@ from unnoise.data.cache import CachedDataset, prepare
 from unnoise.data.datasets import (ArrayDataset, AudioClips, ImageFolder, TensorDataset, normalise,
                                    streaming_stats, unnormalise)
 from unnoise.data.images import load_image_folder
-from unnoise.pipeline import standardise
+from unnoise.train import standardise
 
 
 def _stack(ds):

@@ -16,9 +16,8 @@ from unnoise import nets, schedules
 from unnoise.analytic import GaussianMixture
 from unnoise.guidance import (ClassifierFreeGuidance, ClassifierGuidance, NoisyClassifier, cfg, load_classifier,
                               train_classifier)
-from unnoise.pipeline import train_model
 from unnoise.samplers import sample
-from unnoise.train import TrainConfig
+from unnoise.train import TrainConfig, train_model
 
 MEANS = torch.tensor([[-2.0, 0.5], [1.5, 1.0], [0.5, -2.0]], dtype=torch.float64)
 STDS = torch.tensor([0.3, 0.6, 0.45], dtype=torch.float64)

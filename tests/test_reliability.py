@@ -17,7 +17,8 @@ from safetensors import SafetensorError
 import unnoise
 from unnoise import checkpoint, cli, imaging, plotting
 from unnoise import io as uio
-from unnoise.train import TrainConfig, Trainer, resolve_device
+from unnoise.devices import resolve_device
+from unnoise.train import TrainConfig, Trainer
 
 
 def trainer(run_dir=None, width=32, **overrides):
@@ -140,13 +141,13 @@ def test_real_full_disk_keeps_outputs_and_checkpoints(tmpfs):
 def test_safetensors_io_failure_is_one_line_and_keeps_the_checkpoint(tmp_path, monkeypatch):
     run = str(tmp_path / "run")
     t = trainer(run, checkpoint_every=2)
-    real = checkpoint.save_file
+    real = checkpoint.files.save_file
 
     def broken(tensors, path):
         if t.step_count == 4:
             raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
         return real(tensors, path)
-    monkeypatch.setattr(checkpoint, "save_file", broken)
+    monkeypatch.setattr(checkpoint.files, "save_file", broken)
     with pytest.raises(OSError, match=r"No space left on device.*step_00000002 is intact") as info:
         t.fit(progress=False)
     one_line(info.value)

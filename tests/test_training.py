@@ -10,8 +10,7 @@ from unnoise import checkpoint
 from unnoise.analytic import GaussianMixture
 from unnoise.data import toy_dataset
 from unnoise.metrics import sliced_wasserstein
-from unnoise.pipeline import train_model
-from unnoise.train import TrainConfig
+from unnoise.train import TrainConfig, train_model
 
 
 @pytest.fixture(scope="module")

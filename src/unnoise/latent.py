@@ -20,8 +20,8 @@ from tqdm.auto import tqdm
 
 from .data.memory import TensorDataset
 from .nets.autoencoder import Autoencoder, load_autoencoder
-from .pipeline import train_model
 from .text import CaptionDataset, TextEncoder, empty_prompt
+from .train import train_model
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 2.0) -> float:
@@ -132,7 +132,7 @@ def train_latent(images, autoencoder_dir: str, run_dir: str | None, net: str = "
     ``images``: a tensor ``(N, C, H, W)``, or a dataset of ``(image, cond)`` items (e.g. a streamed image
     folder, conditions such as ``{"label": y}`` carried along), encoded once into a latent cache
     (:func:`encode_dataset`) so the images are never all in memory.
-    ``train_kwargs`` go to :func:`unnoise.pipeline.train_model` (schedule, parameterization, config, ...);
+    ``train_kwargs`` go to :func:`unnoise.train.train_model` (schedule, parameterization, config, ...);
     latents are not standardised again (the codec's scale already makes them unit variance).
     ``labels``: class labels ``(N,)`` of a class-conditional model.  ``captions``: one string per image
     for a text-conditioned model: the distinct captions are encoded once by ``text_encoder`` (default

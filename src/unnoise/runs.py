@@ -34,11 +34,11 @@ import torch
 from . import checkpoint, editing, guidance, inverse
 from .data.datasets import unnormalise
 from .denoiser import as_cond
+from .devices import resolve_device
 from .latent import LatentCodec
 from .samplers import DEFAULT_SAMPLER
 from .samplers import sample as run_sampler
 from .text import TextEncoder
-from .train import resolve_device
 
 FORMAT_VERSION = checkpoint.FORMAT_VERSION
 KINDS = ("vectors", "arrays", "images", "latent_images", "text", "audio", "upscale", "classifier", "autoencoder")

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .data.memory import TensorDataset
-from .pipeline import train_model
+from .train import train_model
 
 
 def downsample(images: torch.Tensor, factor: int) -> torch.Tensor:
@@ -34,7 +34,7 @@ def train_upscaler(images: torch.Tensor, factor: int, run_dir: str | None, net_c
     """Train a super-resolution model (a U-Net with ``cond_channels = C``) on ``images`` ``(N, C, H, W)``
     in [-1, 1]; returns the Trainer.
 
-    ``train_kwargs`` as for :func:`unnoise.pipeline.train_model` (``config``, ``schedule``, ...).
+    ``train_kwargs`` as for :func:`unnoise.train.train_model` (``config``, ``schedule``, ...).
     """
     data = lowres_dataset(images, factor)
     net = {**dict(base_channels=32, channel_mult=[1, 2], attention_levels=[], num_res_blocks=1), **(net_config or {})}

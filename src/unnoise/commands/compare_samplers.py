@@ -11,8 +11,8 @@ import torch
 
 from .. import compare, samplers, schedules
 from ..data import TOY_DATASETS, load_array, toy_dataset
+from ..devices import resolve_device
 from ..runs import load
-from ..train import resolve_device
 from .common import add_device_arg, parse_options
 
 GRIDS = tuple(schedules.SPACINGS) + ("auto",)

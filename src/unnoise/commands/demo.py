@@ -9,11 +9,10 @@ import torch
 from .. import metrics
 from ..data import TOY_DATASETS, toy_dataset
 from ..data.datasets import unnormalise
-from ..pipeline import train_model
 from ..runs import load
 from ..plotting import plot_points, plot_trajectory
 from ..samplers import sample
-from ..train import TrainConfig
+from ..train import TrainConfig, train_model
 from .demo_audio import run as run_audio
 from .demo_digits import run as run_digits
 from .demo_text import run as run_text

@@ -9,9 +9,8 @@ import torch
 
 from ..data.images import load_digits
 from ..imaging import plot_image_rows, plot_image_trajectory, save_image_grid
-from ..pipeline import train_model
 from ..runs import ImageCodec, Pipeline
-from ..train import TrainConfig
+from ..train import TrainConfig, train_model
 
 # Settings measured to give recognisable digits in under 10 minutes on 2 CPU cores (docs/benchmarks.md).
 DIGITS_NET = dict(base_channels=32, channel_mult=[1, 2], num_res_blocks=1, attention_levels=[1], dropout=0.0)

@@ -9,9 +9,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .. import io
+from ..devices import resolve_device
 from ..imaging import save_image_grid
 from ..runs import load
-from ..train import resolve_device
 from .common import add_device_arg, add_sampling_args
 
 IMAGE_KINDS = ("images", "latent_images", "text", "upscale")

@@ -11,8 +11,8 @@ import os
 import torch
 
 from .. import io
+from ..devices import resolve_device
 from ..runs import load
-from ..train import resolve_device
 from .common import add_device_arg, add_sampling_args, parse_options
 from .kinds import check_out, sample_kind
 

@@ -13,8 +13,8 @@ import torch
 
 from ..data import ArrayDataset, TensorDataset, load_vectors
 from ..data.datasets import streaming_stats
-from ..pipeline import train_model
 from ..runs import Standardizer
+from ..train import train_model
 from .train_common import command_record, finish, train_config
 from .train_images import net_config_from_args
 

@@ -10,7 +10,7 @@ import torch
 from .. import schedules
 from ..data import CachedDataset, ImageFolder, TensorDataset
 from ..data.images import flip_rows, load_digits
-from ..pipeline import train_model
+from ..train import train_model
 from .train_common import command_record, finish, train_config
 
 # diffwave: sequences (N, channels, length) only; diffusers-unet2d: a diffusers UNet2DModel, for 'unnoise export'

@@ -6,7 +6,7 @@ import os
 import torch
 
 from .. import data as data_mod
-from ..pipeline import train_model
+from ..train import train_model
 from .train_common import command_record, finish, train_config
 
 

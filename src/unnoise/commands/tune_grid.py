@@ -7,8 +7,8 @@ only) and written to ``RUN/tuned_grids.json`` atomically; config.json and the we
 from __future__ import annotations
 
 from .. import checkpoint, samplers
+from ..devices import resolve_device
 from ..runs import load
-from ..train import resolve_device
 from .common import add_device_arg
 
 

@@ -8,7 +8,7 @@ whole: image folders decode and resize in ``__getitem__`` (that is, in the DataL
 
 Normalisation statistics come from one streaming pass (:func:`streaming_stats`), never from a full tensor;
 a dataset given ``stats`` returns normalised items, and :func:`unnormalise` maps model units back.  Stats
-have the format of :func:`unnoise.pipeline.standardise` (``{"mean": [...], "std": [...]}``, one entry per
+have the format of :func:`unnoise.train.standardise` (``{"mean": [...], "std": [...]}``, one entry per
 feature, or a single entry that broadcasts), so every run config reads them the same way.
 """
 from __future__ import annotations
@@ -41,7 +41,7 @@ def normalise(x: torch.Tensor, stats: dict | None) -> torch.Tensor:
 
 
 def unnormalise(x: torch.Tensor, stats: dict | None) -> torch.Tensor:
-    """Undo :func:`normalise` on a batch ``(n, ...)`` (and :func:`unnoise.pipeline.standardise`)."""
+    """Undo :func:`normalise` on a batch ``(n, ...)`` (and :func:`unnoise.train.standardise`)."""
     if not stats:
         return x
     mean = torch.tensor(stats["mean"], dtype=x.dtype, device=x.device)
@@ -137,7 +137,7 @@ def streaming_stats(dataset, axis: str = "feature", batch_size: int = 256, num_w
     """Normalisation statistics of ``dataset``'s ``x0`` in one pass through a DataLoader (float64, exact merge).
 
     ``axis``: ``"feature"`` (one per feature, for vectors) or ``"channel"`` (one per channel, for
-    sequences, volumes and audio).  Equal to the full-tensor statistics (:func:`unnoise.pipeline.standardise`,
+    sequences, volumes and audio).  Equal to the full-tensor statistics (:func:`unnoise.train.standardise`,
     :func:`~unnoise.commands.train_arrays.channel_stats`) to rounding, without ever holding the data.
     """
     acc = RunningStats(axis)

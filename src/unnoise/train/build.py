@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import torch
 
-from . import nets, schedules
-from .data.memory import TensorDataset
-from .denoiser import Denoiser
-from .train import TrainConfig, Trainer
+from .. import nets, schedules
+from ..data.memory import TensorDataset
+from ..denoiser import Denoiser
+from .config import TrainConfig
+from .trainer import Trainer
 
 
 def standardise(data: torch.Tensor, enabled: bool = True):

@@ -1,0 +1,364 @@
+"""The training loop: :class:`Trainer` (construction, reading the data, one optimizer step, the EMA,
+:meth:`Trainer.fit`).  Checkpoints, signals, the log and previews are in the neighbouring modules."""
+from __future__ import annotations
+
+import contextlib
+import copy
+import importlib
+import math
+import time
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from .. import checkpoint
+from .. import distributed as dist
+from ..data import check_finite
+from ..data.memory import TensorDataset
+from ..denoiser import Denoiser
+from ..devices import resolve_device
+from . import previews, signals, state
+from .config import TrainConfig, TrainingDiverged, lr_at
+from .log import log
+from .objective import DenoisingObjective, _LossModule
+from .order import EpochSampler, _RankBatches
+from .state import _on_rank0
+
+
+class Trainer:
+    """Trains a model on a dataset of ``(x0, cond)`` examples (or an in-memory tensor) by an objective:
+    a :class:`Denoiser` by the denoising loss (the default), or any registered network with its own
+    objective (the noisy-input classifier, the autoencoder; see :class:`DenoisingObjective`).
+
+    The same code runs in one process or in N processes started by ``torchrun`` (one per device;
+    gloo on CPU, NCCL on CUDA): only rank 0 prints and writes files, losses and metrics are
+    averaged over ranks.
+
+    Args:
+        denoiser: the model trained: a :class:`Denoiser`, or any module registered in
+            :mod:`unnoise.nets` (with a ``config``) when ``objective`` is given.
+        schedule: gives the training sigmas (may be None for an objective that needs none).
+        data: a map-style ``torch.utils.data.Dataset`` whose items are ``(x0, cond)`` in model units
+            (``cond`` a dict of tensors: ``{"label": ...}``, ``{"context": ..., "context_mask": ...}``,
+            ``{"concat": low_res}``, ``{}``), or an ``(N, ...)`` float tensor (already normalised).
+            Conditions are replaced by the denoiser's null values with probability
+            ``config.cond_dropout`` per example, so the model also learns the unconditional denoiser.
+        run_dir: where checkpoints, ``metrics.jsonl`` and ``loss.png`` go (None: nothing written).
+        info: extra JSON stored in the checkpoint config (e.g. data statistics).
+        augment: optional ``augment(x0, u) -> x0`` applied to each rank's rows of every batch, with
+            ``u`` one uniform number in [0, 1) per example, drawn for the whole global batch, so runs on
+            1 and N processes augment identically (e.g. :func:`unnoise.data.images.flip_rows`).
+        objective: what is minimised (default: :class:`DenoisingObjective` with the config's
+            weighting); its ``kind`` is written to ``config.json`` as ``"kind"``.
+
+    Checkpoints have one format for every kind: ``config.json`` (``"kind"``, the network's name and
+    config, the denoiser and schedule where there are, ``info``) + ``model.safetensors`` (``model.*``
+    and ``ema.*``) + ``checkpoints/step_*/``.
+    """
+
+    def __init__(self, denoiser: Denoiser, schedule, data, config: TrainConfig | None = None,
+                 run_dir: str | None = None, info: dict | None = None, augment=None, objective=None):
+        self.config = cfg = config or TrainConfig()
+        if objective is None:
+            if not isinstance(denoiser, Denoiser):
+                raise ValueError(f"a {type(denoiser).__name__} is not a Denoiser: pass the objective it is trained "
+                                 "by (e.g. unnoise.guidance.ClassifierObjective())")
+            objective = DenoisingObjective(cfg.weighting, cfg.min_snr_gamma)
+        self.objective = objective
+        self.kind = getattr(objective, "kind", None)  # None: a diffusion run (its kind is in ``info``)
+        cfg.validate()
+        if isinstance(data, torch.Tensor):
+            data = TensorDataset(data)
+        if not hasattr(data, "__getitem__") or not hasattr(data, "__len__"):
+            raise ValueError("training data must be a tensor (N, ...) or a map-style dataset of (x0, cond) items")
+        if len(data) < 1:
+            raise ValueError("the training data set is empty")
+        x_first, cond_first = data[0]
+        if not isinstance(cond_first, dict):
+            raise ValueError(f"dataset items must be (x0, cond) with cond a dict of tensors, got {type(cond_first).__name__}")
+        self.example_shape = tuple(x_first.shape)
+        shape_fn = getattr(objective, "noise_shape", None)
+        self.noise_shape = tuple(shape_fn(denoiser, self.example_shape)) if shape_fn else self.example_shape
+        if isinstance(data, TensorDataset):
+            check_finite(data.x, "training data")
+        device = resolve_device(cfg.device)
+        if cfg.precision == "fp16" and device.type != "cuda":
+            raise ValueError("--precision fp16 needs a CUDA device (gradient scaling); use bf16 on CPU")
+        if cfg.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ValueError("this GPU does not support bf16; use --precision fp16")
+        if cfg.tensorboard:
+            try:
+                importlib.import_module("torch.utils.tensorboard")
+            except ImportError:
+                raise ValueError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
+        self.device = dist.setup(device)
+        self.rank, self.world_size = dist.rank(), dist.world_size()
+        per_rank = cfg.batch_size // self.world_size
+        if cfg.batch_size % (self.world_size * cfg.grad_accum):
+            raise ValueError(f"batch size {cfg.batch_size} must be divisible by processes x grad_accum = "
+                             f"{self.world_size} x {cfg.grad_accum}; choose a multiple of "
+                             f"{self.world_size * cfg.grad_accum}")
+        self.local_batch, self.micro_batch = per_rank, per_rank // cfg.grad_accum
+
+        self.denoiser = denoiser.to(self.device)
+        model = _LossModule(self.denoiser, objective)
+        if dist.active():
+            # DDP broadcasts rank 0's weights at construction, so every rank starts identical
+            model = DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if cfg.compile:
+            model = torch.compile(model, backend=cfg.compile_backend)
+        self.model = model
+        self.ema = copy.deepcopy(self.denoiser).eval().requires_grad_(False)
+        self.schedule = schedule
+        self.data = self._place_data(data)
+        self.run_dir = run_dir
+        self.info = info or {}
+        self.augment = augment
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.noise_generator = torch.Generator(self.device).manual_seed(cfg.seed + 1_000_003)
+        self.sampler = EpochSampler(len(data), cfg.seed)
+        self._loader = None  # the DataLoader iterator of a streamed dataset (made on first use)
+        self.opt = torch.optim.AdamW(self.denoiser.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == "fp16")
+        self.step_count = 0
+        self.skipped_steps = 0
+        self.bad_in_row = 0
+        self.loss_smooth = None
+        self.last_grad_norm = float("nan")
+        self.last_metrics: dict[str, float] = {}  # the objective's extra per-example values, batch means
+        self.history: list[dict] = []
+        self.stopped_by: str | None = None  # "SIGINT"/"SIGTERM" when fit() stopped early on a signal
+        self.sample_fn = None  # optional sample_fn(trainer, path): preview writer for non-vector data
+        self._stop_signal = None
+        self._tb = None
+        if run_dir:
+            n_params = sum(p.numel() for p in self.denoiser.parameters())
+            need = checkpoint.estimate_checkpoint_bytes(n_params) * (cfg.keep_checkpoints + 1)
+            _on_rank0(lambda: checkpoint.check_run_dir(run_dir, need), self.device)
+        if cfg.resume_from:
+            self.resume(cfg.resume_from)
+
+    # ------------------------------------------------------------------ data
+    def _place_data(self, data):
+        if not isinstance(data, TensorDataset) or self.device.type != "cuda":
+            return data
+        free, _ = torch.cuda.mem_get_info(self.device)
+        if data.nbytes < free // 2:
+            return data.to(self.device)
+        return data.pin_memory()  # too big for the GPU: gather on the host, copy asynchronously
+
+    @property
+    def rows(self) -> slice:
+        """This rank's rows of every global batch."""
+        return slice(self.rank * self.local_batch, (self.rank + 1) * self.local_batch)
+
+    def _read(self):
+        """This rank's ``(x0, cond)`` rows of global batch ``step_count``, on the training device."""
+        if isinstance(self.data, TensorDataset):
+            idx = self.sampler.indices(self.step_count * self.config.batch_size, self.config.batch_size)[self.rows]
+            x0, cond = self.data.gather(idx)
+        else:
+            if self._loader is None or self._loader[0] != self.step_count:
+                self._loader = [self.step_count, iter(self._data_loader(self.step_count))]
+            x0, cond = next(self._loader[1])
+            self._loader[0] += 1
+        non_blocking = self.device.type == "cuda"
+        x0 = x0.to(self.device, non_blocking=non_blocking)
+        cond = {k: v.to(self.device, non_blocking=non_blocking) for k, v in cond.items()}
+        if not torch.isfinite(x0).all():
+            raise ValueError(f"training batch {self.step_count} contains NaN or inf values; check the data "
+                             "(unnoise never trains on non-finite inputs)")
+        return x0, cond
+
+    def _data_loader(self, start: int) -> torch.utils.data.DataLoader:
+        workers = self.config.num_workers
+        if workers < 0:
+            workers = 4 if self.device.type == "cuda" else 2
+        batches = _RankBatches(self.sampler, self.config.batch_size, self.rows, start)
+        return torch.utils.data.DataLoader(self.data, batch_sampler=batches, num_workers=workers,
+                                           pin_memory=self.device.type == "cuda",
+                                           prefetch_factor=4 if workers else None,
+                                           persistent_workers=False)
+
+    def _batch(self):
+        """This rank's rows of the next global batch: ``(x0, sigma, noise, cond)``, each ``(B/W, ...)``.
+
+        All randomness is drawn for the whole global batch on every rank (so 1 and N processes agree)."""
+        cfg, n, rows = self.config, self.config.batch_size, self.rows
+        x0, cond = self._read()
+        sigma = self.schedule.sample_training_sigmas(n, self.generator) if self.schedule is not None \
+            else torch.zeros(n)
+        # drawn whether used or not, so the random streams do not depend on the data or the hooks
+        drop = torch.rand(n, generator=self.generator) < cfg.cond_dropout
+        u = torch.rand(n, generator=self.generator)
+        noise = torch.randn((n, *self.noise_shape), generator=self.noise_generator, device=self.device,
+                            dtype=x0.dtype)
+        if cfg.cond_dropout > 0 and any(k in cond for k in getattr(self.denoiser, "nulls", {})):
+            cond = self.denoiser.null_cond(cond, drop[rows])
+        if self.augment is not None:
+            x0 = self.augment(x0, u[rows].to(self.device))
+        return x0, sigma[rows].to(self.device), noise[rows], cond
+
+    # ------------------------------------------------------------------ one step
+    def _lr(self) -> float:
+        return lr_at(self.config, self.step_count)
+
+    def _autocast(self):
+        if self.config.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.config.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def step(self) -> float:
+        """One optimizer step on the next global batch; returns its loss averaged over all ranks.
+
+        A NaN/inf loss or gradient skips the update (and the EMA), counted in ``skipped_steps``.
+        """
+        cfg = self.config
+        self.denoiser.train()
+        lr = self._lr()
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        x0, sigma, noise, cond = self._batch()
+        self.opt.zero_grad(set_to_none=True)
+        sums: dict[str, torch.Tensor] = {}
+        m = self.micro_batch
+        for i in range(cfg.grad_accum):
+            rows = slice(i * m, (i + 1) * m)
+            last = i == cfg.grad_accum - 1
+            # gradients are all-reduced once, on the last micro-batch
+            sync = contextlib.nullcontext() if last or not dist.active() else self._ddp().no_sync()
+            with sync:
+                with self._autocast():
+                    out = self.model(x0[rows], sigma[rows], noise[rows], {k: v[rows] for k, v in cond.items()})
+                loss = out["loss"].float().mean()
+                self.scaler.scale(loss / cfg.grad_accum).backward()
+            for key, value in out.items():
+                total = value.detach().float().sum()
+                sums[key] = total if key not in sums else sums[key] + total
+        # one collective for the loss, the objective's metrics and "a rank was asked to stop"
+        names = ["loss"] + sorted(k for k in sums if k != "loss")
+        stats = torch.stack([sums[k] for k in names]
+                            + [torch.tensor(float(self._stop_signal is not None), device=self.device)])
+        dist.all_reduce_sum(stats)
+        values = (stats[:-1] / cfg.batch_size).tolist()
+        loss_value = values[0]
+        self.last_metrics = dict(zip(names[1:], values[1:]))
+        self._stop_agreed = bool(stats[-1] > 0)
+
+        self.scaler.unscale_(self.opt)
+        grads = [p.grad for p in self.denoiser.parameters() if p.grad is not None]
+        grad_norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
+        self.last_grad_norm = float(grad_norm)
+        if math.isfinite(loss_value) and math.isfinite(self.last_grad_norm):
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grads_with_norm_(self.denoiser.parameters(), cfg.grad_clip, grad_norm)
+            self.scaler.step(self.opt)
+            self.scaler.update()
+            self._update_ema()
+            self.bad_in_row = 0
+        else:
+            self.skipped_steps += 1
+            if self.scaler.is_enabled() and math.isfinite(loss_value):
+                self.scaler.update()  # an fp16 overflow: lower the scale, not a sign of divergence
+            else:
+                self.bad_in_row += 1
+            self.opt.zero_grad(set_to_none=True)
+        self.step_count += 1
+        return loss_value
+
+    def _ddp(self):
+        model = self.model
+        return getattr(model, "_orig_mod", model)  # unwrap torch.compile
+
+    @torch.no_grad()
+    def _update_ema(self):
+        # warm-up of the decay so early EMA weights are not dominated by the random init
+        decay = min(self.config.ema_decay, (1 + self.step_count) / (10 + self.step_count))
+        for p_ema, p in zip(self.ema.parameters(), self.denoiser.parameters()):
+            p_ema.lerp_(p, 1 - decay)
+        for b_ema, b in zip(self.ema.buffers(), self.denoiser.buffers()):
+            b_ema.copy_(b)
+
+    def request_stop(self, reason: str = "request") -> None:
+        """Ask :meth:`fit` to save a checkpoint and return after the current step (all ranks agree)."""
+        self._stop_signal = reason
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self, progress: bool = True) -> list[dict]:
+        """Train until ``config.steps``; returns the logged history.
+
+        SIGINT/SIGTERM (or :meth:`request_stop`) finish the current step, save a checkpoint and
+        return early with ``stopped_by`` set.  Raises :class:`TrainingDiverged` after
+        ``max_bad_steps`` consecutive non-finite steps (the last checkpoint stays as it was).
+        """
+        cfg = self.config
+        main = dist.is_main()
+        bar = tqdm(total=cfg.steps, initial=self.step_count, desc="training", disable=not (progress and main),
+                   dynamic_ncols=True)
+        handlers = signals.install(self)
+        t_last, seen = time.perf_counter(), 0
+        self._stop_agreed = False
+        try:
+            while self.step_count < cfg.steps:
+                loss = self.step()
+                if self.bad_in_row >= cfg.max_bad_steps:
+                    last = checkpoint.latest_checkpoint(self.run_dir) if self.run_dir and \
+                        checkpoint.list_step_dirs(self.run_dir) else "none written"
+                    raise TrainingDiverged(
+                        f"{self.bad_in_row} steps in a row had a NaN/inf loss or gradient (step {self.step_count}, "
+                        f"{self.skipped_steps} skipped in all); stopping without saving. Last good checkpoint: "
+                        f"{last}. Lower the learning rate, check the data, or raise --max-bad-steps")
+                if math.isfinite(loss):
+                    self.loss_smooth = loss if self.loss_smooth is None else 0.98 * self.loss_smooth + 0.02 * loss
+                seen += cfg.batch_size
+                bar.update(1)
+                if self.step_count % cfg.log_every == 0 or self.step_count == cfg.steps:
+                    now = time.perf_counter()
+                    rate = seen / max(now - t_last, 1e-9)
+                    t_last, seen = now, 0
+                    bar.set_postfix(loss=f"{self.loss_smooth if self.loss_smooth is not None else float('nan'):.4f}",
+                                    ex_s=f"{rate:.0f}", skipped=self.skipped_steps)
+                    log(self, {"step": self.step_count, "loss": loss,
+                               "loss_smooth": self.loss_smooth if self.loss_smooth is not None else float("nan"),
+                               "lr": lr_at(cfg, self.step_count - 1), "grad_norm": self.last_grad_norm,
+                               "examples_per_s": rate, "skipped_steps": self.skipped_steps,
+                               "epoch": self.step_count * cfg.batch_size // len(self.data), **self.last_metrics})
+                if self._stop_agreed:
+                    self.stopped_by = self._stop_signal or "another rank"
+                    self.save()
+                    break
+                if cfg.checkpoint_every and self.step_count % cfg.checkpoint_every == 0 and self.step_count < cfg.steps:
+                    self.save()
+                if cfg.sample_every and self.step_count % cfg.sample_every == 0:
+                    self.write_samples()
+            else:
+                self.save()
+        finally:
+            signals.restore(self, handlers)
+            bar.close()
+            if self._tb is not None:
+                self._tb.flush()
+        return self.history
+
+    # ------------------------------------------------------------------ previews and checkpoints
+    def write_samples(self, n: int = 1000, steps: int = 50) -> str | None:
+        """Write ``run_dir/samples/step_<step>.png``: EMA samples (DDIM, fixed starting noise) beside
+        the data for vector data, or whatever ``sample_fn(trainer, path)`` draws.  Rank 0 only."""
+        return previews.write_samples(self, n, steps)
+
+    def save(self) -> None:
+        """Write a training checkpoint (``run_dir/checkpoints/step_*``, ``latest``), the top-level
+        ``config.json``/``model.safetensors`` and the loss curve.  All ranks must call it; rank 0 writes.
+
+        A failed write (e.g. disk full) raises ``OSError`` and leaves the previous checkpoint intact.
+        """
+        state.save(self)
+
+    def resume(self, source: str) -> str:
+        """Load the newest complete checkpoint of run directory ``source`` (or a ``step_*``
+        directory) into this trainer: weights, EMA, optimizer, scaler, RNG states, data position,
+        step and logged history.  Returns the checkpoint path.  Raises ``ValueError`` naming the
+        file when it is corrupt or belongs to a different model."""
+        return state.resume(self, source)
