@@ -334,9 +334,9 @@ class VonMisesMixture:
     summed until its terms are below 1e-18 (:func:`bessel_ratios` for the coefficients, stable for any kappa).
     Far in the tail of a concentrated component the series cancels and loses relative accuracy; where that
     could move the mixture's density by more than 1e-10 (relative), the factor is instead the exact
-    convolution computed in log space: Gauss-Hermite over
-    the noise ``f = E_z[VM(theta - sigma z)]`` when ``kappa sigma <= 2``, else the trapezoidal rule over the
-    von Mises angle ``f = int VM(t) p_sigma(theta - t) dt`` with ``12 sqrt(kappa + 1 / sigma^2) + 32`` nodes.
+    convolution computed in log space: Gauss-Hermite over the noise ``f = E_z[VM(theta - sigma z)]`` when
+    ``kappa sigma <= 2``, else the trapezoidal rule over the von Mises angle ``f = int VM(t) p_sigma(theta - t) dt``
+    with ``12 sqrt(kappa + 1 / sigma^2) + 32`` nodes.
     At sigma = 0 the closed form is used.
 
     The score is 2 pi-periodic in x; :meth:`denoise` is the lifted denoiser ``x + sigma^2 score(x)`` for any
@@ -473,7 +473,7 @@ class VonMisesMixture:
         return (torch.softmax(logits, 1)[..., None] * score).sum(1).to(x.dtype)
 
     def denoise(self, x: torch.Tensor, sigma, cond=None) -> torch.Tensor:
-        """The lifted denoiser ``x + sigma^2 score(x, sigma)`` (Tweedie in ``R^d``), for any real lift ``x``."""
+        """The lifted denoiser ``x + sigma^2 score(x, sigma)`` (Tweedie on the periodic density); any real ``x``."""
         sig = self._sigma(sigma, x)[:, None]
         return (x.to(torch.float64) + sig**2 * self.score(x, sigma).to(torch.float64)).to(x.dtype)
 
