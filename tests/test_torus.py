@@ -237,3 +237,12 @@ def test_bad_inputs_are_one_line_errors(vm):
         wrapped_normal_log_prob(torch.zeros(3), 0.0)
     with pytest.raises(ValueError, match="sigma must be positive and finite"):
         score_norm_sq(torch.tensor([1.0, float("inf")]))
+
+
+def test_large_batches_are_chunked_and_empty_batches_work():
+    vm_big = VonMisesMixture(torch.zeros(4, 3), torch.full((4, 3), 400.0))
+    x = (torch.rand(3000, 3, generator=torch.Generator().manual_seed(4), dtype=torch.float64) * 2 - 1) * math.pi
+    assert 2**22 // vm_big._ratios.numel() < len(x)  # several chunks
+    whole = vm_big.score(x, 1.0)
+    assert torch.allclose(whole[-7:], vm_big.score(x[-7:], 1.0), rtol=1e-13, atol=1e-13)
+    assert vm_big.log_prob(torch.zeros(0, 3), 0.1).shape == (0,)

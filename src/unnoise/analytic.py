@@ -348,7 +348,8 @@ class VonMisesMixture:
         weights: ``(K,)`` positive weights (normalised here); uniform when omitted.
     """
 
-    def __init__(self, means, concentrations, weights=None, dtype=torch.float64):
+    def __init__(self, means, concentrations, weights=None):
+        dtype = torch.float64
         means = torch.as_tensor(means, dtype=dtype)
         if means.ndim != 2 or not bool(torch.all(torch.isfinite(means))):
             raise ValueError(f"means must be finite with shape (K, d), got shape {tuple(means.shape)}")
@@ -393,7 +394,7 @@ class VonMisesMixture:
 
         The series' rounding error is below ``err = 1e-15 N peak`` (``N`` terms, ``peak = 1 + 2 sum c_n``), so
         ``f`` lies in ``[S - err, S + err] / 2 pi``; where ``S <= err`` the value is unknown and the score 0
-        until :meth:`_terms` replaces them.  At sigma = 0 the closed form (exact everywhere).
+        until :meth:`_chunk_terms` replaces them.  At sigma = 0 the closed form (exact everywhere).
         """
         s = sig[:, None, None, None]
         c_all = self._ratios[..., 1:]
@@ -444,14 +445,24 @@ class VonMisesMixture:
         return logf, score
 
     def _terms(self, x, sigma):
-        """Component logits ``(B, K)`` and per-angle scores ``(B, K, d)`` of the noised mixture.
+        """Component logits ``(B, K)`` and per-angle scores ``(B, K, d)`` of the noised mixture, in batch chunks
+        of at most 2^22 series terms."""
+        self._check(x)
+        sig = self._sigma(sigma, x)
+        xd = x.to(torch.float64)
+        rows = max(1, 2**22 // self._ratios.numel())
+        if len(xd) == 0:
+            return xd.new_zeros(0, len(self.weights)), xd.new_zeros(0, len(self.weights), self.dim)
+        parts = [self._chunk_terms(xd[i:i + rows], sig[i:i + rows]) for i in range(0, len(xd), rows)]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+    def _chunk_terms(self, x, sig):
+        """:meth:`_terms` for one chunk.
 
         A factor is recomputed by :meth:`_exact_tail` where its relative error bound, times the largest share
         its component can have in the mixture, exceeds 1e-10 (far tails of concentrated components that matter).
         """
-        self._check(x)
-        sig = self._sigma(sigma, x)
-        delta = wrap(x.to(torch.float64)[:, None, :] - self.means[None])
+        delta = wrap(x[:, None, :] - self.means[None])
         logf, score, hi, lo, log_relerr = self._factors(delta, sig)
         logw = torch.log(self.weights)
         upper, lower = logw + hi.sum(-1), logw + lo.sum(-1)
