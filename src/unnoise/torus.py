@@ -137,9 +137,11 @@ def score_norm_sq(sigma, points: int = 512) -> torch.Tensor:
     Limits: ``1 / sigma^2`` as sigma -> 0 (the Gaussian's Fisher information), ``2 e^{-sigma^2}`` as sigma -> inf.
     """
     sigma = _as_sigma(sigma)
+    if not isinstance(points, int) or points < 16:
+        raise ValueError(f"points must be an integer >= 16, got {points!r}")
     s = sigma.reshape(-1, 1)
     half = torch.clamp(13 * s, max=math.pi)
     h = 2 * half / points
-    d = -half + h * torch.arange(points, dtype=torch.float64)
+    d = -half + h * torch.arange(points, dtype=torch.float64, device=s.device)
     logp, score = _wrapped_normal(d, s)
     return ((torch.exp(logp) * score**2).sum(-1, keepdim=True) * h).reshape(sigma.shape)
