@@ -39,7 +39,7 @@ pyplot or the user's matplotlib backend; `tests/test_runs.py` checks all three.
 
 | layer | modules | job |
 |---|---|---|
-| algebra | `schedules`, `denoiser`, `analytic`, `ode` | noise processes and grids; network -> denoiser (parameterisations, per-key null conditions); exact denoisers |
+| algebra | `schedules`, `denoiser`, `analytic`, `ode`, `torus` | noise processes and grids; network -> denoiser (parameterisations, per-key null conditions); exact denoisers (Gaussian and von Mises mixtures); the torus (wrapping, the wrapped normal and its score) |
 | sampling | `samplers` (`core`: every sampler and `sample`; `grids`: tuned grids), `guidance`, `editing`, `inverse`, `likelihood` | short pieces over `D`: samplers, guidance combinators, inpainting/SDEdit, posterior sampling, likelihoods |
 | models | `nets` (MLP, U-Net, DiT, DiffWave, autoencoder), `losses`, `text`, `latent` | backbones, training objectives, the text encoder, the latent codec |
 | data | `data` (`memory.TensorDataset`, `datasets`: streaming folders/arrays/WAV crops and statistics, `cache`) | datasets of `(x0, cond)` items |
