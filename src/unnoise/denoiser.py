@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .schedules import PROCESSES, signal_scale
+from .scales import PROCESSES, signal_scale
 
 PARAMETERIZATIONS = ("eps", "x0", "v", "flow", "edm")
 
@@ -60,7 +60,11 @@ def preconditioning(parameterization: str, process: str, sigma: torch.Tensor, si
         raise ValueError(f"unknown process {process!r}; choose one of {', '.join(PROCESSES)}")
     one = torch.ones_like(sigma)
     sd2 = sigma_data**2
-    if parameterization in ("eps", "x0"):
+    if process == "wrapped":  # angles: the network sees them unscaled and embeds them periodically
+        if parameterization != "eps":
+            raise ValueError(f"the wrapped (periodic) process uses the eps parameterization, not {parameterization!r}")
+        c_skip, c_out, c_in = one, -sigma, one
+    elif parameterization in ("eps", "x0"):
         c_in = signal_scale(process, sigma) if process != "ve" else torch.rsqrt(sigma**2 + sd2)
         c_skip, c_out = (one, -sigma) if parameterization == "eps" else (0 * one, one)
     elif parameterization == "v":

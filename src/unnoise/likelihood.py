@@ -43,6 +43,7 @@ import math
 import torch
 
 from .ode import odeint_adaptive
+from .processes import Gaussian
 from .schedules import DiscreteVP
 
 DIVERGENCES = ("exact", "hutchinson")
@@ -104,15 +105,15 @@ def _probes(kind, num, shape, generator, dtype, device):
 def nll(denoiser, x: torch.Tensor, sigma_max: float = 80.0, sigma_min: float = 1e-3, rtol: float = 1e-5,
         atol: float = 1e-5, divergence: str = "exact", probe: str = "rademacher", num_probes: int = 1,
         sigma_data: float = 0.0, cond=None, generator: torch.Generator | None = None, return_stats: bool = False,
-        max_steps: int = 10000):
+        max_steps: int = 10000, process=None):
     """Negative log-likelihood through the probability-flow ODE, nats per example.
 
     Args:
         denoiser: ``D(x, sigma[, cond])`` with ``sigma`` a ``(batch,)`` tensor; analytic or a network.
             Examples must not interact inside it (the divergence uses batched gradients).
         x: ``(batch, ...)`` data in the model's own (scale-free, sigma = 0) units.
-        sigma_max: where the ODE ends and the Gaussian prior ``N(0, (sigma_max^2 + sigma_data^2) I)``
-            is evaluated; should be the top of the model's trained range.
+        sigma_max: where the ODE ends and the prior is evaluated (Gaussian processes:
+            ``N(0, (sigma_max^2 + sigma_data^2) I)``); should be the top of the model's trained range.
         sigma_min: where the ODE starts; the result is ``-log p_{sigma_min}(x)`` (see module notes).
         rtol, atol: tolerances of the Dormand-Prince solver (state and log-density both controlled).
         divergence: ``"exact"`` (the Jacobian trace over ``d`` batch copies) or ``"hutchinson"``.
@@ -121,6 +122,9 @@ def nll(denoiser, x: torch.Tensor, sigma_max: float = 80.0, sigma_min: float = 1
         sigma_data: data standard deviation added to the prior variance (0: prior ``N(0, sigma_max^2 I)``).
         cond: conditioning passed to the denoiser.
         generator: randomness of the Hutchinson probes.
+        process: the model's forward process (``schedule.forward``; default Gaussian): its
+            ``prior_log_prob`` closes the integral.  For the wrapped process (angles) the ODE runs in the lifted
+            space, where it is exact (see :mod:`unnoise.processes`), and the prior is uniform on the torus.
         return_stats: also return a dict with ``nfe`` (denoiser forward calls), ``steps``,
             ``prior_logp`` and ``delta_logp`` per example and, for Hutchinson with ``num_probes > 1``,
             ``stderr`` (standard error of the NLL per example, nats).
@@ -189,8 +193,7 @@ def nll(denoiser, x: torch.Tensor, sigma_max: float = 80.0, sigma_min: float = 1
         y1, ode_stats = odeint_adaptive(rhs, y0, math.log(sigma_min), math.log(sigma_max), rtol=rtol, atol=atol,
                                         max_steps=max_steps)
     xT, delta = y1[:, :dim], y1[:, dim:]
-    var = sigma_max**2 + sigma_data**2
-    prior = -0.5 * (xT**2).sum(1) / var - 0.5 * dim * math.log(2 * math.pi * var)
+    prior = (process or Gaussian("ve")).prior_log_prob(xT, sigma_max, sigma_data)
     per_probe = -(prior[:, None] + delta)  # (B, k)
     out = per_probe.mean(1)
     if not return_stats:

@@ -7,7 +7,11 @@ from sigma (its *process*):
 
 * ``"vp"`` (DDPM family): ``alpha_bar = 1 / (1 + sigma^2)``, ``s = sqrt(alpha_bar)``;
 * ``"ve"`` (NCSN / EDM): ``s = 1``;
-* ``"flow"`` (rectified flow): ``x_t = (1 - t) x_0 + t eps`` so ``sigma = t / (1 - t)``, ``s = 1 - t``.
+* ``"flow"`` (rectified flow): ``x_t = (1 - t) x_0 + t eps`` so ``sigma = t / (1 - t)``, ``s = 1 - t``;
+* ``"wrapped"`` (angles): ``x = wrap(x_0 + sigma eps)`` on the torus, ``s = 1`` (:class:`Wrapped`).
+
+A schedule owns its forward process, ``schedule.forward`` (:mod:`unnoise.processes`): the noise draw, the
+corruption, the prior, the loss and the projection of finished samples.
 """
 from __future__ import annotations
 
@@ -15,23 +19,13 @@ import math
 
 import torch
 
-PROCESSES = ("vp", "ve", "flow")
+from .processes import ForwardProcess, for_schedule
+from .scales import PROCESSES, signal_scale  # noqa: F401  (the process algebra, re-exported)
+
 SPACINGS = ("default", "leading", "trailing", "linspace", "karras")
 
 
 # ----------------------------------------------------------------------------- process algebra
-def signal_scale(process: str, sigma: torch.Tensor) -> torch.Tensor:
-    """The scale ``s`` with ``x_t = s * (x_0 + sigma * eps)`` for a process (elementwise)."""
-    sigma = torch.as_tensor(sigma)
-    if process == "vp":
-        return torch.rsqrt(1.0 + sigma**2)
-    if process == "ve":
-        return torch.ones_like(sigma)
-    if process == "flow":
-        return 1.0 / (1.0 + sigma)
-    raise ValueError(f"unknown process {process!r}; choose one of {', '.join(PROCESSES)}")
-
-
 def sigma_from_alpha_bar(alpha_bar: torch.Tensor) -> torch.Tensor:
     """VP: ``sigma = sqrt((1 - alpha_bar) / alpha_bar)``."""
     alpha_bar = torch.as_tensor(alpha_bar)
@@ -114,6 +108,11 @@ class Schedule:
     def scale(self, sigma):
         """Signal scale ``s(sigma)`` of this schedule's process."""
         return signal_scale(self.process, sigma)
+
+    @property
+    def forward(self) -> ForwardProcess:
+        """The forward process (:mod:`unnoise.processes`) this schedule trains and samples under."""
+        return for_schedule(self.process)
 
     @property
     def sigma_min(self) -> float:  # pragma: no cover - overridden
@@ -329,6 +328,19 @@ class LogLinear(Schedule):
         return _append_zero(sig)
 
 
+class Wrapped(LogLinear):
+    """Angles on the torus ``[-pi, pi)^d`` under wrapped Gaussian noise (:class:`unnoise.processes.WrappedGaussian`):
+    sigmas log-uniform between ``sigma_min`` and ``sigma_max`` for training (as Torsional Diffusion), a geometric
+    grid for sampling.  At the default ``sigma_max = 4`` the wrapped normal is uniform to ``2 e^{-8} = 7e-4``
+    (its first Fourier coefficient), so sampling starts from uniform angles."""
+
+    name = "wrapped"
+    process = "wrapped"
+
+    def __init__(self, sigma_min: float = 0.01, sigma_max: float = 4.0):
+        super().__init__(sigma_min, sigma_max)
+
+
 class Karras(Schedule):
     """EDM (Karras et al. 2022): log-normal training sigmas, rho-warped sampling grid."""
 
@@ -406,6 +418,7 @@ _SCHEDULES = {
     "scaled_linear": ScaledLinear,
     "sigmoid": Sigmoid,
     "loglinear": LogLinear, "ve": LogLinear,
+    "wrapped": Wrapped,
     "karras": Karras, "edm": Karras,
     "flow": Flow,
 }

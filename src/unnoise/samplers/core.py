@@ -95,7 +95,7 @@ def check_sigmas(sigmas) -> torch.Tensor:
 
 def sample(denoiser, x: torch.Tensor, sigmas, sampler: str = DEFAULT_SAMPLER, generator: torch.Generator | None = None,
            cond=None, callback: Callable | None = None, progress: bool = False, return_nfe: bool = False,
-           **options):
+           process=None, **options):
     """Run ``sampler`` from ``x`` at ``sigmas[0]`` down the grid; return the sample at ``sigmas[-1]``.
 
     Args:
@@ -110,6 +110,9 @@ def sample(denoiser, x: torch.Tensor, sigmas, sampler: str = DEFAULT_SAMPLER, ge
         callback: called as ``callback(i, x, denoised, sigma)`` after each step.
         progress: show a progress bar.
         return_nfe: also return the number of denoiser calls made.
+        process: the model's forward process (``schedule.forward``, :mod:`unnoise.processes`): its
+            ``project`` maps the finished sample onto the data's space (angles wrapped to ``[-pi, pi)``).
+            The steps themselves run in the lifted Euclidean space, where they are exact (see there).
         **options: sampler-specific options (see :func:`sampler_options`).
     """
     fn = _get(sampler)
@@ -137,6 +140,8 @@ def sample(denoiser, x: torch.Tensor, sigmas, sampler: str = DEFAULT_SAMPLER, ge
         kwargs["progress"] = progress
     with torch.no_grad():
         out = fn(counted, x, sigmas, **kwargs)
+    if process is not None:
+        out = process.project(out)
     return (out, counted.calls) if return_nfe else out
 
 

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import torch
 
-from ..losses import denoising_loss
+from ..processes import ForwardProcess, Gaussian
 
 
 class DenoisingObjective:
-    """The denoising loss of a :class:`Denoiser` (:func:`unnoise.losses.denoising_loss` per example),
-    the Trainer's default objective.
+    """The loss of a :class:`Denoiser` under its forward process (``process.loss``, see :mod:`unnoise.processes`;
+    for Gaussian noise :func:`unnoise.losses.denoising_loss` per example), the Trainer's default objective.
 
     An *objective* is what the Trainer optimises: ``objective(model, x0, sigma, noise, cond)`` returns
     the ``(B,)`` per-example losses, or a dict of ``(B,)`` per-example values with key ``"loss"`` (the
     others, e.g. an accuracy, are averaged over the global batch and logged).  ``x0``/``cond`` are this
     rank's rows of the batch, ``sigma`` ``(B,)`` is drawn from the schedule's training distribution
-    (zeros without a schedule) and ``noise`` is standard normal of shape ``(B, *noise_shape(model,
-    example_shape))``.  ``kind`` names the run kind written to ``config.json`` (None here: a diffusion
+    (zeros without a schedule) and ``noise`` is the forward process's standard draw of shape
+    ``(B, *noise_shape(model, example_shape))``.  ``kind`` names the run kind written to ``config.json`` (None here: a diffusion
     run's kind, ``images``, ``text``, ..., comes with the Trainer's ``info``); ``describe()`` the
     objective's settings (stored under ``"objective"``).  The classifier
     (:class:`unnoise.guidance.ClassifierObjective`) and the autoencoder
@@ -25,12 +25,12 @@ class DenoisingObjective:
 
     kind = None
 
-    def __init__(self, weighting: str = "uniform", min_snr_gamma: float = 5.0):
+    def __init__(self, weighting: str = "uniform", min_snr_gamma: float = 5.0, process: ForwardProcess | None = None):
         self.weighting, self.min_snr_gamma = weighting, float(min_snr_gamma)
+        self.process = process if process is not None else Gaussian()
 
     def __call__(self, model, x0, sigma, noise, cond):
-        return denoising_loss(model, x0, sigma, self.weighting, cond=cond, noise=noise,
-                              min_snr_gamma=self.min_snr_gamma, reduce=False)
+        return self.process.loss(model, x0, sigma, noise, cond, self.weighting, self.min_snr_gamma)
 
     def noise_shape(self, model, example_shape) -> tuple:
         """Shape of one example's noise draw: the example's own."""

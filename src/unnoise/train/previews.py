@@ -23,13 +23,15 @@ def write_samples(trainer, n: int = 1000, steps: int = 50) -> str | None:
     if trainer.sample_fn is not None:
         trainer.sample_fn(trainer, path)
         return path
-    if trainer.kind is not None or len(trainer.example_shape) != 1 or trainer.example_shape[0] < 2:
+    shape = trainer.example_shape
+    if trainer.kind is not None or not isinstance(shape, tuple) or len(shape) != 1 or shape[0] < 2:
         return None
     n = min(n, len(trainer.data))
     g = torch.Generator().manual_seed(trainer.config.seed + 7)
     sigmas = trainer.schedule.sampling_sigmas(steps)
-    x = (torch.randn((n, *trainer.example_shape), generator=g) * sigmas[0]).to(trainer.device)
-    out = sample(trainer.ema, x, sigmas, sampler="ddim", generator=g).cpu()
+    process = trainer.schedule.forward
+    x = process.prior(process.noise((n, *trainer.example_shape), g), float(sigmas[0])).to(trainer.device)
+    out = sample(trainer.ema, x, sigmas, sampler="ddim", generator=g, process=process).cpu()
     stats = trainer.info.get("data", {}).get("normalization") if isinstance(trainer.info.get("data"), dict) else None
     ref = torch.stack([trainer.data[int(i)][0] for i in torch.randperm(len(trainer.data), generator=g)[:n]]).cpu()
     plot_points({"data": unnormalise(ref, stats), f"EMA samples, step {trainer.step_count}": unnormalise(out, stats)},

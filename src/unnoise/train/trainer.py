@@ -18,6 +18,7 @@ from ..data import check_finite
 from ..data.memory import TensorDataset
 from ..denoiser import Denoiser
 from ..devices import resolve_device
+from ..processes import Gaussian
 from . import previews, signals, state
 from .config import TrainConfig, TrainingDiverged, lr_at
 from .log import log
@@ -64,8 +65,10 @@ class Trainer:
             if not isinstance(denoiser, Denoiser):
                 raise ValueError(f"a {type(denoiser).__name__} is not a Denoiser: pass the objective it is trained "
                                  "by (e.g. unnoise.guidance.ClassifierObjective())")
-            objective = DenoisingObjective(cfg.weighting, cfg.min_snr_gamma)
+            objective = DenoisingObjective(cfg.weighting, cfg.min_snr_gamma, process=schedule.forward)
         self.objective = objective
+        # the forward process draws the noise (objectives trained without a schedule get Gaussian noise)
+        self.forward = schedule.forward if schedule is not None else Gaussian()
         self.kind = getattr(objective, "kind", None)  # None: a diffusion run (its kind is in ``info``)
         cfg.validate()
         if isinstance(data, torch.Tensor):
@@ -77,9 +80,10 @@ class Trainer:
         x_first, cond_first = data[0]
         if not isinstance(cond_first, dict):
             raise ValueError(f"dataset items must be (x0, cond) with cond a dict of tensors, got {type(cond_first).__name__}")
-        self.example_shape = tuple(x_first.shape)
+        self.example_shape = _shape(x_first)  # a tuple, or a dict of tuples for dict-valued examples
         shape_fn = getattr(objective, "noise_shape", None)
-        self.noise_shape = tuple(shape_fn(denoiser, self.example_shape)) if shape_fn else self.example_shape
+        self.noise_shape = tuple(shape_fn(denoiser, self.example_shape)) if shape_fn and \
+            not isinstance(x_first, dict) else self.example_shape
         if isinstance(data, TensorDataset):
             check_finite(data.x, "training data")
         device = resolve_device(cfg.device)
@@ -164,9 +168,9 @@ class Trainer:
             x0, cond = next(self._loader[1])
             self._loader[0] += 1
         non_blocking = self.device.type == "cuda"
-        x0 = x0.to(self.device, non_blocking=non_blocking)
+        x0 = _map(x0, lambda v: v.to(self.device, non_blocking=non_blocking))
         cond = {k: v.to(self.device, non_blocking=non_blocking) for k, v in cond.items()}
-        if not torch.isfinite(x0).all():
+        if not all(torch.isfinite(v).all() for v in _tensors(x0) if v.is_floating_point()):
             raise ValueError(f"training batch {self.step_count} contains NaN or inf values; check the data "
                              "(unnoise never trains on non-finite inputs)")
         return x0, cond
@@ -192,13 +196,15 @@ class Trainer:
         # drawn whether used or not, so the random streams do not depend on the data or the hooks
         drop = torch.rand(n, generator=self.generator) < cfg.cond_dropout
         u = torch.rand(n, generator=self.generator)
-        noise = torch.randn((n, *self.noise_shape), generator=self.noise_generator, device=self.device,
-                            dtype=x0.dtype)
+        shape = {k: (n, *s) for k, s in self.noise_shape.items()} if isinstance(self.noise_shape, dict) \
+            else (n, *self.noise_shape)
+        dtype = x0.dtype if isinstance(x0, torch.Tensor) and x0.is_floating_point() else torch.float32
+        noise = self.forward.noise(shape, self.noise_generator, self.device, dtype)
         if cfg.cond_dropout > 0 and any(k in cond for k in getattr(self.denoiser, "nulls", {})):
             cond = self.denoiser.null_cond(cond, drop[rows])
         if self.augment is not None:
             x0 = self.augment(x0, u[rows].to(self.device))
-        return x0, sigma[rows].to(self.device), noise[rows], cond
+        return x0, sigma[rows].to(self.device), _map(noise, lambda v: v[rows]), cond
 
     # ------------------------------------------------------------------ one step
     def _lr(self) -> float:
@@ -231,7 +237,8 @@ class Trainer:
             sync = contextlib.nullcontext() if last or not dist.active() else self._ddp().no_sync()
             with sync:
                 with self._autocast():
-                    out = self.model(x0[rows], sigma[rows], noise[rows], {k: v[rows] for k, v in cond.items()})
+                    out = self.model(_map(x0, lambda v: v[rows]), sigma[rows], _map(noise, lambda v: v[rows]),
+                                     {k: v[rows] for k, v in cond.items()})
                 loss = out["loss"].float().mean()
                 self.scaler.scale(loss / cfg.grad_accum).backward()
             for key, value in out.items():
@@ -362,3 +369,17 @@ class Trainer:
         step and logged history.  Returns the checkpoint path.  Raises ``ValueError`` naming the
         file when it is corrupt or belongs to a different model."""
         return state.resume(self, source)
+
+
+def _map(x, fn):
+    """``fn`` applied to a tensor, or to every tensor of a dict (examples may be dicts of tensors, as ``cond`` is)."""
+    return {k: fn(v) for k, v in x.items()} if isinstance(x, dict) else fn(x)
+
+
+def _tensors(x) -> list:
+    return list(x.values()) if isinstance(x, dict) else [x]
+
+
+def _shape(x):
+    """One example's shape: a tuple, or a dict of tuples."""
+    return {k: tuple(v.shape) for k, v in x.items()} if isinstance(x, dict) else tuple(x.shape)
