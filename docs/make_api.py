@@ -24,8 +24,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 API_PATH = os.path.join(HERE, "api.md")
 EXCLUDED = ("unnoise.cli", "unnoise.commands", "unnoise.__main__")
 # the order of the reference: the core first, then everything else alphabetically
-CORE_ORDER = ["unnoise", "unnoise.runs", "unnoise.schedules", "unnoise.denoiser", "unnoise.analytic", "unnoise.samplers",
-              "unnoise.losses", "unnoise.train", "unnoise.checkpoint", "unnoise.pipeline", "unnoise.likelihood",
+CORE_ORDER = ["unnoise", "unnoise.runs", "unnoise.pipeline", "unnoise.kinds", "unnoise.schedules", "unnoise.processes",
+              "unnoise.denoiser", "unnoise.analytic", "unnoise.samplers", "unnoise.losses", "unnoise.train",
+              "unnoise.checkpoint", "unnoise.likelihood",
               "unnoise.guidance", "unnoise.editing", "unnoise.latent", "unnoise.metrics", "unnoise.nets",
               "unnoise.data"]
 
@@ -39,14 +40,14 @@ pyplot or the user's matplotlib backend; `tests/test_runs.py` checks all three.
 
 | layer | modules | job |
 |---|---|---|
-| algebra | `schedules`, `denoiser`, `analytic`, `ode`, `torus` | noise processes and grids; network -> denoiser (parameterisations, per-key null conditions); exact denoisers (Gaussian and von Mises mixtures); the torus (wrapping, the wrapped normal and its score) |
+| algebra | `schedules`, `processes`, `scales`, `denoiser`, `analytic`, `ode`, `torus` | noise schedules and grids; forward processes (`schedule.forward`: noise, corruption, prior, loss, projection; Gaussian and wrapped on the torus); network -> denoiser (parameterisations, per-key null conditions); exact denoisers (Gaussian and von Mises mixtures); the torus (wrapping, the wrapped normal and its score) |
 | sampling | `samplers` (`core`: every sampler and `sample`; `grids`: tuned grids), `guidance`, `editing`, `inverse`, `likelihood` | short pieces over `D`: samplers, guidance combinators, inpainting/SDEdit, posterior sampling, likelihoods |
 | models | `nets` (MLP, U-Net, DiT, DiffWave, autoencoder), `losses`, `text`, `latent` | backbones, training objectives, the text encoder, the latent codec |
 | data | `data` (`memory.TensorDataset`, `datasets`: streaming folders/arrays/WAV crops and statistics, `cache`) | datasets of `(x0, cond)` items |
 | training | `train` (`trainer`: one `Trainer` for denoisers, noisy classifiers, autoencoders; `config`, `order`: the data order, `objective`, `state`: checkpoints and resume, `signals`, `log`, `previews`, `build`: `train_model`), `checkpoint` (`files`, `model`, `legacy`: format version 1, `steps`: step directories and crash recovery, `disk`, `grids`), `io`, `distributed`, `devices` | the loop, crash-safe files, torchrun |
-| runs | `runs` (`unnoise.load` -> `Pipeline`), `interop` (diffusers folders in and out) | every kind of run read back one way; sampling and editing in data units |
+| runs | `kinds` (the registry of data kinds: one module per kind, `outputs`: the writers of `unnoise sample`), `runs` (`unnoise.load` -> `Pipeline`), `pipeline` (`Pipeline`), `codecs`, `interop` (diffusers folders in and out) | every kind of run read back one way, through its registry entry; sampling and editing in data units |
 | pictures | `plotting`, `imaging`, `spectral` | figures built as `matplotlib.figure.Figure` (no pyplot) and written atomically |
-| command line | `cli`, `commands/*` (`kinds`: the registry of data kinds for `train` and `sample`; `export`: runs as diffusers folders) | one module per subcommand |
+| command line | `cli`, `commands/*` (`train` and `sample` dispatch through `unnoise.kinds`; `export`: runs as diffusers folders) | one module per subcommand |
 
 """
 

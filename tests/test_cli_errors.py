@@ -39,7 +39,7 @@ def cases(e):
         # (command, exit status, phrase of the one-line message)
         (["train", "--data", "ring", "--out", e["vec"], *TINY], 2, "already holds a training run"),
         (["train", "--data", "ring", "--out", str(b / "n1"), "--conditional", *TINY], 2, "does not apply to vectors"),
-        (["train", "--data", "ring", "--out", str(b / "n2"), "--text", *TINY], 2, "does not apply to vectors"),
+        (["train", "--data", "ring", "--out", str(b / "n2"), "--text", *TINY], 2, "add --latent AUTOENCODER_DIR"),
         (["train", "--data", "digits", "--out", str(b / "n3"), "--image-size", "0", *TINY], 2, "positive"),
         (["train", "--data", "ring", "--out", str(b / "n4"), "--width", "0", *TINY], 2, "positive"),
         (["train", "--data", "digits", "--out", str(b / "n5"), "--channel-mult", "1,2", "--attention-levels", "3",

@@ -8,7 +8,8 @@ import unnoise
 from unnoise import inverse
 from unnoise.analytic import EmpiricalDenoiser
 from unnoise.cli import main
-from unnoise.runs import ImageCodec, Pipeline
+from unnoise.codecs import ImageCodec
+from unnoise.pipeline import Pipeline
 
 SHAPE = (1, 8, 8)
 
@@ -66,7 +67,7 @@ def test_restore_errors(pipe, digits):
     with pytest.raises(ValueError, match="y must have shape"):
         pipe.restore(digits[:1], "downsample:2", steps=3)  # a full-size image for a 4x4 measurement
     vec = Pipeline(EmpiricalDenoiser(torch.randn(3, 4)), unnoise.schedules.get("karras"), "vectors", (4,))
-    with pytest.raises(ValueError, match="image run"):
+    with pytest.raises(ValueError, match="restore needs a run of .*latent images.* not a vectors run"):
         vec.restore(torch.zeros(1, 4), inverse.Matrix(torch.eye(4)))
 
 

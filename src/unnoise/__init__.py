@@ -1,14 +1,16 @@
 """unnoise: diffusion models in one formulation.
 
-Every forward process is ``x_t = s(t) (x_0 + sigma(t) eps)``; everything downstream talks to one
-denoiser ``D(x, sigma, cond) ~ E[x_0 | x_0 + sigma eps = x]``.  ``unnoise.load(path)`` reads any
-trained run (or a diffusers folder) as a :class:`Pipeline`.
+Every Gaussian forward process is ``x_t = s(t) (x_0 + sigma(t) eps)``, and the other processes (wrapped noise
+on angles, ...) implement the same interface (:mod:`unnoise.processes`); everything downstream talks to one
+denoiser ``D(x, sigma, cond) ~ E[x_0 | x_0 + sigma eps = x]``.  ``unnoise.load(path)`` reads any trained run
+(or a diffusers folder) as a :class:`Pipeline`; :mod:`unnoise.kinds` is the registry of data kinds.
 """
-from . import (analytic, checkpoint, data, denoiser, editing, guidance, imaging, inverse, latent, likelihood, losses,
-               metrics, nets, runs, samplers, schedules, spectral, text, upscale)
+from . import (analytic, checkpoint, data, denoiser, editing, guidance, imaging, inverse, kinds, latent, likelihood,
+               losses, metrics, nets, processes, runs, samplers, schedules, spectral, text, torus, upscale)
 from .denoiser import Denoiser
 from .guidance import cfg
-from .runs import Pipeline, load
+from .pipeline import Pipeline
+from .runs import load
 from .samplers import sample
 from .train import TrainConfig, Trainer
 from . import interop  # noqa: E402  (registers the diffusers-folder loader; imports diffusers only when used)
@@ -16,5 +18,6 @@ from . import interop  # noqa: E402  (registers the diffusers-folder loader; imp
 __version__ = "0.1.0"
 
 __all__ = ["Denoiser", "Pipeline", "TrainConfig", "Trainer", "analytic", "cfg", "checkpoint", "data", "denoiser",
-           "editing", "guidance", "imaging", "interop", "inverse", "latent", "likelihood", "load", "losses",
-           "metrics", "nets", "runs", "sample", "samplers", "schedules", "spectral", "text", "upscale"]
+           "editing", "guidance", "imaging", "interop", "inverse", "kinds", "latent", "likelihood", "load", "losses",
+           "metrics", "nets", "processes", "runs", "sample", "samplers", "schedules", "spectral", "text", "torus",
+           "upscale"]

@@ -28,7 +28,7 @@ from __future__ import annotations
 from . import disk, files, grids, legacy, model, steps
 from .disk import check_run_dir, estimate_checkpoint_bytes
 from .files import (_DIR_MODE, _FILE_MODE, _STEP_RE, CHECKPOINTS_DIR, CONFIG_NAME, FORMAT, FORMAT_VERSION, LATEST_NAME,
-                    MODEL_KINDS, STATE_JSON, STATE_NAME, STEP_FILES, WEIGHTS_NAME, _dump_json, _fsync_dir,
+                    STATE_JSON, STATE_NAME, STEP_FILES, WEIGHTS_NAME, _dump_json, _fsync_dir,
                     _save_tensors, _write_file, _write_json, _write_text, atomic_write_bytes, fault_point,
                     flatten_state, load_state_checked, read_tensors, save_tensors, unflatten_state)
 from .grids import TUNED_GRIDS_FORMAT, TUNED_GRIDS_NAME, read_tuned_grids, write_tuned_grids

@@ -16,7 +16,6 @@ from .. import io as uio
 FORMAT = "unnoise-checkpoint"
 FORMAT_VERSION = 2  # 2: config.json names the run's kind; null conditions stored as null.<key>
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
-MODEL_KINDS = ("classifier", "autoencoder")  # run kinds that are a plain network, not a denoiser
 STATE_NAME, STATE_JSON = "state.safetensors", "state.json"
 CHECKPOINTS_DIR, LATEST_NAME = "checkpoints", "latest"
 STEP_FILES = (CONFIG_NAME, WEIGHTS_NAME, STATE_NAME, STATE_JSON)

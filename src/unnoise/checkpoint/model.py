@@ -8,9 +8,9 @@ import os
 
 import torch
 
-from .. import nets, schedules
+from .. import kinds, nets, schedules
 from ..denoiser import Denoiser
-from .files import (CONFIG_NAME, FORMAT, FORMAT_VERSION, MODEL_KINDS, WEIGHTS_NAME, _write_json, load_state_checked,
+from .files import (CONFIG_NAME, FORMAT, FORMAT_VERSION, WEIGHTS_NAME, _write_json, load_state_checked,
                     read_tensors, save_tensors)
 from .legacy import _load_model_v1
 
@@ -76,7 +76,7 @@ def read_config(run_dir: str) -> dict:
         raise ValueError(f"{path} was written by a newer unnoise (run format version {version}; this version reads "
                          f"up to {FORMAT_VERSION}): upgrade unnoise to load it")
     # diffusion runs need all three; the other kinds (classifier, autoencoder) only their network
-    required = ("net",) if config.get("kind") in MODEL_KINDS else ("net", "denoiser", "schedule")
+    required = ("net",) if kinds.is_plain_network(config.get("kind")) else ("net", "denoiser", "schedule")
     for key in required:
         if key not in config:
             raise ValueError(f"{path} has no {key!r} entry; the checkpoint config is incomplete")

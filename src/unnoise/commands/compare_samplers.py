@@ -9,7 +9,7 @@ import time
 
 import torch
 
-from .. import compare, samplers, schedules
+from .. import compare, kinds, samplers, schedules
 from ..data import TOY_DATASETS, load_array, toy_dataset
 from ..devices import resolve_device
 from ..runs import load
@@ -138,8 +138,8 @@ def run(args):
         source = f"mixture {args.mixture} ({args.schedule} sigma range)"
     else:
         pipe = load(args.checkpoint, ema=not args.raw_weights, device=resolve_device(args.device))
-        if pipe.denoiser is None or pipe.kind not in ("vectors", "arrays", "audio", "images"):
-            raise ValueError(f"compare-samplers compares samplers on vector, array, audio and pixel image runs; "
+        if pipe.denoiser is None or not pipe.kind_entry.can("compare"):
+            raise ValueError(f"compare-samplers compares samplers on runs of {kinds.able('compare')}; "
                              f"{args.checkpoint!r} is a {pipe.kind} run")
         schedule, shape, model, device = pipe.schedule, pipe.model_shape, pipe.denoiser, pipe.device
 

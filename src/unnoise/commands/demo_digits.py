@@ -7,9 +7,10 @@ import time
 
 import torch
 
+from ..codecs import ImageCodec
 from ..data.images import load_digits
 from ..imaging import plot_image_rows, plot_image_trajectory, save_image_grid
-from ..runs import ImageCodec, Pipeline
+from ..pipeline import Pipeline
 from ..train import TrainConfig, train_model
 
 # Settings measured to give recognisable digits in under 10 minutes on 2 CPU cores (docs/benchmarks.md).

@@ -8,13 +8,11 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .. import io
+from .. import io, kinds
 from ..devices import resolve_device
 from ..imaging import save_image_grid
 from ..runs import load
 from .common import add_device_arg, add_sampling_args
-
-IMAGE_KINDS = ("images", "latent_images", "text", "upscale")
 
 
 def add_edit_args(p) -> None:
@@ -31,14 +29,15 @@ def add_edit_args(p) -> None:
     add_device_arg(p)
 
 
-def load_image_pipeline(args, kinds=IMAGE_KINDS):
-    """The run of ``--checkpoint`` as a Pipeline, checked to be an image run; the output checked too."""
+def load_image_pipeline(args, ability: str):
+    """The run of ``--checkpoint`` as a Pipeline, checked to be of a kind that can do ``ability`` (``inpaint``,
+    ``img2img``, ``restore``, ``upscale``: see :mod:`unnoise.kinds`); the output checked too."""
     check_result_path(args.out)
     device = resolve_device(args.device)
     pipe = load(args.checkpoint, device=device, autoencoder=args.autoencoder)
-    if pipe.kind not in kinds:
-        raise ValueError(f"{args.checkpoint!r} is a {pipe.kind} run; this command needs a "
-                         f"{' or '.join(kinds)} run")
+    if not pipe.kind_entry.can(ability):
+        raise ValueError(f"{args.checkpoint!r} is a {pipe.kind} run; this command needs a run of "
+                         f"{kinds.able(ability)}")
     if getattr(args, "n", 1) < 1:
         raise ValueError(f"--n must be a positive integer, got {args.n}")
     if args.guidance_scale != args.guidance_scale or abs(args.guidance_scale) == float("inf"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+from .. import kinds
 from ..interop.export import check_export_dir, export_diffusers
 from ..interop.load import is_diffusers_folder
 from ..runs import load
@@ -44,8 +45,9 @@ def run(args):
         raise ValueError("OUT is the run directory itself; choose a new folder")
     check_export_dir(out, args.overwrite)  # before the run is read
     pipe = load(args.checkpoint, device="cpu", ema=not args.raw_weights)
-    if pipe.kind != "images":
-        raise ValueError(f"only image runs trained with --net diffusers-unet2d export to diffusers; "
+    if not pipe.kind_entry.can("export"):
+        raise ValueError(f"only runs of {kinds.able('export')} trained with --net diffusers-unet2d export to "
+                         "diffusers; "
                          f"{args.checkpoint!r} is a {pipe.kind} run")
     export_diffusers(pipe.denoiser, pipe.schedule, out, overwrite=args.overwrite)
     pred = {"eps": "epsilon", "v": "v_prediction", "x0": "sample"}[pipe.denoiser.parameterization]

@@ -20,7 +20,7 @@ def register(sub):
 def run(args):
     if not 0.0 <= args.strength <= 1.0:
         raise ValueError(f"--strength must be in [0, 1], got {args.strength}")
-    pipe = load_image_pipeline(args, ("images", "latent_images", "text"))
+    pipe = load_image_pipeline(args, "img2img")
     inputs = read_images(args.input, pipe.shape)
     batch = inputs.repeat_interleave(args.n, 0)
     out = pipe.img2img(batch, args.strength, sampler=args.sampler, steps=args.steps, spacing=args.spacing,

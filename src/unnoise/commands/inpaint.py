@@ -62,7 +62,7 @@ def keep_mask(args, shape) -> torch.Tensor:
 
 
 def run(args):
-    pipe = load_image_pipeline(args, ("images", "latent_images", "text"))
+    pipe = load_image_pipeline(args, "inpaint")
     inputs = read_images(args.input, pipe.shape)
     keep = keep_mask(args, pipe.shape)
     if torch.all(keep == 1):

@@ -49,7 +49,7 @@ def run(args):
     if args.steps < 1:
         raise ValueError(f"--steps must be a positive integer, got {args.steps}")
     options = parse_options(args.option)
-    pipe = load_image_pipeline(args, ("images", "latent_images", "text"))
+    pipe = load_image_pipeline(args, "restore")
     operator = inverse.parse_operator(args.operator, pipe.shape)
     if hasattr(pipe.codec, "latent_mask") and args.method != "dps" and not (
             isinstance(operator, inverse.Mask) and args.noise == 0):

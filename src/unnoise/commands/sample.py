@@ -1,7 +1,8 @@
 """``unnoise sample``: draw samples from any trained run (or diffusers folder) with any sampler.
 
 The run is read by :func:`unnoise.load`; what is written, and which options apply, follow from the
-run's kind (:mod:`unnoise.commands.kinds`).  Options that do not apply to the run are rejected.
+run's kind (its :class:`~unnoise.kinds.SampleOutput` in :mod:`unnoise.kinds`).  Options that do not apply to
+the run are rejected.
 """
 from __future__ import annotations
 
@@ -10,11 +11,10 @@ import os
 
 import torch
 
-from .. import io
+from .. import io, kinds
 from ..devices import resolve_device
 from ..runs import load
 from .common import add_device_arg, add_sampling_args, parse_options
-from .kinds import check_out, sample_kind
 
 
 def register(sub):
@@ -52,7 +52,22 @@ def register(sub):
     p.set_defaults(func=run)
 
 
-def _check_options(args, pipe, kind) -> None:
+def sample_output(pipe) -> kinds.SampleOutput:
+    """How samples of a loaded run are written; a one-line error for runs that do not sample."""
+    entry = pipe.kind_entry
+    if entry.sample is None:
+        raise ValueError(f"{pipe.source!r} is a {pipe.kind} run, which does not sample; {entry.use}".rstrip("; "))
+    return entry.sample
+
+
+def check_out(pipe, out: str) -> None:
+    """Reject an --out this kind cannot write, before any sampling."""
+    ext = os.path.splitext(out)[1].lower()
+    if ext not in pipe.kind_entry.sample.extensions:
+        raise ValueError(f"--out {out!r}: {pipe.kind} runs write {pipe.kind_entry.sample.writes}")
+
+
+def _check_options(args, pipe, output) -> None:
     """Every option is checked against the run's kind: rejected, never ignored."""
     if args.n is not None and args.n < 1:
         raise ValueError(f"--n must be a positive integer, got {args.n}")
@@ -62,8 +77,9 @@ def _check_options(args, pipe, kind) -> None:
         raise ValueError(f"--guidance-scale must be a finite number, got {args.guidance_scale}")
     if args.prompt and pipe.prompt_encoder is None:
         raise ValueError(f"--prompt needs a text-conditioned run; {args.checkpoint!r} is a {pipe.kind} run")
-    if args.classifier and not kind.images:
-        raise ValueError(f"--classifier applies to image runs; {args.checkpoint!r} is a {pipe.kind} run")
+    if args.classifier and not pipe.kind_entry.can("class_guidance"):
+        raise ValueError(f"--classifier applies to runs of {kinds.able('class_guidance')}; "
+                         f"{args.checkpoint!r} is a {pipe.kind} run")
     if args.class_label is not None and not pipe.num_classes and not args.classifier:
         raise ValueError("--class-label given but the run is unconditional: train it with --conditional, or "
                          "guide it with --classifier DIR")
@@ -73,34 +89,35 @@ def _check_options(args, pipe, kind) -> None:
     if args.guidance_scale != 1.0 and pipe.prompt_encoder is not None and not args.prompt:
         raise ValueError("--guidance-scale on a text-conditioned run needs --prompt (the guidance pushes towards it)")
     if args.plot is not None:
-        if kind.plot is None:
-            raise ValueError(f"--plot applies to vector and audio runs; {args.checkpoint!r} is a {pipe.kind} run")
+        if output.plot is None:
+            plotted = [k.name for k in kinds.all_kinds() if k.sample is not None and k.sample.plot is not None]
+            raise ValueError(f"--plot applies to {', '.join(plotted)} runs; {args.checkpoint!r} is a {pipe.kind} run")
         if not args.plot.lower().endswith(".png"):
             raise ValueError(f"--plot {args.plot!r}: the picture is a PNG; give a file name ending in .png")
-    if args.autoencoder and pipe.kind not in ("latent_images", "text"):
+    if args.autoencoder and not hasattr(pipe.codec, "latent_mask"):
         raise ValueError(f"--autoencoder applies to latent runs; {args.checkpoint!r} is a {pipe.kind} run")
 
 
 LARGE_IMAGE = 64 * 64  # pixels beyond which the default is one sample per prompt
 
 
-def default_n(kind, pipe, prompts) -> int:
+def default_n(output, pipe, prompts) -> int:
     """The number of samples without ``--n``: the kind's default, but for images larger than 64 x 64 (e.g. a
     Stable Diffusion folder) one per prompt, as diffusers' pipelines default to: a grid of 64 such images
     would take hours on a CPU."""
-    if kind.name in ("images", "latent_images", "text") and math.prod(pipe.shape[1:]) > LARGE_IMAGE:
+    if pipe.kind_entry.can("img2img") and len(pipe.shape) == 3 and math.prod(pipe.shape[1:]) > LARGE_IMAGE:
         return max(1, len(prompts or []))
-    return kind.default_n
+    return output.default_n
 
 
 def run(args):
     device = resolve_device(args.device)
     pipe = load(args.checkpoint, device=device, ema=not args.raw_weights, autoencoder=args.autoencoder)
-    kind = sample_kind(pipe)
-    _check_options(args, pipe, kind)
-    n = args.n if args.n is not None else default_n(kind, pipe, args.prompt)
-    out = args.out if args.out is not None else kind.default_out
-    check_out(kind, out)
+    output = sample_output(pipe)
+    _check_options(args, pipe, output)
+    n = args.n if args.n is not None else default_n(output, pipe, args.prompt)
+    out = args.out if args.out is not None else output.default_out
+    check_out(pipe, out)
     io.check_output_path(out, is_dir=os.path.splitext(out)[1] == "")  # before any sampling
     if args.plot:
         io.check_output_path(args.plot)
@@ -118,10 +135,10 @@ def run(args):
                     guidance_scale=args.guidance_scale, class_label=labels, prompt=prompts,
                     generator=torch.Generator().manual_seed(args.seed), progress=True, classifier=classifier,
                     **options)
-    paths = kind.write(pipe, x, args, out)
+    paths = output.write(pipe, x, args, out)
     where = paths[0] if len(paths) == 1 else f"{paths[0]} ... {paths[-1]}"
     print(f"wrote {n} samples of shape {tuple(x.shape[1:])} to {where}")
     if args.plot:
-        kind.plot(pipe, x, args, args.plot)
+        output.plot(pipe, x, args, args.plot)
         print(f"wrote {args.plot}")
     return 0

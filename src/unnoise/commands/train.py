@@ -1,26 +1,23 @@
 """``unnoise train``: train a diffusion model on any kind of data.
 
-The kind of data (vectors, arrays, images, audio, latents) is chosen by ``--data``/``--latent``/``--net``
-through the registry in :mod:`unnoise.commands.kinds`; each kind resolves its own options and rejects
-options of other kinds.  A new run never replaces an existing one unless ``--overwrite`` is given;
-``--resume`` continues one (from its newest complete checkpoint, or a given ``step_*`` directory).
+The kind of data (vectors, arrays, images, audio, latents, angles, ...) is chosen by ``--data``/``--latent``/
+``--net``/``--periodic`` through the registry of data kinds (:mod:`unnoise.kinds`): the first kind whose train
+entry claims the arguments trains; it resolves its own options and rejects the options of other kinds.  A new
+run never replaces an existing one unless ``--overwrite`` is given; ``--resume`` continues one (from its newest
+complete checkpoint, or a given ``step_*`` directory).
 """
 from __future__ import annotations
 
 import sys
 
-from .. import checkpoint
+from .. import checkpoint, kinds, losses, schedules
 from .. import data as data_mod
-from .. import losses, schedules
 from ..denoiser import PARAMETERIZATIONS
-from . import kinds
 from .common import add_device_arg
-from .train_audio import add_audio_args
-from .train_common import (RESUME_OVERRIDES, _PARSERS, add_scaling_args, check_numbers,  # noqa: F401 (re-exported)
-                           command_record, finish, loop_options, resolve_resume)
-from .train_images import add_image_args
-from .train_latent import add_latent_args
-from .train_vectors import run_vectors  # noqa: F401 (re-exported)
+from .train_common import RESUME_OVERRIDES, _PARSERS, add_scaling_args, check_numbers, resolve_resume
+
+# options every kind takes, with the defaults a kind's train entry may change (its ``options``)
+GENERAL_DEFAULTS = {"schedule": "ddpm", "parameterization": "v"}
 
 
 def register(sub):
@@ -39,11 +36,11 @@ def register(sub):
     p.add_argument("--num-points", type=int, default=None, help="points drawn from a built-in set (default: 20000)")
     p.add_argument("--width", type=int, default=None, help="MLP hidden width (default: 256)")
     p.add_argument("--depth", type=int, default=None, help="MLP residual blocks (default: 4)")
-    p.add_argument("--parameterization", default="v", choices=PARAMETERIZATIONS,
+    p.add_argument("--parameterization", default=None, choices=PARAMETERIZATIONS,
                    help="what the network predicts (default: v, which stays accurate at the highest noise levels where "
                         "an eps-network's small errors are multiplied by sigma)")
-    p.add_argument("--schedule", default="ddpm", choices=schedules.available(),
-                   help="noise schedule (default: ddpm, linear betas over 1000 steps)")
+    p.add_argument("--schedule", default=None, choices=schedules.available(),
+                   help="noise schedule (default: ddpm, linear betas over 1000 steps; wrapped for --periodic)")
     p.add_argument("--weighting", default="uniform", choices=losses.WEIGHTINGS,
                    help="loss weighting over noise levels (default: uniform = plain MSE on the prediction)")
     p.add_argument("--steps", type=int, default=5000, help="optimisation steps (default: 5000)")
@@ -56,20 +53,49 @@ def register(sub):
                    help="train on the raw values instead of per-feature standardised ones")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     add_device_arg(p)
-    add_image_args(p)
-    add_audio_args(p)
-    add_latent_args(p)
+    added = []
+    for kind in kinds.all_kinds():  # each kind's own arguments (kinds may share one function)
+        add = kind.train.add_args if kind.train is not None else None
+        if add is not None and add not in added:
+            add(p)
+            added.append(add)
     add_scaling_args(p)
     p.set_defaults(func=run)
     _PARSERS.append(p)
 
 
+def kind_options() -> list[str]:
+    """The options that only some kinds take: those the kinds' train entries declare."""
+    names = []
+    for kind in kinds.all_kinds():
+        for option in kind.train.options if kind.train is not None else ():
+            if option not in names and option not in GENERAL_DEFAULTS:
+                names.append(option)
+    return names
+
+
+def train_kind(args) -> kinds.Kind:
+    """The first registered kind whose train entry claims the arguments; its options resolved (given ones
+    kept, the rest set to the kind's defaults), any option of other kinds rejected in one line."""
+    kind = next(k for k in kinds.all_kinds() if k.train is not None and k.train.claims(args))
+    entry = kind.train
+    given = [o for o in kind_options() if getattr(args, o, None) is not None and o not in entry.options]
+    if given:
+        flags = ", ".join("--" + o.replace("_", "-") for o in given)
+        raise ValueError(f"{flags} {'does' if len(given) == 1 else 'do'} not apply to {entry.what}; "
+                         "remove the option or train the kind of data it is for")
+    for option, default in {**GENERAL_DEFAULTS, **entry.options}.items():
+        if getattr(args, option, None) is None:
+            setattr(args, option, default)
+    return kind
+
+
 def run(args):
     args = resolve_resume(args)
-    kind = kinds.train_kind(args)
+    kind = train_kind(args)
     check_numbers(args)
     try:
-        return kind.train(args)
+        return kind.train.run(args)
     except BaseException:
         if args.overwrite and checkpoint.restore_replaced(args.out):  # nothing was trained: keep the old run
             print(f"the previous run in {args.out} was put back", file=sys.stderr)

@@ -13,7 +13,7 @@ import torch
 
 from ..data import ArrayDataset, TensorDataset, load_vectors
 from ..data.datasets import streaming_stats
-from ..runs import Standardizer
+from ..codecs import Standardizer
 from ..train import train_model
 from .train_common import command_record, finish, train_config
 from .train_images import net_config_from_args
@@ -65,11 +65,12 @@ def run_arrays_file(args) -> int:
     return run_arrays(args, ArrayDataset(args.data))
 
 
-def run_arrays(args, dataset, extra_info: dict | None = None) -> int:
+def run_arrays(args, dataset, extra_info: dict | None = None, kind: str = "arrays") -> int:
     """Train a convolutional backbone on a dataset of ``(C, *spatial)`` examples (statistics per channel
     from one streaming pass unless ``--no-normalize``).
 
-    ``extra_info``: more entries for the run's config (e.g. ``{"audio": {"sample_rate": 8000}}``).
+    ``extra_info``: more entries for the run's config (e.g. ``{"audio": {"sample_rate": 8000}}``); ``kind``: the
+    run's kind (``arrays``, or ``audio`` for clips).
     """
     shape = tuple(dataset[0][0].shape)
     if len(shape) < 2:
@@ -80,8 +81,7 @@ def run_arrays(args, dataset, extra_info: dict | None = None) -> int:
     if stats and isinstance(dataset, TensorDataset):  # in memory: normalise once (streamed datasets do it per item)
         dataset = TensorDataset(Standardizer(stats).encode(dataset.x), dataset.cond)
     cfg = train_config(args)
-    info = {"kind": "audio" if "audio" in (extra_info or {}) else "arrays",
-            "command": command_record(args), **(extra_info or {})}
+    info = {"kind": kind, "command": command_record(args), **(extra_info or {})}
     trainer = train_model(dataset, args.out, net=name, net_config=net_config, parameterization=args.parameterization,
                           schedule=args.schedule, config=cfg, normalize=False, stats=stats, info=info,
                           progress=int(os.environ.get("RANK", "0")) == 0)

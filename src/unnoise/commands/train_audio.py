@@ -99,4 +99,4 @@ def run_audio(args) -> int:
     torch.manual_seed(args.seed)
     audio_info = {"sample_rate": rate, "channels": channels, "clip_length": length,
                   "num_files": len(clips.paths), "source": args.data}
-    return run_arrays(args, clips, extra_info={"audio": audio_info})
+    return run_arrays(args, clips, extra_info={"audio": audio_info}, kind="audio")

@@ -15,6 +15,10 @@ from .train_common import command_record, finish, train_config
 
 # diffwave: sequences (N, channels, length) only; diffusers-unet2d: a diffusers UNet2DModel, for 'unnoise export'
 IMAGE_NETS = ("unet", "dit", "mlp", "diffwave", "diffusers-unet2d")
+# the defaults of the convolutional nets' options (images, arrays, audio) and of every image option
+NET_DEFAULTS = {"base_channels": 64, "channel_mult": "1,2,2", "attention_levels": "1", "dropout": 0.0}
+IMAGE_OPTIONS = {"net": "unet", "image_size": None, "image_mode": "RGB", "conditional": False, "flip": False,
+                 "patch_size": 2, "width": 256, "depth": 4, **NET_DEFAULTS}
 EXPORTABLE_PARAMETERIZATIONS = ("eps", "v", "x0")  # what a diffusers scheduler's prediction_type can say
 
 

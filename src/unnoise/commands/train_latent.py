@@ -36,7 +36,10 @@ def shape_class_labels(attrs: dict) -> tuple[torch.Tensor, list[str]]:
 
 
 def run_latent(args) -> int:
-    """Run ``unnoise train`` with ``--latent``."""
+    """Run ``unnoise train`` with ``--latent`` (and ``--text``)."""
+    if not args.latent:
+        raise ValueError("--text trains text-to-image latent diffusion: add --latent AUTOENCODER_DIR (a run of "
+                         "'unnoise train-autoencoder')")
     if args.net == "diffusers-unet2d":
         raise ValueError("--net diffusers-unet2d trains pixel-space image models for 'unnoise export'; latent runs "
                          "use --net unet or dit")

@@ -46,7 +46,7 @@ def run(args):
     if not args.checkpoint or not args.input:
         raise ValueError("give --checkpoint RUN and --input IMAGE to upscale (or --train to train a model)")
     args.autoencoder, args.guidance_scale, args.prompt = None, 1.0, None
-    pipe = load_image_pipeline(args, ("upscale",))
+    pipe = load_image_pipeline(args, "upscale")
     factor = pipe.config["upscale"]["factor"]
     low = read_images(args.input, pipe.config["upscale"]["low_shape"])
     high = pipe.upscale(low, sampler=args.sampler, steps=args.steps, spacing=args.spacing,

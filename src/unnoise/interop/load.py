@@ -1,4 +1,4 @@
-"""Reading diffusers folders (``model_index.json`` + component folders) as :class:`unnoise.runs.Pipeline` objects.
+"""Reading diffusers folders (``model_index.json`` + component folders) as :class:`unnoise.pipeline.Pipeline` objects.
 
 Supported layouts, all read offline from local files (``from_pretrained(dir, local_files_only=True)``, safetensors
 weights only, so no pickle is ever loaded):
@@ -21,7 +21,8 @@ import os
 import torch
 
 from ..checkpoint import read_tuned_grids
-from ..runs import ImageCodec, Pipeline
+from ..codecs import ImageCodec
+from ..pipeline import Pipeline
 from .denoiser import DiffusersDenoiser
 from .schedule import FAMILIES, DiffusersSchedule
 
@@ -140,7 +141,7 @@ class CLIPPromptEncoder:
 
 def load_pipeline(path, device="cpu", dtype=torch.float32, *, timestep_mode: str | None = None,
                   null_class: int | None = None, terminal_alpha_bar: float | None = None):
-    """Load a diffusers folder as a :class:`unnoise.runs.Pipeline` (offline, safetensors only).
+    """Load a diffusers folder as a :class:`unnoise.pipeline.Pipeline` (offline, safetensors only).
 
     Args:
         path: a folder with ``model_index.json`` (pixel or Stable-Diffusion layout) or a bare UNet folder with

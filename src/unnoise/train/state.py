@@ -9,7 +9,7 @@ from dataclasses import asdict
 
 import torch
 
-from .. import checkpoint
+from .. import checkpoint, kinds
 from .. import distributed as dist
 from ..denoiser import Denoiser
 from ..plotting import plot_loss
@@ -105,7 +105,7 @@ def resume(trainer, source: str) -> str:
     path = source if is_step_dir else checkpoint.latest_checkpoint(source)
     config, weights, st, meta = checkpoint.load_training_checkpoint(path)
     mine = checkpoint.describe_model(trainer.denoiser, trainer.schedule)
-    if trainer.kind is not None or config.get("kind") in checkpoint.MODEL_KINDS:
+    if trainer.kind is not None or kinds.is_plain_network(config.get("kind")):
         mine["kind"] = trainer.kind
     for key, value in mine.items():
         if json.loads(json.dumps(value)) != config.get(key):

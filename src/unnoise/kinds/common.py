@@ -1,0 +1,17 @@
+"""What the kind modules share: reading a denoiser run's weights into the pieces of a Pipeline."""
+from __future__ import annotations
+
+from .. import checkpoint
+
+
+def read_denoiser_run(path: str, device, ema: bool = True):
+    """``(denoiser, schedule, config, common)`` of a denoiser run: ``common`` holds the Pipeline keywords every
+    kind passes (``config``, ``source``, ``tuned_grids``)."""
+    denoiser, schedule, config = checkpoint.load(path, ema=ema, device=device)
+    common = dict(config=config, source=path, tuned_grids=checkpoint.read_tuned_grids(path))
+    return denoiser, schedule, config, common
+
+
+def data_shape(config: dict) -> tuple:
+    """One example's shape as the run's ``data`` entry records it."""
+    return tuple(config.get("data", {}).get("shape", ()))
