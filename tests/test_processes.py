@@ -55,10 +55,23 @@ run("upscale", "--train", "--data", "digits", "--factor", "2", "--base-channels"
     "--batch-size", "8", "--out", f"{out}/upscale", "--device", "cpu")
 run("train-classifier", "--data", "digits", "--steps", "2", "--width", "8", "--batch-size", "8",
     "--out", f"{out}/classifier", "--device", "cpu")
-for kind in ("vectors", "vectors_ve", "arrays", "images", "audio", "latent_images"):
+run("train", "--latent", f"{out}/autoencoder", "--text", "--data", "shapes", "--num-images", "32", "--image-size",
+    "16", "--base-channels", "8", "--channel-mult", "1", "--attention-levels", "", "--out", f"{out}/text", *C)
+for kind in ("vectors", "vectors_ve", "arrays", "images", "audio", "latent_images", "text"):
     for sampler in ("ddpm", "ipndm"):
         run("sample", "--checkpoint", f"{out}/{kind}", "--n", "4", "--steps", "3", "--sampler", sampler,
-            "--out", f"{out}/{kind}_{sampler}.npy", "--device", "cpu")
+            "--out", f"{out}/{kind}_{sampler}.npy", "--device", "cpu", *(["--prompt", "a red circle"] * (kind == "text")))
+x = np.random.default_rng(1).uniform(-1, 1, size=(2, 1, 8, 8)).astype(np.float32)
+np.save(f"{out}/digits_in.npy", x)
+np.save(f"{out}/low_in.npy", x[:, :, ::2, ::2])
+E = ["--n", "2", "--steps", "4", "--device", "cpu"]
+run("upscale", "--checkpoint", f"{out}/upscale", "--input", f"{out}/low_in.npy", "--out", f"{out}/upscaled.npy",
+    "--steps", "3", "--device", "cpu")
+run("img2img", "--checkpoint", f"{out}/images", "--input", f"{out}/digits_in.npy", "--out", f"{out}/img2img.npy", *E)
+run("inpaint", "--checkpoint", f"{out}/images", "--input", f"{out}/digits_in.npy", "--box", "2,2,6,6",
+    "--out", f"{out}/inpaint.npy", *E)
+run("restore", "--checkpoint", f"{out}/images", "--input", f"{out}/digits_in.npy", "--operator", "blur:sigma=1",
+    "--noise", "0.05", "--out", f"{out}/restore.npy", *E)
 '''
 COMPARED = (".safetensors", ".npy")  # weights, optimizer and RNG states, samples (logs hold times; PNGs fonts)
 
