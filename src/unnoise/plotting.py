@@ -1,6 +1,8 @@
 """Pictures: loss curves, point clouds side by side, forward/reverse trajectories."""
 from __future__ import annotations
 
+import math
+
 import torch
 from matplotlib.figure import Figure
 
@@ -56,6 +58,27 @@ def plot_points(panels: dict[str, torch.Tensor], path: str, title: str | None = 
         ax.set_aspect("equal")
         ax.set_xticks([])
         ax.set_yticks([])
+    if title:
+        fig.suptitle(title)
+    _save(fig, path)
+
+
+def plot_angles(panels: dict[str, torch.Tensor], path: str, title: str | None = None) -> None:
+    """Scatter point sets of angles on the torus ``[-pi, pi)^2`` (first two angles, wrapped), one panel each,
+    the axes running over the whole period with ticks at -pi, 0 and pi (the edges are the same circle)."""
+    fig, axes = subplots(1, len(panels), figsize=(3.6 * len(panels), 3.8), squeeze=False)
+    ticks, labels = [-math.pi, 0.0, math.pi], ["-\u03c0", "0", "\u03c0"]
+    for ax, (name, pts) in zip(axes[0], panels.items()):
+        pts = torch.remainder(pts.detach().cpu().double()[:, :2] + math.pi, 2 * math.pi) - math.pi
+        ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.5, lw=0)
+        ax.set_title(name)
+        ax.set_xlim(-math.pi, math.pi)
+        ax.set_ylim(-math.pi, math.pi)
+        ax.set_aspect("equal")
+        ax.set_xticks(ticks, labels)
+        ax.set_yticks(ticks, labels)
+        ax.set_xlabel("angle 1")
+        ax.set_ylabel("angle 2")
     if title:
         fig.suptitle(title)
     _save(fig, path)

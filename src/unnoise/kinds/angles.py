@@ -19,7 +19,8 @@ from ..pipeline import Pipeline
 from ..train import train_model
 from . import Kind, SampleOutput, TrainEntry, register
 from .common import data_shape, read_denoiser_run
-from .outputs import ARRAYS, plot_vectors, write_arrays
+from ..plotting import plot_angles
+from .outputs import ARRAYS, write_arrays
 
 SCHEDULE, PARAMETERIZATION = "wrapped", "eps"
 
@@ -66,6 +67,13 @@ def run_angles(args) -> int:
     return finish(trainer, args.out)
 
 
+def plot(pipe, x, args, path):
+    """The first two angles of the samples on the torus."""
+    if x.shape[1] < 2:
+        raise ValueError("--plot draws the first two angles; this run has one angle per example")
+    plot_angles({f"{args.sampler or 'default sampler'}, {args.steps} steps": x}, path)
+
+
 def load(path, config, device, ema=True, autoencoder=None):
     """An angles run as a Pipeline whose samples are angles in ``[-pi, pi)``."""
     denoiser, schedule, config, common = read_denoiser_run(path, device, ema)
@@ -78,4 +86,4 @@ register(Kind(
                      {"periodic": True, "wrap": False, "width": 256, "depth": 4,
                       "schedule": SCHEDULE, "parameterization": PARAMETERIZATION},
                      "angles (--periodic)", add_args),
-    sample=SampleOutput(1000, "samples.npy", (".npy", ".csv"), write_arrays, ARRAYS, plot_vectors)))
+    sample=SampleOutput(1000, "samples.npy", (".npy", ".csv"), write_arrays, ARRAYS, plot)))
