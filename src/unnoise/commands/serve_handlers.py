@@ -91,10 +91,10 @@ def display_upscale(shape) -> int:
     return max(1, 128 // int(shape[-1]))
 
 
-def picture(images: torch.Tensor, shape, nrow: int | None = None) -> np.ndarray:
-    """``(N, C, H, W)`` images in [-1, 1] as the uint8 grid the page shows (nearest enlargement, 1-pixel gaps):
-    ``(h, w, 3)`` for colour, ``(h, w)`` for gray."""
-    grid = image_grid(images, nrow=nrow, pad=1, upscale=display_upscale(shape))
+def picture(images: torch.Tensor, shape, nrow: int | None = None, pad: int = 1) -> np.ndarray:
+    """``(N, C, H, W)`` images in [-1, 1] as the uint8 grid the page shows (nearest enlargement, ``pad`` pixels
+    between tiles): ``(h, w, 3)`` for colour, ``(h, w)`` for gray.  One image with ``pad=0`` reads back exactly."""
+    grid = image_grid(images, nrow=nrow, pad=pad, upscale=display_upscale(shape))
     return grid[..., 0] if grid.shape[2] == 1 else grid
 
 

@@ -145,7 +145,7 @@ def build(models: Models):
                     yield {info: f"step {i + 1} / {total}", **({shown: out} if out is not None else {})}
                 else:
                     clips = out["audio"] + [None] * (AUDIO_PLAYERS - len(out["audio"]))
-                    first = None if out["image"] is None else picture(out["samples"][:1], models.pipe.shape)
+                    first = None if out["image"] is None else picture(out["samples"][:1], models.pipe.shape, pad=0)
                     yield {shown: out["image"], plot: out["plot"], download: out["npy"], info: out["info"],
                            last: first, **dict(zip(players, clips))}
 
