@@ -89,7 +89,7 @@ def test_sample_preview_sees_each_step_and_stop_cancels(models):
     assert models.sample("img", "ddim", 3, 0, n=1)["samples"].shape == (1, 1, 8, 8)  # the next job runs
 
 
-@pytest.mark.parametrize("method", ["replace", "repaint", "smc"])
+@pytest.mark.parametrize("method", ["replace", "repaint", "smc", "mmps"])
 def test_inpaint_keeps_unpainted_pixels_exactly(runs, models, method):
     ref = library(runs["images"], 1, "ddim", 5, 1)
     source = picture(ref, (1, 8, 8), pad=0)  # as 'Use last sample' gives it
@@ -404,8 +404,11 @@ def test_browser_screenshots_of_every_tab(server, chromium, shots):
         page.screenshot(path=os.path.join(shots, f"serve_{tab.lower()}.png"), full_page=True)
     page.get_by_label("Model").click()
     page.get_by_role("option", name="vec").click()
-    page.wait_for_function("document.body.innerText.includes('vectors run')", timeout=60_000)
-    assert not page.get_by_role("tab", name="Inpaint").is_visible()
+    page.wait_for_function("document.querySelector('#status').innerText.includes('vectors run')", timeout=60_000)
+    assert "Sample, Compare apply" in page.inner_text("#status")
+    page.get_by_role("tab", name="Inpaint").click()
+    page.click("#inpaint")
+    assert "a vectors run cannot inpaint" in toast(page)
     page.get_by_role("tab", name="Sample").click()
     page.click("#generate")
     wait_info(page, "#sample-info")

@@ -28,7 +28,7 @@ from ..samplers import DEFAULT_SAMPLER
 from ..samplers import available as available_samplers
 from .restore import shown
 
-INPAINT_METHODS = ("replace", "repaint", "smc")
+INPAINT_METHODS = ("replace", "repaint", "smc", "mmps")  # mmps: Pipeline.restore with a noiseless mask
 OPERATORS = ("blur", "downsample", "gray", "mask")  # mask: the painted region is unknown
 AUDIO_PLAYERS = 4  # clips shown as players (all of them go into the .npy download)
 
@@ -138,7 +138,9 @@ class Models:
         self.stop = threading.Event()
         self.pipe = self.name = self.stamp = None
         self.workdir = tempfile.mkdtemp(prefix="unnoise-serve-")
-        self.pipeline(next(iter(self.runs)))  # a run that does not load fails before the server starts
+        self.offers = {}  # what each run can do, for the page's tabs: every run loads once (one at a time) to
+        for name in reversed(list(self.runs)):  # fail before the server starts; the first stays in memory
+            self.offers[name] = capabilities(self.pipeline(name))
 
     # ------------------------------------------------------------------ the model in memory
     def pipeline(self, name: str | None = None, reload: bool = False):
@@ -163,6 +165,19 @@ class Models:
 
     def capabilities(self, name: str | None = None) -> Capabilities:
         return capabilities(self.pipeline(name))
+
+    def tabs(self) -> dict[str, bool]:
+        """The page's tabs: those that any served run can use (Gradio cannot hide a tab after the page loads)."""
+        return {tab: any(getattr(c, tab) for c in self.offers.values())
+                for tab in ("sample", "inpaint", "restore", "img2img", "compare")}
+
+    def describe(self, name: str | None = None) -> str:
+        """One line for the page: the run in memory and the tabs it can use."""
+        pipe = self.pipeline(name)
+        caps = capabilities(pipe)
+        tabs = [label for tab, label in (("sample", "Sample"), ("inpaint", "Inpaint"), ("restore", "Restore"),
+                                         ("img2img", "img2img"), ("compare", "Compare")) if getattr(caps, tab)]
+        return f"{pipe.kind} run, shape {pipe.shape}: {', '.join(tabs) or 'no tab'} apply"
 
     def cancel(self) -> None:
         """Stop the job that is running (it ends at its next network call)."""
@@ -303,9 +318,14 @@ class Models:
         if method == "smc":
             opts = {"particles": _int(particles, "particles", 2, self.limits.max_particles)}
         gen = torch.Generator().manual_seed(seed)
-        out, nfe, seconds = self._run(name, lambda p: p.inpaint(
-            x.repeat(n, 1, 1, 1), keep, sampler=sampler or "ddpm", steps=steps,
-            method="smc" if method == "smc" else "replace", generator=gen, **opts))
+        if method == "mmps":
+            out, nfe, seconds = self._run(name, lambda p: p.restore(
+                x, inverse.Mask(keep, x_shape=p.shape), noise_std=0.0, method="mmps", n=n, steps=steps,
+                generator=gen)[0])
+        else:
+            out, nfe, seconds = self._run(name, lambda p: p.inpaint(
+                x.repeat(n, 1, 1, 1), keep, sampler=sampler or "ddpm", steps=steps,
+                method="smc" if method == "smc" else "replace", generator=gen, **opts))
         filled = int((keep == 0).sum())
         result = self._present(pipe, out, f"{n} fills of {filled} of {keep.numel()} pixels, {method}, {steps} steps, "
                                           f"seed {seed}", nfe, seconds)

@@ -101,6 +101,7 @@ def build(models: Models):
     """The page (a ``gr.Blocks``) for the runs of ``models``."""
     import gradio as gr
     caps = models.capabilities()
+    tabs = models.tabs()
     pipe = models.pipe
     samplers = available_samplers()
     limits = models.limits
@@ -115,10 +116,10 @@ def build(models: Models):
             model = gr.Dropdown(list(models.runs), value=models.name, label="Model", interactive=len(models.runs) > 1)
             reload = gr.Button("Reload run", scale=0)
             stop = gr.Button("Stop", variant="stop", scale=0)
-        status = gr.Markdown(f"{pipe.kind} run, shape {pipe.shape}")
+        status = gr.Markdown(models.describe(), elem_id="status")
         last = gr.State(None)  # the first image of the last samples, for Inpaint / Restore / img2img
 
-        with gr.Tab("Sample", visible=caps.sample, id="sample") as tab_sample:
+        with gr.Tab("Sample", visible=tabs["sample"], id="sample"):
             with gr.Row():
                 sampler = gr.Dropdown(samplers, value=DEFAULT_SAMPLER, label="Sampler")
                 steps = gr.Number(20, label=f"Steps (1-{limits.max_steps})", precision=0)
@@ -152,7 +153,7 @@ def build(models: Models):
         sample_event = generate.click(run_sample, [model, sampler, steps, seed, scale, label, prompt, n],
                                       [shown, plot, download, info, last, *players], api_name="sample", **device)
 
-        with gr.Tab("Inpaint", visible=caps.inpaint, id="inpaint") as tab_inpaint:
+        with gr.Tab("Inpaint", visible=tabs["inpaint"], id="inpaint"):
             with gr.Row():
                 editor = gr.ImageEditor(label="Image: paint the region to fill", type="numpy", image_mode="RGB",
                                         brush=gr.Brush(colors=["#ff00ff"], default_size=24, color_mode="fixed"),
@@ -179,7 +180,7 @@ def build(models: Models):
         inpaint_event = inpaint.click(guarded(run_inpaint), [model, editor, method, i_steps, i_seed, i_n],
                                       [filled, i_info], api_name="inpaint", **device)
 
-        with gr.Tab("Restore", visible=caps.restore, id="restore") as tab_restore:
+        with gr.Tab("Restore", visible=tabs["restore"], id="restore"):
             with gr.Row():
                 r_editor = gr.ImageEditor(label="Clean image (for 'mask': paint the unknown region)", type="numpy",
                                           image_mode="RGB", layers=False, format="png",
@@ -206,7 +207,7 @@ def build(models: Models):
                                                              r_steps, r_seed, r_n],
                                       [measured, restored, r_info], api_name="restore", **device)
 
-        with gr.Tab("img2img", visible=caps.img2img, id="img2img") as tab_img2img:
+        with gr.Tab("img2img", visible=tabs["img2img"], id="img2img"):
             with gr.Row():
                 source = gr.Image(label="Image", type="numpy", format="png", image_mode="RGB")
                 edited = gr.Image(label="Edits", type="numpy", format="png", interactive=False)
@@ -227,7 +228,7 @@ def build(models: Models):
         edit_event = edit.click(guarded(run_img2img), [model, source, strength, e_sampler, e_steps, e_seed, e_n],
                                 [edited, e_info], api_name="img2img", **device)
 
-        with gr.Tab("Compare", visible=caps.compare, id="compare") as tab_compare:
+        with gr.Tab("Compare", visible=tabs["compare"], id="compare"):
             with gr.Row():
                 with gr.Column():
                     c_sampler_a = gr.Dropdown(samplers, value=DEFAULT_SAMPLER, label="Sampler A")
@@ -252,17 +253,15 @@ def build(models: Models):
                                                              c_seed, c_n],
                                       [c_a, c_b, c_plot_a, c_plot_b, c_info], api_name="compare", **device)
 
-        tabs = [tab_sample, tab_inpaint, tab_restore, tab_img2img, tab_compare]
-
         def switch(name, again=False):
             p = models.pipeline(name, reload=again)
             c = capabilities(p)
-            said = "reloaded: " if again else ""
-            return [gr.update(visible=v) for v in (c.sample, c.inpaint, c.restore, c.img2img, c.compare)] + [
-                gr.update(choices=classes_of(p), value="none", visible=c.classes), gr.update(visible=c.prompt),
-                gr.update(visible=c.classes or c.prompt), gr.update(visible=c.image), gr.update(visible=not c.image),
-                f"{said}{p.kind} run, shape {p.shape}"]
-        switched = [*tabs, label, prompt, scale, shown, plot, status]
+            return [gr.update(choices=classes_of(p), value="none", visible=c.classes), gr.update(visible=c.prompt),
+                    gr.update(visible=c.classes or c.prompt), gr.update(visible=c.image),
+                    gr.update(visible=not c.image), gr.update(visible=c.image), gr.update(visible=c.image),
+                    gr.update(visible=not c.image), gr.update(visible=not c.image),
+                    *[gr.update(visible=c.audio)] * AUDIO_PLAYERS, ("reloaded: " if again else "") + models.describe()]
+        switched = [label, prompt, scale, shown, plot, c_a, c_b, c_plot_a, c_plot_b, *players, status]
         model.change(guarded(switch), [model], switched, **device)
         reload.click(guarded(lambda name: switch(name, True)), [model], switched, **device)
         stop.click(models.cancel, None, None, queue=False,
