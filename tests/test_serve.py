@@ -295,9 +295,12 @@ def shown_pixels(page, selector) -> np.ndarray:
     return arr
 
 
-def toast(page, timeout=60_000) -> str:
+def toast(page, screenshot=None, timeout=60_000) -> str:
+    """The text of the message the page shows (then closed); ``screenshot``: a picture of the page with it."""
     page.wait_for_selector("[data-testid=toast-body]", timeout=timeout)
     text = page.locator("[data-testid=toast-body]").last.inner_text()
+    if screenshot:
+        page.screenshot(path=screenshot, full_page=True)
     for close in page.locator("[data-testid=toast-close]").all():
         close.click()
     return text
@@ -371,8 +374,8 @@ def test_browser_shows_bad_values_and_keeps_serving(server, chromium, shots):
     page = open_page(chromium, url)
     set_number(page, "n (1-16)", 0)
     page.click("#generate")
-    assert "n (number of samples) must be between 1 and 16 (the server's limit), got 0" in toast(page)
-    page.screenshot(path=os.path.join(shots, "serve_error.png"), full_page=True)
+    message = toast(page, screenshot=os.path.join(shots, "serve_error.png"))
+    assert "n (number of samples) must be between 1 and 16 (the server's limit), got 0" in message
     set_number(page, "n (1-16)", 2)
     set_number(page, "Steps (1-200)", 100000)
     page.click("#generate")
