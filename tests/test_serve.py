@@ -211,6 +211,12 @@ def test_page_turns_every_failure_into_a_message(models):
         list(stream(models, "img", lambda on_step: models.sample("img", "ddim", 5, 0, n=0, on_step=on_step)))
     with pytest.raises(gr.Error, match="internal error: ZeroDivisionError: division by zero"):
         guarded(lambda: 1 / 0)()
+    def stop_at_second(i, total, den):
+        if i == 1:
+            models.cancel()
+    stopped = list(stream(models, "img", lambda on_step: models.sample(
+        "img", "ddim", 50, 0, n=2, on_step=lambda i, t, d: (on_step(i, t, d), stop_at_second(i, t, d)))))
+    assert all(step[0] is not None for step in stopped)  # previews only, no result, no error
     steps = list(stream(models, "img", lambda on_step: models.sample("img", "ddim", 4, 0, n=2, on_step=on_step)))
     assert torch.equal(steps[-1][2]["samples"], models.sample("img", "ddim", 4, 0, n=2)["samples"])
 

@@ -53,7 +53,7 @@ def editor_image(editor):
 
 def stream(models: Models, pipe_name: str, job):
     """Run ``job(on_step)`` in a worker thread; yield ``(step, total, preview)`` while it runs, then the result
-    as ``(None, None, result)``; a failure raises ``gr.Error`` with one line."""
+    as ``(None, None, result)``; a failure raises ``gr.Error`` with one line; a stopped job yields nothing more."""
     import gradio as gr
     latest, done = {}, {}
 
@@ -78,6 +78,8 @@ def stream(models: Models, pipe_name: str, job):
     finally:
         if worker.is_alive():  # the page went away or Stop was pressed: free the device
             models.cancel()
+    if isinstance(done.get("error"), Cancelled):  # Stop: the Stop button already said so
+        return
     if "error" in done:
         raise gr.Error(message(done["error"]), print_exception=False)
     yield None, None, done["result"]
@@ -264,6 +266,10 @@ def build(models: Models):
         switched = [label, prompt, scale, shown, plot, c_a, c_b, c_plot_a, c_plot_b, *players, status]
         model.change(guarded(switch), [model], switched, **device)
         reload.click(guarded(lambda name: switch(name, True)), [model], switched, **device)
-        stop.click(models.cancel, None, None, queue=False,
+        def stop_job():
+            running = models.lock.locked()
+            models.cancel()
+            return "stopped" if running else "nothing was running"
+        stop.click(stop_job, None, [info], queue=False,
                    cancels=[sample_event, inpaint_event, restore_event, edit_event, compare_event])
     return page
