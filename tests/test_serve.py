@@ -120,7 +120,7 @@ def test_restore_img2img_and_compare_call_the_pipeline(runs, models):
         y_op = unnoise.inverse.parse_operator("blur:sigma=1.0", (1, 8, 8)) if operator == "blur" else None
         if y_op is not None:  # the same restorations as the library's, from the same seed
             gen = torch.Generator().manual_seed(2)
-            y = y_op(given) + 0.0 * torch.randn(given.shape, generator=gen)
+            y = y_op(given) + 0.0 * torch.randn(given.shape, generator=gen)  # the page draws the noise first
             lib = pipe.restore(y, y_op, noise_std=0.0, method="mmps", n=3, steps=5, generator=gen)
             assert torch.equal(out["samples"], lib[0])
     assert torch.equal(models.img2img("img", source, 0.0, None, 5, 0, n=2)["samples"], given.expand(2, -1, -1, -1))
@@ -361,7 +361,8 @@ def test_browser_paints_a_mask_and_inpaints_keeping_the_rest(server, chromium, r
     changed_any = False
     for r in range(2):
         for c in range(2):
-            tile = fills[1 + r * (8 * u + 1): 1 + r * (8 * u + 1) + 8 * u, 1 + c * (8 * u + 1): 1 + c * (8 * u + 1) + 8 * u]
+            top, left = 1 + r * (8 * u + 1), 1 + c * (8 * u + 1)  # tiles of 8u pixels, 1-pixel gaps
+            tile = fills[top: top + 8 * u, left: left + 8 * u]
             model = tile[::u, ::u]
             assert (tile == np.kron(model, np.ones((u, u), np.uint8))).all()
             differ = model != src

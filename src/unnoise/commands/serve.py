@@ -27,7 +27,8 @@ def register(sub):
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default: 127.0.0.1, this machine only; the page has no authentication)")
     p.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
-    p.add_argument("--max-n", type=int, default=Limits.max_n, help=f"most samples per request (default: {Limits.max_n})")
+    p.add_argument("--max-n", type=int, default=Limits.max_n,
+                   help=f"most samples per request (default: {Limits.max_n})")
     p.add_argument("--max-steps", type=int, default=Limits.max_steps,
                    help=f"most sampling steps per request (default: {Limits.max_steps})")
     p.add_argument("--max-image-side", type=int, default=Limits.max_image_side,

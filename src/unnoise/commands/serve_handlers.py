@@ -155,6 +155,8 @@ class Models:
                 raise ValueError(f"the run {path!r} changed on disk since it was loaded (new weights or config); "
                                  "press 'Reload run' to use the new weights")
             return self.pipe
+        if not os.path.isdir(path):
+            raise FileNotFoundError(f"run directory {path!r} does not exist")
         self.pipe = None  # one model in memory: drop the old one before loading the next
         stamp = weights_stamp(path)
         pipe = load(path, device=self.device)
