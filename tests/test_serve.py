@@ -23,6 +23,7 @@ import unnoise
 from unnoise.cli import main
 from unnoise.commands import serve
 from unnoise.commands.serve_handlers import Cancelled, Limits, Models, capabilities, display_upscale, picture
+from unnoise.data.audio import write_wav
 
 COMMON = ["--steps", "3", "--batch-size", "8", "--checkpoint-every", "0", "--log-every", "1", "--device", "cpu"]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -39,12 +40,20 @@ def runs(tmp_path_factory):
                  "--out", made["conditional"], *COMMON]) == 0
     assert main(["train", "--data", "ring", "--num-points", "64", "--width", "16", "--depth", "1",
                  "--out", made["vectors"], *COMMON]) == 0
+    wavs = base / "wavs"
+    wavs.mkdir()
+    for i in range(3):
+        t = torch.arange(400) / 2000
+        write_wav(str(wavs / f"t{i}.wav"), 0.3 * torch.sin(2 * torch.pi * (100 + 50 * i) * t)[None], 2000)
+    made["audio"] = str(base / "aud")
+    assert main(["train", "--data", str(wavs), "--sample-rate", "2000", "--clip-length", "64", "--num-clips", "8",
+                 "--base-channels", "8", "--out", made["audio"], *COMMON]) == 0
     return made
 
 
 @pytest.fixture(scope="module")
 def models(runs):
-    return Models({"img": runs["images"], "cond": runs["conditional"], "vec": runs["vectors"]})
+    return Models({"img": runs["images"], "cond": runs["conditional"], "vec": runs["vectors"], "aud": runs["audio"]})
 
 
 def library(run, n, sampler, steps, seed):
@@ -71,6 +80,27 @@ def test_sample_gives_the_pixels_of_pipeline_sample(runs, models, sampler, steps
     assert np.array_equal(np.load(out["npy"]), ref.numpy())
     if sampler == "ddim":
         assert f"{steps} network evaluations" in out["info"]  # DDIM: one network call a step
+
+
+def test_class_and_guidance_reach_pipeline_sample(runs, models):
+    out = models.sample("cond", "ddim", 4, 2, guidance_scale=2.0, class_label="3", n=3)
+    ref = unnoise.load(runs["conditional"]).sample(3, sampler="ddim", steps=4, guidance_scale=2.0, class_label=3,
+                                                   generator=torch.Generator().manual_seed(2))
+    assert torch.equal(out["samples"], ref)
+    assert not torch.equal(out["samples"], models.sample("cond", "ddim", 4, 2, class_label="5", n=3)["samples"])
+
+
+def test_audio_runs_get_players_and_spectrograms(runs, models):
+    out = models.sample("aud", "ddim", 4, 1, n=6)
+    ref = library(runs["audio"], 6, "ddim", 4, 1)
+    assert torch.equal(out["samples"], ref)
+    assert len(out["audio"]) == 4  # players for the first clips; all six in the .npy
+    rate, clip = out["audio"][0]
+    assert rate == 2000 and clip.dtype == np.int16 and clip.shape == (64,)
+    assert np.array_equal(clip, (ref[0].clamp(-1, 1).mean(0) * 32767).round().to(torch.int16).numpy())
+    assert open(out["plot"], "rb").read(8) == b"\x89PNG\r\n\x1a\n" and np.load(out["npy"]).shape == (6, 1, 64)
+    caps = models.capabilities("aud")
+    assert caps.audio and caps.sample and not (caps.inpaint or caps.image)
 
 
 def test_sample_preview_sees_each_step_and_stop_cancels(models):
@@ -245,7 +275,8 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(runs):
-    models = Models({"img": runs["images"], "vec": runs["vectors"]}, limits=Limits(max_n=16, max_steps=200))
+    models = Models({"img": runs["images"], "vec": runs["vectors"], "aud": runs["audio"]},
+                    limits=Limits(max_n=16, max_steps=200))
     port = free_port()
     page = serve.start(models, "127.0.0.1", port, block=False)
     yield models, f"http://127.0.0.1:{port}/"
@@ -423,4 +454,12 @@ def test_browser_screenshots_of_every_tab(server, chromium, shots):
     page.click("#generate")
     wait_info(page, "#sample-info")
     page.screenshot(path=os.path.join(shots, "serve_vectors.png"), full_page=True)
+    page.get_by_label("Model").click()
+    page.get_by_role("option", name="aud").click()
+    page.wait_for_function("document.querySelector('#status').innerText.includes('audio run')", timeout=60_000)
+    page.click("#generate")
+    wait_info(page, "#sample-info")
+    page.wait_for_timeout(1000)
+    assert page.locator("audio").count() >= 1 or page.get_by_label("Clip 1").count() >= 1
+    page.screenshot(path=os.path.join(shots, "serve_audio.png"), full_page=True)
     page.close()
