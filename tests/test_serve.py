@@ -310,7 +310,7 @@ def open_page(chromium, url):
 
 
 def set_number(page, label, value):
-    box = page.get_by_label(label, exact=True)
+    box = page.get_by_label(label, exact=True).locator("visible=true").first  # the field of the tab shown
     box.fill(str(value))
     box.press("Tab")
 
@@ -457,9 +457,10 @@ def test_browser_screenshots_of_every_tab(server, chromium, shots):
     page.get_by_label("Model").click()
     page.get_by_role("option", name="aud").click()
     page.wait_for_function("document.querySelector('#status').innerText.includes('audio run')", timeout=60_000)
+    set_number(page, "Seed", 3)
     page.click("#generate")
-    wait_info(page, "#sample-info")
-    page.wait_for_timeout(1000)
-    assert page.locator("audio").count() >= 1 or page.get_by_label("Clip 1").count() >= 1
+    page.wait_for_function("document.querySelector('#sample-info').innerText.includes('seed 3:')", timeout=60_000)
+    page.wait_for_selector("audio", state="attached", timeout=30_000)  # the players got their clips
+    page.wait_for_timeout(500)
     page.screenshot(path=os.path.join(shots, "serve_audio.png"), full_page=True)
     page.close()
