@@ -9,7 +9,6 @@ import importlib.util
 import os
 import sys
 
-from ..train import resolve_device
 from .serve_handlers import Limits, Models
 from .serve_page import build
 
@@ -75,7 +74,7 @@ def run(args):
             raise ValueError(f"{flag} must be a positive integer, got {value}")
     if not 0 < args.port < 65536:
         raise ValueError(f"--port must be in 1..65535, got {args.port}")
-    models = Models(run_names(args.checkpoint), device=resolve_device(args.device),
+    models = Models(run_names(args.checkpoint), device=args.device,  # unnoise.load resolves "auto"
                     limits=Limits(args.max_n, args.max_steps, args.max_image_side))
     if args.host not in LOCAL_HOSTS:
         print(f"unnoise serve: warning: binding to {args.host}: the page has no authentication; anyone who can "
