@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test install install-test install-bench clean
+.PHONY: demo test test-browser install install-test install-bench install-serve clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,9 +27,22 @@ $(VENV)/.installed-bench: $(VENV)/.installed-test
 	$(PIP) --no-deps azula==0.11.1 smalldiffusion==0.5.0
 	touch $@
 
+# The web page (unnoise serve) and its browser tests: Gradio and Playwright's Python package, driving the
+# distribution's Chromium (Playwright's own browser download is never used)
+$(VENV)/.installed-serve: $(VENV)/.installed
+	$(PIP) -e ".[serve]"
+	touch $@
+
+$(VENV)/.installed-browser: $(VENV)/.installed-test
+	command -v chromium >/dev/null || { $$([ "$$(id -u)" -eq 0 ] || echo sudo) apt-get update -qq && \
+		$$([ "$$(id -u)" -eq 0 ] || echo sudo) apt-get install -y -qq chromium; }
+	$(PIP) -e ".[serve,browser-test]"
+	touch $@
+
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 install-bench: $(VENV)/.installed-bench
+install-serve: $(VENV)/.installed-serve
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/unnoise demo
@@ -37,6 +50,11 @@ demo: $(VENV)/.installed
 # pytest exits 5 when it collects no test: not a failure of the build
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -q -p no:cacheprovider || [ $$? -eq 5 ]
+
+# the page of 'unnoise serve' in a headless Chromium; screenshots go to $(SCREENSHOTS)
+SCREENSHOTS ?= build/screenshots
+test-browser: $(VENV)/.installed-browser
+	UNNOISE_SCREENSHOTS=$(SCREENSHOTS) $(PY) -m pytest -q -p no:cacheprovider -m browser tests/test_serve.py
 
 clean:
 	rm -rf $(VENV) demo_out build src/*.egg-info
