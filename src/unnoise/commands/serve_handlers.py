@@ -60,14 +60,16 @@ class Capabilities:
 
 
 def capabilities(pipe) -> Capabilities:
-    """The one place that decides what the page offers for a loaded run (from ``pipe.kind``, whether it is
-    conditional and image-shaped); when ``unnoise.kinds`` says what each kind can do, only this changes."""
-    samples = pipe.denoiser is not None and pipe.kind != "upscale"  # upscale needs a low-resolution input
-    image = samples and pipe.kind in ("images", "latent_images", "text") and len(pipe.shape) == 3
-    return Capabilities(sample=samples, inpaint=image, restore=image, img2img=image, compare=samples,
+    """What the page offers for a loaded run: what its kind can do (its entry in :mod:`unnoise.kinds`), shown the
+    way its samples are written (an image grid, WAV players, a scatter of points)."""
+    entry = pipe.kind_entry
+    samples = pipe.denoiser is not None and entry.sample is not None  # upscale runs need a low-resolution input
+    image = samples and len(pipe.shape) == 3 and ".png" in entry.sample.extensions
+    return Capabilities(sample=samples, inpaint=image and entry.can("inpaint"), restore=image and entry.can("restore"),
+                        img2img=image and entry.can("img2img"), compare=samples,
                         classes=samples and bool(pipe.num_classes), prompt=samples and pipe.prompt_encoder is not None,
-                        image=image, audio=samples and pipe.kind == "audio",
-                        vectors=samples and pipe.kind == "vectors" and len(pipe.shape) == 1 and pipe.shape[0] >= 2)
+                        image=image, audio=samples and ".wav" in entry.sample.extensions,
+                        vectors=samples and len(pipe.shape) == 1 and pipe.shape[0] >= 2)
 
 
 class Cancelled(Exception):
