@@ -311,6 +311,7 @@ def test_predict_command(tiny_run, tmp_path, capsys):
     assert code == 0
     got = read_gif(dst)
     assert got.shape == (1, 6, 8, 8) and (got[:, :2] - read_gif(src)[:, :2]).abs().max() <= 0.5 / 127.5 + 1e-6
+    capsys.readouterr()
     code = cli.main(["predict", "--checkpoint", out, "--input", src, "--known", "0,1,5", "--out", dst,
                      "--device", "cpu"])
     err = capsys.readouterr().err.strip()

@@ -312,7 +312,8 @@ DEFAULT_N, DEFAULT_OUT = 8, "clips.gif"
 
 def write_video(pipe, x: torch.Tensor, args, out: str) -> list[str]:
     """Write clips ``(n, C, T, H, W)`` (data units) by the extension of ``out``; returns the paths written.
-    ``args.fps`` (default 8) sets the GIF frame rate."""
+    GIFs keep the model's frame size (so they can be read back, e.g. by ``unnoise predict``); ``args.fps``
+    (default 8) sets their frame rate."""
     ext = os.path.splitext(out)[1].lower()
     if ext == ".npy":
         io.save_npy(out, x.numpy())
@@ -325,7 +326,7 @@ def write_video(pipe, x: torch.Tensor, args, out: str) -> list[str]:
     fps = float(getattr(args, "fps", None) or 8.0)
     paths = gif_paths(out, len(x))
     for path, clip in zip(paths, x):
-        write_gif(path, clip, fps=fps, upscale=max(1, 64 // clip.shape[-1]))
+        write_gif(path, clip, fps=fps)
     return paths
 
 
