@@ -3,6 +3,7 @@ frames come back bitwise and cost no loss, the temporal layers see frame order, 
 what they claim, GIFs round-trip, bad input is one line, and a tiny run trains and predicts."""
 from __future__ import annotations
 
+import argparse
 import math
 import os
 
@@ -12,6 +13,9 @@ import torch
 
 from unnoise import cli, nets, schedules, video
 from unnoise.analytic import GaussianMixture
+from unnoise.commands import train as train_command
+from unnoise.commands import train_common
+from unnoise.commands.train_video import VIDEO_OPTIONS, add_video_args, run_video
 from unnoise.data.video import (MovingDigits, VideoArray, VideoFolder, read_clip, read_gif, video_dataset, write_gif,
                                 write_strip)
 from unnoise.denoiser import Denoiser, expand_sigma
@@ -316,3 +320,40 @@ def test_predict_command(tiny_run, tmp_path, capsys):
                      "--device", "cpu"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err and "--known" in err and "4 frames" in err
+
+
+def train_args(argv):
+    """``unnoise train ARGV`` parsed with the video options, resolved as the kind registry resolves them."""
+    parser = argparse.ArgumentParser()
+    train_command.register(parser.add_subparsers())
+    add_video_args(train_common._PARSERS.pop())
+    args = parser.parse_args(["train", *argv])
+    for option, default in VIDEO_OPTIONS.items():
+        if getattr(args, option, None) is None:
+            setattr(args, option, default)
+    return train_common.resolve_resume(args)
+
+
+def test_train_video_command_on_moving_digits_and_on_a_npy(tmp_path, capsys):
+    common = ["--steps", "2", "--batch-size", "4", "--base-channels", "8", "--channel-mult", "1,2", "--device", "cpu",
+              "--num-workers", "0"]
+    out = str(tmp_path / "digits")
+    args = train_args(["--video", "--data", "moving-digits", "--frames", "4", "--image-size", "16", "--num-clips", "16",
+                       "--out", out, *common])
+    assert run_video(args) == 0
+    pipe = video.load(out)
+    assert pipe.shape == (1, 4, 16, 16) and pipe.config["video"]["moving_digits"]["stochastic"] is False
+    assert pipe.config["objective"]["p_past"] == 0.5 and pipe.config["command"]["frames"] == 4
+    clips = MovingDigits(3, frames=6, size=8, digit_size=4, seed=2).clips()
+    np.save(tmp_path / "clips.npy", clips.numpy())
+    out = str(tmp_path / "npy")
+    args = train_args(["--video", "--data", str(tmp_path / "clips.npy"), "--frames", "3", "--p-future", "0", "--out", out,
+                       *common])
+    assert run_video(args) == 0
+    pipe = video.load(out)
+    assert pipe.shape == (1, 3, 8, 8) and pipe.config["data"]["num_examples"] == 6
+    assert pipe.config["objective"]["p_future"] == 0.0
+    bad = train_args(["--video", "--data", str(tmp_path / "clips.npy"), "--frames", "7", "--out", str(tmp_path / "x"),
+                      *common])
+    with pytest.raises(ValueError, match="shorter than a clip of 7"):
+        run_video(bad)
