@@ -16,8 +16,8 @@ from unnoise.analytic import GaussianMixture
 from unnoise.commands import train as train_command
 from unnoise.commands import train_common
 from unnoise.commands.train_video import VIDEO_OPTIONS, add_video_args, run_video
-from unnoise.data.video import (MovingDigits, VideoArray, VideoFolder, read_clip, read_gif, video_dataset, write_gif,
-                                write_strip)
+from unnoise.data.video import (MovingDigits, VideoArray, VideoFolder, WithStills, read_clip, read_gif, video_dataset,
+                                write_gif, write_strip)
 from unnoise.denoiser import Denoiser, expand_sigma
 from unnoise.train import TrainConfig, Trainer
 
@@ -357,3 +357,21 @@ def test_train_video_command_on_moving_digits_and_on_a_npy(tmp_path, capsys):
                       *common])
     with pytest.raises(ValueError, match="shorter than a clip of 7"):
         run_video(bad)
+
+
+def test_stills_train_as_clips_of_independent_frames():
+    videos = MovingDigits(6, frames=4, size=8, digit_size=4, seed=0)
+    images = torch.rand(9, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    data = WithStills(videos, images)
+    assert len(data) == 8 and data[6][1]["stills"] and not data[0][1]["stills"]
+    assert torch.equal(data[7][0][:, 2], images[6])  # still k of clip j is image j * T + k
+    den = small_denoiser()
+    objective = video.VideoObjective(p_past=1.0, p_future=1.0)
+    x0 = torch.stack([data[i][0] for i in (0, 6)])
+    noise = torch.randn(2, *objective.noise_shape(den, x0.shape[1:]), generator=torch.Generator().manual_seed(1))
+    out = objective(den, x0, torch.ones(2), noise, {"stills": torch.tensor([False, True])})
+    assert out["known_frames"][0] > 0 and out["known_frames"][1] == 0
+    cfg = TrainConfig(steps=2, batch_size=4, device="cpu", num_workers=0)
+    trainer = Trainer(den, schedules.get("ddpm"), data, cfg, objective=objective)
+    trainer.fit(progress=False)
+    assert all(math.isfinite(h["loss"]) for h in trainer.history)

@@ -335,6 +335,40 @@ class MovingDigits(torch.utils.data.Dataset):
         return torch.stack([self[i][0] for i in range(start, start + count)])
 
 
+class WithStills(torch.utils.data.Dataset):
+    """A video dataset plus still images, ``frames`` stills at a time, as clips of independent frames
+    (joint image-video training, Ho et al. 2022).
+
+    Still clips carry ``cond["stills"] = True``: the video objective gives them no known frames and the
+    network's temporal attention lets each of their frames see only itself, so the stills teach the
+    spatial layers without pretending to be motion.  Video items get ``cond["stills"] = False``.
+
+    Args:
+        videos: a dataset of ``(clip (C, T, H, W), cond)`` items.
+        images: ``(N, C, H, W)`` stills in ``[-1, 1]`` of the clips' frame size; ``N // T`` clips are made.
+    """
+
+    def __init__(self, videos, images: torch.Tensor):
+        self.videos = videos
+        c, t, h, w = videos[0][0].shape
+        images = torch.as_tensor(images, dtype=torch.float32)
+        if images.ndim != 4 or tuple(images.shape[1:]) != (c, h, w):
+            raise ValueError(f"stills must be (N, {c}, {h}, {w}) to match the clips' frames, got {tuple(images.shape)}")
+        if len(images) < t:
+            raise ValueError(f"{len(images)} stills cannot fill one clip of {t} frames; give at least {t}")
+        n = len(images) // t
+        self.stills = images[:n * t].reshape(n, t, c, h, w).transpose(1, 2).contiguous()
+
+    def __len__(self) -> int:
+        return len(self.videos) + len(self.stills)
+
+    def __getitem__(self, i):
+        if i < len(self.videos):
+            x, cond = self.videos[i]
+            return x, {**cond, "stills": torch.tensor(False)}
+        return self.stills[i - len(self.videos)], {"stills": torch.tensor(True)}
+
+
 MOVING_DIGITS = ("moving-digits", "moving-digits-stochastic")
 
 
@@ -470,6 +504,6 @@ def ssim(x: torch.Tensor, ref: torch.Tensor, window: int = 7) -> torch.Tensor:
     return s.reshape(lead, -1).mean(1)
 
 
-__all__ = ["MOVING_DIGITS", "MovingDigits", "VideoArray", "VideoFolder", "check_clip", "gif_paths", "is_video_spec",
+__all__ = ["MOVING_DIGITS", "MovingDigits", "VideoArray", "VideoFolder", "WithStills", "check_clip", "gif_paths", "is_video_spec",
            "psnr", "read_clip", "read_frames", "read_gif", "resize_clip", "ssim", "video_dataset", "write_gif",
            "write_strip"]
