@@ -27,16 +27,15 @@ import os
 import torch
 from tqdm.auto import tqdm
 
-from . import checkpoint, editing, io, nets, schedules
+from . import checkpoint, editing, inverse, io, nets, schedules
 from .data.memory import TensorDataset
 from .data.video import check_clip, gif_paths, write_gif, write_strip
 from .denoiser import Denoiser, expand_sigma
 from .losses import x0_weight
-from .pipeline import data_std
 from .runs import ImageCodec, Pipeline
 from .samplers import DEFAULT_SAMPLER
 from .samplers import sample as run_sampler
-from .train import TrainConfig, Trainer
+from .train import TrainConfig, Trainer, data_std
 
 KIND = "video"
 METHODS = ("condition", "replace", "smc")
@@ -297,8 +296,10 @@ def _fill(den, x_known, mask, sigmas, noise, pipe, method, sampler, generator, o
     if method == "replace":
         return editing.inpaint(den, x_known, keep, sigmas, sampler=sampler or "ddpm", generator=generator,
                                x_init=start, **options)
-    if method == "smc":
-        return editing.inpaint_smc(den, x_known, keep, sigmas, generator=generator, **options)
+    if method == "smc":  # sequential Monte Carlo with the known entries as a noiseless Mask measurement
+        mask_op = inverse.Mask(keep, x_shape=x_known.shape[1:])
+        return inverse.sample(den, start, sigmas, y=x_known, operator=mask_op, method="smc", generator=generator,
+                              **options)
     out = run_sampler(_conditioned(den, x_known, mask), torch.where(m, x_known, start), sigmas,
                       sampler=sampler or DEFAULT_SAMPLER, generator=generator, **options)
     return torch.where(m, x_known, out)

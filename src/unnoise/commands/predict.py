@@ -12,7 +12,7 @@ import torch
 
 from .. import io, video
 from ..data.video import read_clip
-from ..train import resolve_device
+from ..devices import resolve_device
 from .common import add_device_arg, add_sampling_args, parse_options
 
 
