@@ -8,7 +8,11 @@ completed by :func:`unnoise.video.predict`:
 
 * prediction, 5 frames from 5: frames 0-4 known, frames 5-9 generated; baseline: frame 4 repeated;
 * interpolation, 3 between 2: a 7-frame clip with frames 0, 1, 5, 6 known, frames 2-4 generated; baselines:
-  frame 1 repeated, and the linear blend ``((5 - t) x_1 + (t - 1) x_5) / 4``.
+  frame 1 repeated, and the linear blend ``((5 - t) x_1 + (t - 1) x_5) / 4``;
+* generation: ``2 * --eval-clips`` unconditional clips against as many held-out clips, by the Frechet distance
+  of per-clip features (each frame's ink and ink centre: where the digit is and how it moves), beside a
+  second held-out set (the floor), the same clips with their frames shuffled in time, and their first frame
+  repeated.
 
 PSNR (peak-to-peak 2 on [-1, 1]) and SSIM (7x7 uniform window) are averaged over the generated frames of
 every clip.  Throughput: each clip length is trained for a few steps in a fresh process, which reports
@@ -75,6 +79,27 @@ def score(pred: torch.Tensor, truth: torch.Tensor, frames: list[int]) -> tuple[f
     return float(psnr(p, t).mean()), float(ssim(p, t).mean())
 
 
+def clip_features(x: torch.Tensor) -> torch.Tensor:
+    """Per-clip features ``(N, 3 T)``: each frame's ink (mean brightness) and the centre of its ink (row, column),
+    so they describe where the digit is and how it moves, not its exact pixels."""
+    ink = (x[:, 0].double() + 1) / 2  # (N, T, H, W)
+    h, w = ink.shape[-2:]
+    mass = ink.sum((-1, -2)).clamp_min(1e-9)
+    rows = (ink.sum(-1) * torch.arange(h, dtype=ink.dtype)).sum(-1) / mass / h
+    cols = (ink.sum(-2) * torch.arange(w, dtype=ink.dtype)).sum(-1) / mass / w
+    return torch.cat([mass / (h * w), rows, cols], 1)
+
+
+def frechet(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Frechet distance between Gaussian fits of two feature sets ``(N, d)``."""
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    ca, cb = torch.cov(a.T), torch.cov(b.T)
+    evals, evecs = torch.linalg.eigh(ca)
+    root = evecs @ torch.diag(evals.clamp_min(0).sqrt()) @ evecs.T
+    cross = torch.linalg.eigvalsh(root @ cb @ root).clamp_min(0).sqrt().sum()
+    return float(((mu_a - mu_b) ** 2).sum() + ca.trace() + cb.trace() - 2 * cross)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--train-steps", type=int, default=1000)
@@ -120,6 +145,17 @@ def main():
     results["interpolation"] = {"model": score(interp, clip7, middle),
                                 "copy_last": score(clip7[:, :, [1]].expand_as(clip7), clip7, middle),
                                 "linear_blend": score(blend, clip7, middle)}
+    # generation: Frechet distance of clip features against held-out clips, beside references
+    n_fd = 2 * args.eval_clips
+    reference = clip_features(MovingDigits(n_fd, frames=10, size=args.size, seed=1, split="test").clips())
+    other = MovingDigits(n_fd, frames=10, size=args.size, seed=2, split="test").clips()
+    generated = pipe.sample(n_fd, steps=args.sample_steps, generator=torch.Generator().manual_seed(3))
+    order = torch.randperm(10, generator=torch.Generator().manual_seed(4))
+    results["generation_fd"] = {
+        "model": frechet(clip_features(generated), reference),
+        "real_clips_floor": frechet(clip_features(other), reference),
+        "frames_shuffled_in_time": frechet(clip_features(other[:, :, order]), reference),
+        "first_frame_repeated": frechet(clip_features(other[:, :, [0]].expand_as(other)), reference)}
     results["eval_seconds"] = time.perf_counter() - t1
 
     results["throughput"] = []
@@ -136,6 +172,9 @@ def main():
     for task in ("prediction", "interpolation"):
         for method, (p, s) in results[task].items():
             print(f"| {task} | {method} | {p:.2f} | {s:.3f} |")
+    print("\n| generated clips | FD of clip features |\n|---|---|")
+    for name, value in results["generation_fd"].items():
+        print(f"| {name} | {value:.4f} |")
     print("\n| frames | examples/s | peak RSS (MiB) | above start (MiB) |\n|---|---|---|---|")
     for r in results["throughput"]:
         print(f"| {r['frames']} | {r['examples_per_s']:.1f} | {r['peak_rss_mib']:.0f} | {r['peak_above_start_mib']:.0f} |")
