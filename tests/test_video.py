@@ -339,7 +339,9 @@ def train_args(argv):
     """``unnoise train ARGV`` parsed with the video options, resolved as the kind registry resolves them."""
     parser = argparse.ArgumentParser()
     train_command.register(parser.add_subparsers())
-    add_video_args(train_common._PARSERS.pop())
+    train_parser = train_common._PARSERS.pop()
+    if not any("--video" in a.option_strings for a in train_parser._actions):  # until the kind is registered
+        add_video_args(train_parser)
     args = parser.parse_args(["train", *argv])
     for option, default in VIDEO_OPTIONS.items():
         if getattr(args, option, None) is None:
