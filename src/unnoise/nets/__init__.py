@@ -9,9 +9,11 @@ from .dit import DiT
 from .diffwave import DiffWave
 from .mlp import MLP
 from .unet import UNet
+from .video_unet import VideoUNet
 
 NETS: dict[str, type] = {"mlp": MLP, "unet": UNet, "dit": DiT}
 NETS["diffwave"] = DiffWave
+NETS["video_unet"] = VideoUNet
 
 
 def register(name: str, cls: type) -> None:
@@ -70,5 +72,5 @@ def summary(net: nn.Module, max_depth: int = 1) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["DiT", "DiffWave", "MLP", "NETS", "NoiseLevelEmbedding", "SinusoidalEmbedding", "UNet", "build", "count_parameters",
+__all__ = ["DiT", "DiffWave", "MLP", "NETS", "NoiseLevelEmbedding", "SinusoidalEmbedding", "UNet", "VideoUNet", "build", "count_parameters",
            "name_of", "register", "summary"]

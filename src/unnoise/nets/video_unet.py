@@ -1,0 +1,212 @@
+"""Factorised space-time U-Net for video clips ``(B, C, T, H, W)`` (Ho et al. 2022, "Video Diffusion Models").
+
+Spatial layers run on every frame alone (frames folded into the batch: 2-D convolutions, GroupNorm per
+frame, per-frame self-attention); after them, at the levels in ``temporal_levels``, a temporal attention
+block lets each pixel position attend across the frames, with a learned relative position bias per head
+(``bias[j - i]`` for query frame ``i`` and key frame ``j``, distances clipped to ``max_distance``), so
+the network knows frame order while every frame uses the same weights.  Down- and upsampling are
+spatial only, so the clip length ``T`` is free (any ``T >= 1``; one frame is a still image).
+
+Conditioning frames (MCVD, RaMViD): ``cond["frames"]`` ``(B, T)`` is 1 where a frame is known (given
+clean) and 0 where it is to be generated.  The mask enters as an extra input channel and as a learned
+vector added to each frame's noise embedding, so every residual block knows whether its frame is
+known.  ``cond["stills"]`` ``(B,)`` marks examples whose frames are independent still images: their
+temporal attention sees only the frame itself (joint image-video training, Ho et al. 2022).
+Output convolutions and attention projections are zero-initialised (a fresh network predicts 0).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .embeddings import NoiseLevelEmbedding
+from .unet import AttentionBlock, Downsample, ResBlock, Upsample, _groups, _zero
+
+VIDEO_COND_KEYS = ("frames", "stills")
+
+
+def video_cond(cond, batch: int, frames: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(known (B, T) float, stills (B,) bool)`` from a video condition dict (None: nothing known)."""
+    if cond is None:
+        cond = {}
+    if not isinstance(cond, dict):
+        raise ValueError("a video network takes cond={'frames': (B, T) known-frame mask} (no class labels)")
+    unknown = set(cond) - set(VIDEO_COND_KEYS)
+    if unknown:
+        raise ValueError(f"unknown cond keys {sorted(unknown)} for a video network; use {', '.join(VIDEO_COND_KEYS)}")
+    known = cond.get("frames")
+    if known is None:
+        known = torch.zeros(batch, frames, device=device)
+    known = torch.as_tensor(known, device=device).float()
+    if known.ndim == 1:
+        known = known.expand(batch, -1)
+    if tuple(known.shape) != (batch, frames):
+        raise ValueError(f"cond['frames'] must have shape ({batch}, {frames}) (1 = known frame), "
+                         f"got {tuple(known.shape)}")
+    stills = cond.get("stills")
+    stills = torch.zeros(batch, dtype=torch.bool, device=device) if stills is None else \
+        torch.as_tensor(stills, device=device).bool().reshape(-1).expand(batch)
+    return known, stills
+
+
+class TemporalAttention(nn.Module):
+    """Self-attention across the frames at every pixel, with a relative position bias per head.
+
+    Input and output ``(B*T, C, H, W)`` (frames folded into the batch); ``frames = T``.
+    """
+
+    def __init__(self, channels: int, num_heads: int, max_distance: int = 32):
+        super().__init__()
+        if channels % num_heads:
+            raise ValueError(f"attention channels {channels} not divisible by num_heads={num_heads}")
+        self.heads, self.max_distance = num_heads, int(max_distance)
+        self.norm = nn.GroupNorm(_groups(channels), channels)
+        self.qkv = nn.Linear(channels, 3 * channels)
+        self.proj = _zero(nn.Linear(channels, channels))
+        self.bias = nn.Parameter(torch.zeros(num_heads, 2 * self.max_distance + 1))
+
+    def position_bias(self, frames: int, device) -> torch.Tensor:
+        """``(heads, T, T)``: ``bias[h, clip(j - i)]`` for query ``i``, key ``j``."""
+        idx = torch.arange(frames, device=device)
+        rel = (idx[None, :] - idx[:, None]).clamp(-self.max_distance, self.max_distance) + self.max_distance
+        return self.bias[:, rel]
+
+    def forward(self, h: torch.Tensor, frames: int, stills: torch.Tensor | None = None) -> torch.Tensor:
+        bt, c, height, width = h.shape
+        b = bt // frames
+        x = self.norm(h).reshape(b, frames, c, height * width).permute(0, 3, 1, 2)  # (B, HW, T, C)
+        x = x.reshape(b * height * width, frames, c)
+        q, k, v = (t.reshape(t.shape[0], frames, self.heads, -1).transpose(1, 2) for t in self.qkv(x).chunk(3, -1))
+        bias = self.position_bias(frames, h.device).to(q.dtype)[None]  # (1, heads, T, T)
+        if stills is not None and bool(stills.any()):
+            eye = torch.eye(frames, dtype=torch.bool, device=h.device)
+            blocked = stills[:, None, None] & ~eye  # (B, T, T)
+            blocked = blocked.repeat_interleave(height * width, 0)[:, None]
+            bias = bias.masked_fill(blocked, float("-inf"))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B*HW, heads, T, C/heads)
+        out = self.proj(out.transpose(1, 2).reshape(b * height * width, frames, c))
+        out = out.reshape(b, height * width, frames, c).permute(0, 2, 3, 1).reshape(bt, c, height, width)
+        return h + out
+
+
+class VideoUNet(nn.Module):
+    """Noise-conditioned factorised space-time U-Net: ``F(x_in, c_noise, cond)``, ``x_in`` ``(B, C, T, H, W)``.
+
+    Args:
+        shape: one clip ``(C, T, H, W)`` (sets ``in_channels``; ``T`` is the training window, recorded).
+        in_channels: data channels (also the output channels).
+        base_channels, channel_mult, num_res_blocks, attention_levels, num_heads, dropout, emb_dim: as in
+            :class:`unnoise.nets.UNet` (per-frame 2-D layers; ``attention_levels`` get spatial attention).
+        temporal_levels: levels with temporal attention after each block (default: every level); the
+            middle block always has it.
+        max_distance: frame distances beyond this share one relative position bias.
+    """
+
+    def __init__(self, shape=None, in_channels: int | None = None, base_channels: int = 32, channel_mult=(1, 2, 2),
+                 num_res_blocks: int = 1, attention_levels=(), temporal_levels=None, num_heads: int = 4,
+                 dropout: float = 0.0, max_distance: int = 32, emb_dim: int | None = None):
+        super().__init__()
+        if shape is not None:
+            shape = [int(s) for s in shape]
+            if len(shape) != 4:
+                raise ValueError(f"VideoUNet needs clips shaped (C, T, H, W), got shape {shape}")
+            in_channels = shape[0] if in_channels is None else in_channels
+        in_channels = 1 if in_channels is None else int(in_channels)
+        channel_mult = [int(m) for m in channel_mult]
+        levels = len(channel_mult)
+        attention_levels = sorted(int(a) for a in attention_levels)
+        temporal_levels = list(range(levels)) if temporal_levels is None else sorted(int(a) for a in temporal_levels)
+        if not channel_mult or min(channel_mult) < 1 or base_channels < 1 or num_res_blocks < 1:
+            raise ValueError("base_channels, channel_mult entries and num_res_blocks must be positive")
+        for name, lv in (("attention_levels", attention_levels), ("temporal_levels", temporal_levels)):
+            if any(not 0 <= a < levels for a in lv):
+                raise ValueError(f"{name} {lv} must be level indices in [0, {levels})")
+        emb_dim = int(emb_dim or 4 * base_channels)
+        self.config = dict(shape=shape, in_channels=in_channels, base_channels=base_channels, channel_mult=channel_mult,
+                           num_res_blocks=num_res_blocks, attention_levels=attention_levels,
+                           temporal_levels=temporal_levels, num_heads=num_heads, dropout=dropout,
+                           max_distance=max_distance, emb_dim=emb_dim)
+        self.in_channels, self.levels = in_channels, levels
+        if shape is not None:
+            self.check_spatial(shape[2:])
+
+        self.embed = NoiseLevelEmbedding(emb_dim)
+        self.known_emb = nn.Parameter(torch.zeros(emb_dim))
+        self.inp = nn.Conv2d(in_channels + 1, base_channels, 3, padding=1)
+
+        def block_extras(level, ch):
+            extras = [AttentionBlock(ch, num_heads)] if level in attention_levels else []
+            return extras + ([TemporalAttention(ch, num_heads, max_distance)] if level in temporal_levels else [])
+
+        self.down = nn.ModuleList()
+        skips, ch = [base_channels], base_channels
+        for level, mult in enumerate(channel_mult):
+            for _ in range(num_res_blocks):
+                out = base_channels * mult
+                self.down.append(nn.ModuleList([ResBlock(2, ch, out, emb_dim, dropout)] + block_extras(level, out)))
+                ch = out
+                skips.append(ch)
+            if level < levels - 1:
+                self.down.append(nn.ModuleList([Downsample(2, ch)]))
+                skips.append(ch)
+        self.mid = nn.ModuleList([ResBlock(2, ch, ch, emb_dim, dropout), AttentionBlock(ch, num_heads),
+                                  TemporalAttention(ch, num_heads, max_distance), ResBlock(2, ch, ch, emb_dim, dropout)])
+        self.up = nn.ModuleList()
+        for level in reversed(range(levels)):
+            for i in range(num_res_blocks + 1):
+                out = base_channels * channel_mult[level]
+                layers = [ResBlock(2, ch + skips.pop(), out, emb_dim, dropout)] + block_extras(level, out)
+                ch = out
+                if level > 0 and i == num_res_blocks:
+                    layers.append(Upsample(2, ch))
+                self.up.append(nn.ModuleList(layers))
+        self.out_norm = nn.GroupNorm(_groups(ch), ch)
+        self.out = _zero(nn.Conv2d(ch, in_channels, 3, padding=1))
+
+    def check_spatial(self, spatial) -> None:
+        """Raise a ValueError unless H and W are divisible by ``2 ** (levels - 1)``."""
+        factor = 2 ** (self.levels - 1)
+        if any(s % factor or s < 1 for s in spatial):
+            raise ValueError(f"frame size {tuple(spatial)} cannot be halved {self.levels - 1} times: H and W must be "
+                             f"divisible by {factor}; resize the frames (--image-size) or use fewer levels "
+                             "(len(channel_mult))")
+
+    def _run(self, layers, h, emb, frames, stills):
+        for layer in layers:
+            if isinstance(layer, ResBlock):
+                h = layer(h, emb)
+            elif isinstance(layer, TemporalAttention):
+                h = layer(h, frames, stills)
+            else:
+                h = layer(h)
+        return h
+
+    def forward(self, x, c_noise, cond=None):
+        if x.ndim != 5 or x.shape[1] != self.in_channels:
+            raise ValueError(f"VideoUNet expects clips (B, {self.in_channels}, T, H, W), got {tuple(x.shape)}")
+        b, c, t, height, width = x.shape
+        self.check_spatial((height, width))
+        known, stills = video_cond(cond, b, t, x.device)
+        h = torch.cat([x, known.to(x.dtype)[:, None, :, None, None].expand(b, 1, t, height, width)], dim=1)
+        h = h.transpose(1, 2).reshape(b * t, c + 1, height, width)  # frames into the batch
+        emb = self.embed(c_noise.reshape(-1).expand(b) if c_noise.numel() == 1 else c_noise)
+        emb = (emb[:, None] + known[..., None].to(emb.dtype) * self.known_emb).reshape(b * t, -1)
+        h = self.inp(h)
+        hs = [h]
+        for layers in self.down:
+            h = self._run(layers, h, emb, t, stills)
+            hs.append(h)
+        h = self._run(self.mid, h, emb, t, stills)
+        for layers in self.up:
+            h = self._run(layers, torch.cat([h, hs.pop()], dim=1), emb, t, stills)
+        out = self.out(F.silu(self.out_norm(h)))
+        return out.reshape(b, t, c, height, width).transpose(1, 2)
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return (f"channels={c['base_channels']}x{c['channel_mult']}, res_blocks={c['num_res_blocks']}, "
+                f"attention_levels={c['attention_levels']}, temporal_levels={c['temporal_levels']}")
+
+
+__all__ = ["TemporalAttention", "VIDEO_COND_KEYS", "VideoUNet", "video_cond"]
