@@ -463,7 +463,7 @@ def write_strip(path: str, clips: torch.Tensor, pad: int = 1, upscale: int | Non
         clips = clips[None]
     n, c, t, h, w = clips.shape
     if upscale is None:
-        upscale = max(1, 32 // h)
+        upscale = max(1, 96 // h)  # small frames enlarged (nearest) to about 96 pixels, so a person can see them
     frames = clips.transpose(1, 2).reshape(n * t, c, h, w)
     return io.save_png(path, image_grid(frames, nrow=t, pad=pad, upscale=upscale))
 
