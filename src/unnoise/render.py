@@ -69,8 +69,8 @@ def camera_map(camera: torch.Tensor, size: int) -> torch.Tensor:
 def rays(camera: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Ray origins ``(B, 3)`` and unit directions ``(B, size, size, 3)`` (row 0 at the top) of pinhole cameras."""
     origin, right, true_up, forward = _frame(camera)
-    fov = torch.as_tensor(camera, dtype=torch.float32)[:, 3]
-    coords = (torch.arange(size, dtype=torch.float32) + 0.5) / size * 2 - 1
+    fov = torch.as_tensor(camera)[:, 3].to(origin.dtype)
+    coords = (torch.arange(size, dtype=origin.dtype) + 0.5) / size * 2 - 1
     v, u = torch.meshgrid(coords, coords, indexing="ij")  # v down the rows, u across the columns
     half = torch.tan(fov / 2)[:, None, None, None]
     dirs = (forward[:, None, None] + half * (u[None, ..., None] * right[:, None, None]
@@ -78,7 +78,7 @@ def rays(camera: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     return origin, F.normalize(dirs, dim=-1)
 
 
-def _sample(grid: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+def sample_grid(grid: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
     """Trilinear values of ``grid`` ``(B or 1, C, R, R, R)`` at world ``points`` ``(B, ..., 3)`` -> ``(B, C, ...)``;
     zero outside the cube."""
     B = points.shape[0]
@@ -114,18 +114,19 @@ def render(params: dict, camera: torch.Tensor, size: int = 32, n_samples: int = 
     ``background``: a grey level or an RGB triple in [0, 1], or ``(B, 3)`` colours (one per view).
     """
     density, color = check_grid(params)
+    camera = torch.as_tensor(camera, dtype=density.dtype)
     origin, dirs = rays(camera, size)
     B = origin.shape[0]
     radius = origin.norm(dim=1)
     near, far = (radius - _HALF_DIAGONAL).clamp_min(0.0), radius + _HALF_DIAGONAL
-    t = (torch.arange(n_samples, dtype=torch.float32) + 0.5) / n_samples
+    t = (torch.arange(n_samples, dtype=density.dtype) + 0.5) / n_samples
     depth = near[:, None] + (far - near)[:, None] * t[None]  # (B, N) midpoints
     delta = ((far - near) / n_samples)[:, None, None, None]  # (B, 1, 1, 1) against sigma (B, H, W, N)
     points = origin[:, None, None, None] + dirs[:, :, :, None] * depth[:, None, None, :, None]  # (B, H, W, N, 3)
     fields = [density[None], color]
     if shading:
         fields.append(normals(density))
-    values = _sample(torch.cat(fields, dim=0)[None], points)  # (B, C, H, W, N)
+    values = sample_grid(torch.cat(fields, dim=0)[None], points)  # (B, C, H, W, N)
     inside = (points.abs() <= 1.0).all(-1).float()  # grid_sample pads with raw 0, not with empty space
     sigma = F.softplus(values[:, 0]) * inside
     albedo = torch.sigmoid(values[:, 1:4])
@@ -140,7 +141,7 @@ def render(params: dict, camera: torch.Tensor, size: int = 32, n_samples: int = 
     weights = trans * alpha  # (B, H, W, N)
     rgb = (weights[:, None] * albedo).sum(-1)
     opacity = weights.sum(-1)
-    bg = torch.as_tensor(background, dtype=torch.float32)
+    bg = torch.as_tensor(background, dtype=density.dtype)
     bg = bg.reshape(-1, 3 if bg.numel() > 1 else 1).expand(B, 3)[:, :, None, None]
     image = (rgb + (1 - opacity[:, None]) * bg) * 2 - 1
     return (image, opacity) if return_alpha else image
@@ -148,13 +149,15 @@ def render(params: dict, camera: torch.Tensor, size: int = 32, n_samples: int = 
 
 def _frame(camera: torch.Tensor):
     """``(origin, right, up, forward)`` of each camera, ``(B, 3)`` each."""
-    camera = torch.as_tensor(camera, dtype=torch.float32)
+    camera = torch.as_tensor(camera)
+    camera = camera if camera.is_floating_point() else camera.float()
     if camera.ndim != 2 or camera.shape[1] != 4:
         raise ValueError(f"cameras must have shape (B, 4) = (azimuth, elevation, radius, fov), got {tuple(camera.shape)}")
     az, el, radius, _ = camera.unbind(1)
     origin = radius[:, None] * torch.stack([el.cos() * az.cos(), el.cos() * az.sin(), el.sin()], dim=1)
     forward = -origin / radius[:, None]
-    right = F.normalize(torch.cross(forward, torch.tensor([0.0, 0.0, 1.0]).expand_as(forward), dim=1), dim=1)
+    up = torch.tensor([0.0, 0.0, 1.0], dtype=forward.dtype).expand_as(forward)
+    right = F.normalize(torch.cross(forward, up, dim=1), dim=1)
     return origin, right, torch.cross(right, forward, dim=1), forward
 
 
@@ -164,7 +167,7 @@ def grid_points(resolution: int) -> torch.Tensor:
     return torch.stack(torch.meshgrid(c, c, c, indexing="ij"), dim=-1)
 
 
-def init_grid(resolution: int = 32, blob_radius: float = 0.5, blob_density: float = 4.0, color: float = 0.0) -> dict:
+def init_grid(resolution: int = 32, blob_radius: float = 0.5, blob_density: float = 20.0, color: float = 0.0) -> dict:
     """A starting grid: a soft ball of density (raw ``blob_density`` at the centre, falling linearly, zero at
     ``blob_radius``, negative outside) and grey colour (raw ``color``; 0 = albedo 0.5)."""
     r = grid_points(resolution).norm(dim=-1)
@@ -172,12 +175,12 @@ def init_grid(resolution: int = 32, blob_radius: float = 0.5, blob_density: floa
     return {"density": density, "color": torch.full((3, resolution, resolution, resolution), float(color))}
 
 
-def occupancy(params: dict, threshold: float = 5.0) -> torch.Tensor:
+def occupancy(params: dict, threshold: float = 10.0) -> torch.Tensor:
     """Boolean ``(R, R, R)``: voxels whose density ``softplus(d)`` exceeds ``threshold`` per unit length
-    (5 per unit: a voxel of a 32-grid stops about 28 % of the light)."""
+    (10 per unit: a voxel of a 32-grid stops about half the light)."""
     density, _ = check_grid(params)
     return F.softplus(density.detach()) > threshold
 
 
 __all__ = ["DEFAULT_FOV", "DEFAULT_RADIUS", "camera_features", "camera_map", "cameras", "check_grid", "grid_points",
-           "init_grid", "normals", "occupancy", "random_cameras", "rays", "render", "turntable"]
+           "init_grid", "normals", "occupancy", "random_cameras", "rays", "render", "sample_grid", "turntable"]
