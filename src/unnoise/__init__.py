@@ -4,8 +4,8 @@ Every forward process is ``x_t = s(t) (x_0 + sigma(t) eps)``; everything downstr
 denoiser ``D(x, sigma, cond) ~ E[x_0 | x_0 + sigma eps = x]``.  ``unnoise.load(path)`` reads any
 trained run (or a diffusers folder) as a :class:`Pipeline`.
 """
-from . import (analytic, checkpoint, data, denoiser, editing, guidance, imaging, inverse, latent, likelihood, losses,
-               metrics, nets, runs, samplers, schedules, spectral, text, upscale)
+from . import (analytic, checkpoint, data, denoiser, distill, editing, guidance, imaging, inverse, latent, likelihood,
+               losses, metrics, multiview, nets, render, runs, samplers, schedules, spectral, text, upscale)
 from .denoiser import Denoiser
 from .guidance import cfg
 from .runs import Pipeline, load
@@ -16,5 +16,6 @@ from . import interop  # noqa: E402  (registers the diffusers-folder loader; imp
 __version__ = "0.1.0"
 
 __all__ = ["Denoiser", "Pipeline", "TrainConfig", "Trainer", "analytic", "cfg", "checkpoint", "data", "denoiser",
-           "editing", "guidance", "imaging", "interop", "inverse", "latent", "likelihood", "load", "losses",
-           "metrics", "nets", "runs", "sample", "samplers", "schedules", "spectral", "text", "upscale"]
+           "distill", "editing", "guidance", "imaging", "interop", "inverse", "latent", "likelihood", "load", "losses",
+           "metrics", "multiview", "nets", "render", "runs", "sample", "samplers", "schedules", "spectral", "text",
+           "upscale"]

@@ -138,7 +138,7 @@ def mesher():
     return measure
 
 
-def mesh(params: dict, threshold: float = 10.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def mesh(params: dict, threshold: float = 2.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(vertices (V, 3) in world units, faces (F, 3), colours (V, 3) uint8)`` of the surface where the
     density ``softplus(d)`` crosses ``threshold``, by marching cubes (scikit-image)."""
     measure = mesher()
@@ -155,7 +155,7 @@ def mesh(params: dict, threshold: float = 10.0) -> tuple[np.ndarray, np.ndarray,
     return verts, faces, (rgb.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
 
 
-def save_mesh(params: dict, path: str, threshold: float = 10.0) -> str:
+def save_mesh(params: dict, path: str, threshold: float = 2.0) -> str:
     """Write the grid's surface as an ASCII PLY with vertex colours (``.ply``) or a Wavefront OBJ (``.obj``)."""
     verts, faces, colours = mesh(params, threshold)
     if path.lower().endswith(".obj"):

@@ -16,7 +16,7 @@ import torch
 from .. import render as rendering
 
 SHAPES = ("sphere", "box", "torus", "snowman", "house")
-_RAW_INSIDE, _RAW_OUTSIDE = 30.0, -10.0  # raw densities: softplus 30 (opaque within a voxel), ~0; 10 on the surface
+_RAW_INSIDE, _RAW_OUTSIDE = 30.0, -26.0  # raw densities: opaque within a voxel, 0; 2 (the occupancy level) on the surface
 
 
 def _sphere(p, centre, radius):
