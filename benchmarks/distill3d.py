@@ -29,16 +29,18 @@ def prior_samples(pipe, cams, per_camera, generator, class_label=None):
     """Samples of the prior at each held-out camera (``per_camera`` each), in [-1, 1]."""
     cam = cams.repeat_interleave(per_camera, 0)
     extra = {"concat": rendering.camera_map(cam, pipe.model_shape[-1])}
-    return pipe.sample(len(cam), steps=25, cond=extra, class_label=class_label, generator=generator), cam
+    return pipe.sample(len(cam), steps=25, cond=extra, class_label=class_label, generator=generator,
+                       guidance_scale=1.0), cam
 
 
 def pixel_mmd(pipe, grid, samples, cam):
     """MMD (RBF, unnoise.metrics.mmd_rbf) between the grid's renders and the prior's samples at the same cameras,
-    on 16x16 area-downsampled pixels: how far the renders are from what the prior draws."""
+    on 16x16 area-downsampled pixels (divided by the root of their number): how far the renders are from what the prior draws."""
     with torch.no_grad():
         renders = rendering.render(grid, cam, pipe.model_shape[-1])
-    def feats(x):
-        return torch.nn.functional.avg_pool2d(x, x.shape[-1] // 16).flatten(1)
+    def feats(x):  # scaled so a typical distance between two images is about 1, the kernels' bandwidths
+        f = torch.nn.functional.avg_pool2d(x, x.shape[-1] // 16).flatten(1)
+        return f / f.shape[1] ** 0.5
     return metrics.mmd_rbf(feats(renders), feats(samples))
 
 
@@ -52,6 +54,9 @@ def main():
     p.add_argument("--prior", default=None, help="a view-conditioned prior run (default: train one into --work)")
     p.add_argument("--work", default="/tmp/unnoise_distill3d_bench", help="where the prior and results go")
     p.add_argument("--shape", default="box", help="the known shape")
+    p.add_argument("--shapes", default=None,
+                   help="train a class-conditional prior on these shapes (comma-separated; --shape among them)")
+    p.add_argument("--guidance-scale", type=float, default=3.0, help="CFG scale with a class-conditional prior")
     p.add_argument("--train-steps", type=int, default=2000)
     p.add_argument("--steps", type=int, default=400, help="distillation steps (scored at 1/4, 1/2 and all)")
     p.add_argument("--methods", default="sds,vsd")
@@ -62,17 +67,22 @@ def main():
     results = {"shape": args.shape, "steps": args.steps, "runs": []}
     prior = args.prior
     if prior is None:
-        prior = os.path.join(args.work, f"prior_{args.shape}")
+        shapes = tuple(args.shapes.split(",")) if args.shapes else (args.shape,)
+        prior = os.path.join(args.work, f"prior_{'_'.join(shapes)}")
         t0 = time.process_time()
-        multiview.train_view_prior(prior, (args.shape,), steps=args.train_steps, seed=args.seed, progress=False)
+        multiview.train_view_prior(prior, shapes, steps=args.train_steps, seed=args.seed, progress=False)
         results["prior_train_cpu_s"] = time.process_time() - t0
         print(f"prior trained in {results['prior_train_cpu_s']:.0f} CPU s")
     pipe = unnoise.load(prior, device="cpu")
+    shapes = multiview.view_settings(pipe)["shapes"]
+    label = shapes.index(args.shape) if len(shapes) > 1 else None
+    scale = args.guidance_scale if label is not None else 1.0
+    results.update(prior_shapes=shapes, class_label=label, guidance_scale=scale)
     res = 32
     truth_grid = views.shape_grid(args.shape, res)
     truth_occ = views.true_occupancy(args.shape, res)
     cams = views.held_out_cameras(8)
-    samples, sample_cams = prior_samples(pipe, cams, 8, torch.Generator().manual_seed(args.seed + 1))
+    samples, sample_cams = prior_samples(pipe, cams, 8, torch.Generator().manual_seed(args.seed + 1), label)
     results["mmd_truth"] = pixel_mmd(pipe, truth_grid, samples, sample_cams)
     print(f"pixel MMD of the true shape's renders to the prior's samples: {results['mmd_truth']:.4f}")
     start = score(rendering.init_grid(res), truth_grid, truth_occ, cams)
@@ -89,13 +99,14 @@ def main():
                 rows.append(row)
                 print(f"{method} step {step}: voxel IoU {row['voxel_iou']:.3f}, silhouette IoU "
                       f"{row['silhouette_iou']:.3f}, {row['cpu_s']:.0f} CPU s", flush=True)
-        grid = multiview.distill_grid(pipe, args.steps, method, resolution=res, callback=callback,
+        grid = multiview.distill_grid(pipe, args.steps, method, class_label=label, guidance_scale=scale,
+                                      resolution=res, callback=callback,
                                       generator=torch.Generator().manual_seed(args.seed), progress=False)
-        multiview.save_turntable(grid, os.path.join(args.work, f"{args.shape}_{method}.gif"))
+        multiview.save_turntable(grid, os.path.join(args.work, f"{args.shape}_{len(shapes)}shapes_{method}.gif"))
         rows[-1]["mmd_to_prior"] = pixel_mmd(pipe, grid, samples, sample_cams)
         print(f"{method}: pixel MMD to the prior's samples {rows[-1]['mmd_to_prior']:.4f}")
         results["runs"] += rows
-    with open(os.path.join(args.work, f"results_{args.shape}.json"), "w") as f:
+    with open(os.path.join(args.work, f"results_{args.shape}_{len(shapes)}shapes.json"), "w") as f:
         json.dump(results, f, indent=2)
     print(json.dumps(results, indent=2))
 

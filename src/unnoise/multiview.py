@@ -30,8 +30,10 @@ def train_view_prior(run_dir: str | None, shapes=("sphere",), views_per_shape: i
                      steps: int = 2000, batch_size: int = 32, lr: float = 2e-3, base_channels: int = 16,
                      seed: int = 0, device: str = "cpu", progress: bool = True):
     """Train a small view-conditioned image prior on ``shapes`` (names from :data:`unnoise.data.views.SHAPES`)
-    rendered from random cameras; with several shapes it is class-conditional (one class per shape, label
-    dropout for classifier-free guidance).  Returns the finished Trainer; the run is an ``images`` run."""
+    rendered from random cameras; with several shapes it is class-conditional (one class per shape).  The camera
+    (and the label) are dropped to their null values (zero camera channels, the null class) for 10 % of the
+    examples, so classifier-free guidance can sharpen the view as well as the class (as Zero-1-to-3 and MVDream
+    guide on the camera).  Returns the finished Trainer; the run is an ``images`` run."""
     g = torch.Generator().manual_seed(seed)
     images, cams, labels = views.multiview(shapes, views_per_shape, image_size, generator=g)
     conditional = len(shapes) > 1
@@ -47,10 +49,11 @@ def train_view_prior(run_dir: str | None, shapes=("sphere",), views_per_shape: i
                       "radius": rendering.DEFAULT_RADIUS, "fov": rendering.DEFAULT_FOV, "elevation": [-10.0, 45.0],
                       "background": 1.0, "shapes": list(shapes)}}
     config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, device=device, checkpoint_every=0,
-                         warmup=min(100, steps // 10), cond_dropout=0.1 if conditional else 0.0, ema_decay=0.995,
+                         warmup=min(100, steps // 10), cond_dropout=0.1, ema_decay=0.995,
                          log_every=max(1, min(25, steps // 4)))
+    null = {"concat": torch.zeros(CAMERA_CHANNELS, image_size, image_size)}  # "no camera": cfg on the view too
     return train_model(TensorDataset(images, cond), run_dir, net="unet", net_config=net_config, parameterization="v",
-                       schedule="cosine", config=config, normalize=False, info=info, progress=progress)
+                       schedule="cosine", config=config, normalize=False, info=info, progress=progress, null_cond=null)
 
 
 def view_settings(pipe) -> dict | None:

@@ -31,7 +31,9 @@ def register(sub):
     p.add_argument("--method", default="sds", choices=METHODS, help="sds or vsd (default: sds)")
     p.add_argument("--particle-model", default="net", choices=PARTICLE_MODELS,
                    help="VSD's particle model (default: net, a small camera-conditioned denoiser trained online)")
-    p.add_argument("--guidance-scale", type=float, default=1.0, help="classifier-free guidance scale (default: 1)")
+    p.add_argument("--guidance-scale", type=float, default=1.0,
+                   help="classifier-free guidance scale, on the class or prompt and on the camera of a prior from "
+                        "--train-prior (default: 1)")
     p.add_argument("--weighting", default="dreamfusion", choices=WEIGHTINGS, help="w(sigma) (default: dreamfusion)")
     p.add_argument("--sigma-min", type=float, default=0.05, help="smallest noise level (default: 0.05)")
     p.add_argument("--sigma-max", type=float, default=3.0, help="largest noise level at the start (default: 3)")
@@ -94,8 +96,10 @@ def run(args):
                          "for a class-conditional run, or neither)")
     if args.class_label is not None and not pipe.num_classes:
         raise ValueError(f"--class-label needs a class-conditional run; {args.checkpoint!r} is unconditional")
-    if args.guidance_scale != 1.0 and args.prompt is None and args.class_label is None:
-        raise ValueError("--guidance-scale needs --prompt or --class-label (the condition to guide towards)")
+    if (args.guidance_scale != 1.0 and args.prompt is None and args.class_label is None
+            and "concat" not in getattr(pipe.denoiser, "nulls", {})):
+        raise ValueError("--guidance-scale needs --prompt or --class-label (the condition to guide towards), or a "
+                         "prior trained with a null camera (unnoise distill3d --train-prior)")
     mesh_path = os.path.join(out, args.mesh)
     previews = os.path.join(out, "previews")
     size = int(pipe.model_shape[-1])
