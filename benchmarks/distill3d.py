@@ -20,7 +20,7 @@ import time
 import torch
 
 import unnoise
-from unnoise import metrics, multiview
+from unnoise import distill, metrics, multiview
 from unnoise import render as rendering
 from unnoise.data import views
 
@@ -56,10 +56,13 @@ def main():
     p.add_argument("--shape", default="box", help="the known shape")
     p.add_argument("--shapes", default=None,
                    help="train a class-conditional prior on these shapes (comma-separated; --shape among them)")
-    p.add_argument("--guidance-scale", type=float, default=3.0, help="CFG scale with a class-conditional prior")
+    p.add_argument("--guidance-scale", type=float, default=1.0,
+                   help="CFG scale (on the class of a class-conditional prior and on the camera)")
     p.add_argument("--train-steps", type=int, default=2000)
     p.add_argument("--steps", type=int, default=400, help="distillation steps (scored at 1/4, 1/2 and all)")
-    p.add_argument("--methods", default="sds,vsd")
+    p.add_argument("--methods", default="sds,vsd,oracle",
+                   help="sds, vsd, and oracle (SDS whose denoiser returns the true render: the renderer and optimiser "
+                        "alone, no learned prior)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -76,11 +79,12 @@ def main():
     pipe = unnoise.load(prior, device="cpu")
     shapes = multiview.view_settings(pipe)["shapes"]
     label = shapes.index(args.shape) if len(shapes) > 1 else None
-    scale = args.guidance_scale if label is not None else 1.0
+    scale = args.guidance_scale
     results.update(prior_shapes=shapes, class_label=label, guidance_scale=scale)
     res = 32
     truth_grid = views.shape_grid(args.shape, res)
     truth_occ = views.true_occupancy(args.shape, res)
+    truth_hi = views.shape_grid(args.shape, 48)  # what the prior's training images were rendered from
     cams = views.held_out_cameras(8)
     samples, sample_cams = prior_samples(pipe, cams, 8, torch.Generator().manual_seed(args.seed + 1), label)
     results["mmd_truth"] = pixel_mmd(pipe, truth_grid, samples, sample_cams)
@@ -99,14 +103,22 @@ def main():
                 rows.append(row)
                 print(f"{method} step {step}: voxel IoU {row['voxel_iou']:.3f}, silhouette IoU "
                       f"{row['silhouette_iou']:.3f}, {row['cpu_s']:.0f} CPU s", flush=True)
-        grid = multiview.distill_grid(pipe, args.steps, method, class_label=label, guidance_scale=scale,
-                                      resolution=res, callback=callback,
-                                      generator=torch.Generator().manual_seed(args.seed), progress=False)
+        g = torch.Generator().manual_seed(args.seed)
+        if method == "oracle":  # SDS from the exact prior of one known view per camera: D = the true render
+            grid = distill.optimize(
+                lambda y, sigma, cond: rendering.render(truth_hi, cond["camera"], pipe.model_shape[-1]),
+                rendering.init_grid(res), lambda p, cam: rendering.render(p, cam, pipe.model_shape[-1]), args.steps,
+                "sds", lr=0.05, sigma_range=(0.05, 3.0), anneal_to=0.5, generator=g, cond=lambda cam: {"camera": cam},
+                cameras=lambda gen: rendering.random_cameras(4, gen), callback=callback)
+        else:
+            grid = multiview.distill_grid(pipe, args.steps, method, class_label=label, guidance_scale=scale,
+                                          resolution=res, callback=callback, generator=g, progress=False)
         multiview.save_turntable(grid, os.path.join(args.work, f"{args.shape}_{len(shapes)}shapes_{method}.gif"))
         rows[-1]["mmd_to_prior"] = pixel_mmd(pipe, grid, samples, sample_cams)
         print(f"{method}: pixel MMD to the prior's samples {rows[-1]['mmd_to_prior']:.4f}")
         results["runs"] += rows
-    with open(os.path.join(args.work, f"results_{args.shape}_{len(shapes)}shapes.json"), "w") as f:
+    name = f"results_{args.shape}_{len(shapes)}shapes_{args.methods.replace(',', '-')}.json"
+    with open(os.path.join(args.work, name), "w") as f:
         json.dump(results, f, indent=2)
     print(json.dumps(results, indent=2))
 
