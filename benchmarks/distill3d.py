@@ -35,7 +35,8 @@ def prior_samples(pipe, cams, per_camera, generator, class_label=None):
 
 def pixel_mmd(pipe, grid, samples, cam):
     """MMD (RBF, unnoise.metrics.mmd_rbf) between the grid's renders and the prior's samples at the same cameras,
-    on 16x16 area-downsampled pixels (divided by the root of their number): how far the renders are from what the prior draws."""
+    on 16x16 area-downsampled pixels (divided by the root of their number): how far the renders are from what the
+    prior draws."""
     with torch.no_grad():
         renders = rendering.render(grid, cam, pipe.model_shape[-1])
     def feats(x):  # scaled so a typical distance between two images is about 1, the kernels' bandwidths
@@ -90,7 +91,8 @@ def main():
     results["mmd_truth"] = pixel_mmd(pipe, truth_grid, samples, sample_cams)
     print(f"pixel MMD of the true shape's renders to the prior's samples: {results['mmd_truth']:.4f}")
     start = score(rendering.init_grid(res), truth_grid, truth_occ, cams)
-    print(f"start (a ball of radius 0.45): voxel IoU {start['voxel_iou']:.3f}, silhouette IoU {start['silhouette_iou']:.3f}")
+    print(f"start (a ball of radius 0.45): voxel IoU {start['voxel_iou']:.3f}, "
+          f"silhouette IoU {start['silhouette_iou']:.3f}")
     results["start"] = start
     checkpoints = sorted({args.steps // 4, args.steps // 2, args.steps})
     for method in args.methods.split(","):

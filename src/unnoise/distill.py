@@ -125,7 +125,8 @@ class ParticleNet(nn.Module):
             nn.init.zeros_(net.out.weight)  # D_phi = D at the start
             nn.init.zeros_(net.out.bias)
         else:
-            raise ValueError(f"particle_model='net' needs images (C, H, W) or vectors (d,), got renders of shape {shape}")
+            raise ValueError(f"particle_model='net' needs images (C, H, W) or vectors (d,), got renders of shape "
+                             f"{shape}")
         self.concat = bool(concat_channels)
         self.model = Denoiser(net, "edm", "ve", sigma_data=sigma_data)
 
@@ -162,10 +163,20 @@ def _leaves(params):
     raise ValueError("params must be a tensor, a list or a dict of tensors (the variables to optimise)")
 
 
+def _particle_net(particles, particle_opt, x, cond, width, lr):
+    """VSD's learned particle model and its optimizer, built at the first step for the renders' shape."""
+    if particles is None:
+        concat = as_cond(cond).get("concat")
+        particles = ParticleNet(x.shape[1:], 0 if concat is None else concat.shape[1], width).to(x.device)
+        particle_opt = torch.optim.Adam(particles.parameters(), lr=lr)
+    return particles, particle_opt
+
+
 def optimize(denoiser, params, render, steps: int, method: str = "sds", *, lr: float = 1e-2,
-             lr_end: float | None = None, optimizer: str = "adam", guidance_scale: float = 1.0, null_label: int | None = None, sigma_range=(0.02, 20.0),
-             anneal_to: float | None = None, weighting: str = "dreamfusion", generator: torch.Generator | None = None,
-             cond=None, cameras=None, particle_model: str = "gaussian", particle_lr: float = 1e-3,
+             lr_end: float | None = None, optimizer: str = "adam", guidance_scale: float = 1.0,
+             null_label: int | None = None, sigma_range=(0.02, 20.0), anneal_to: float | None = None,
+             weighting: str = "dreamfusion", generator: torch.Generator | None = None, cond=None, cameras=None,
+             particle_model: str = "gaussian", particle_lr: float = 1e-3,
              particle_width: int = 16, regularize=None, history: list | None = None, callback=None,
              progress: bool = False):
     """Optimise ``params`` by score distillation from the prior ``denoiser``; returns the optimised params
@@ -209,15 +220,15 @@ def optimize(denoiser, params, render, steps: int, method: str = "sds", *, lr: f
     lo, hi = float(sigma_range[0]), float(sigma_range[1])
     if not 0 < lo <= hi or not math.isfinite(hi):
         raise ValueError(f"sigma_range must be (lo, hi) with 0 < lo <= hi, got {tuple(sigma_range)}")
+    if optimizer not in ("adam", "sgd"):
+        raise ValueError(f"unknown optimizer {optimizer!r}; choose adam or sgd")
     generator = generator if generator is not None else torch.Generator().manual_seed(0)
     rebuild, leaves = _leaves(params)
     leaves = [torch.as_tensor(t).detach().clone().float().requires_grad_(True) for t in leaves]
     current = rebuild(leaves)
-    if optimizer not in ("adam", "sgd"):
-        raise ValueError(f"unknown optimizer {optimizer!r}; choose adam or sgd")
-    optimizer = (torch.optim.Adam if optimizer == "adam" else torch.optim.SGD)(leaves, lr=lr)
+    opt = (torch.optim.Adam if optimizer == "adam" else torch.optim.SGD)(leaves, lr=lr)
     decay = (float(lr_end) / lr) ** (1 / max(steps - 1, 1)) if lr_end is not None else 1.0
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, decay)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(opt, decay)
     prior = denoiser if float(guidance_scale) == 1.0 else guidance.cfg(denoiser, guidance_scale, null_label)
     particles, particle_opt = None, None
     bar = tqdm(range(steps), desc=method, disable=not progress, leave=False)
@@ -232,29 +243,26 @@ def optimize(denoiser, params, render, steps: int, method: str = "sds", *, lr: f
         sigma = draw_sigma(x.shape[0], lo_t, hi_t, generator).to(x.device)
         eps = torch.randn(x.shape, generator=generator).to(x.device, x.dtype)
         s = expand_sigma(sigma, x)
-        y = x.detach() + s * eps
-        with torch.no_grad():
-            den = prior(y, sigma, c)
         if method == "sds":
-            grad = weight(s, weighting) * (x.detach() - den) / s
-        elif particle_model == "gaussian":
-            grad = weight(s, weighting) * (GaussianParticles(x)(y, sigma) - den) / s
-        else:
-            if particles is None:
-                concat = as_cond(c).get("concat")
-                particles = ParticleNet(x.shape[1:], 0 if concat is None else concat.shape[1],
-                                        particle_width).to(x.device)
-                particle_opt = torch.optim.Adam(particles.parameters(), lr=particle_lr)
+            grad, _ = sds_gradient(prior, x.detach(), sigma, eps, c, weighting)
+        else:  # VSD: the particle model's denoiser in place of the particle itself
+            y = x.detach() + s * eps
             with torch.no_grad():
-                phi = den + particles.residual(y, sigma, as_cond(c))
+                den = prior(y, sigma, c)
+            if particle_model == "gaussian":
+                phi = GaussianParticles(x)(y, sigma)
+            else:
+                particles, particle_opt = _particle_net(particles, particle_opt, x, c, particle_width, particle_lr)
+                with torch.no_grad():
+                    phi = den + particles.residual(y, sigma, as_cond(c))
+                particles.fit_step(particle_opt, x, y, sigma, den, as_cond(c))
             grad = weight(s, weighting) * (phi - den) / s
-            particles.fit_step(particle_opt, x, y, sigma, den, as_cond(c))
-        optimizer.zero_grad(set_to_none=True)
+        opt.zero_grad(set_to_none=True)
         surrogate = (x * grad).sum()  # d/dx = grad: each render gets its own distillation gradient
         if regularize is not None:
             surrogate = surrogate + regularize(current)
         surrogate.backward()
-        optimizer.step()
+        opt.step()
         scheduler.step()
         loss = float(grad.pow(2).mean())
         if history is not None:

@@ -41,7 +41,8 @@ def train_view_prior(run_dir: str | None, shapes=("sphere",), views_per_shape: i
     if conditional:
         cond["label"] = labels
     net_config = {"base_channels": base_channels, "channel_mult": [1, 2, 2], "num_res_blocks": 1,
-                  "attention_levels": [], "cond_channels": CAMERA_CHANNELS, "num_classes": len(shapes) if conditional else 0}
+                  "attention_levels": [], "cond_channels": CAMERA_CHANNELS,
+                  "num_classes": len(shapes) if conditional else 0}
     info = {"kind": "images",
             "image": {"size": image_size, "channels": 3, "num_classes": net_config["num_classes"],
                       "class_names": list(shapes) if conditional else [], "source": "views"},
@@ -84,8 +85,9 @@ def distill_grid(pipe, steps: int = 500, method: str = "sds", class_label=None, 
     Renders are at the prior's image size, from ``views_per_step`` random cameras (the run's elevation range
     for a view-conditioned prior), on the run's background.
     """
-    if pipe.denoiser is None or len(pipe.model_shape) != 3 or pipe.model_shape[0] != 3 or pipe.model_shape != pipe.shape:
-        raise ValueError(f"distill3d needs a pixel-space RGB image run (images (3, H, W)), got a {pipe.kind} run "
+    shape = tuple(pipe.model_shape)
+    if pipe.denoiser is None or len(shape) != 3 or shape[0] != 3 or shape[1] != shape[2] or shape != tuple(pipe.shape):
+        raise ValueError(f"distill3d needs a pixel-space square RGB image run (3, N, N), got a {pipe.kind} run "
                          f"of shape {pipe.model_shape}")
     settings = view_settings(pipe) or {}
     size = int(pipe.model_shape[-1])

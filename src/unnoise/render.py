@@ -48,7 +48,8 @@ def random_cameras(n: int, generator: torch.Generator, elevation=(-10.0, 45.0), 
     return cameras(az, el, radius, fov)
 
 
-def turntable(n: int, elevation: float = 20.0, radius: float = DEFAULT_RADIUS, fov: float = DEFAULT_FOV) -> torch.Tensor:
+def turntable(n: int, elevation: float = 20.0, radius: float = DEFAULT_RADIUS,
+              fov: float = DEFAULT_FOV) -> torch.Tensor:
     """``n`` cameras evenly around the object at ``elevation`` degrees."""
     az = torch.arange(n, dtype=torch.float32) * (2 * math.pi / n)
     return cameras(az, torch.full_like(az, math.radians(elevation)), radius, fov)
@@ -97,7 +98,8 @@ def normals(density: torch.Tensor) -> torch.Tensor:
 def check_grid(params: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """``(density (R, R, R), colour (3, R, R, R))`` of a grid dict, checked."""
     if not isinstance(params, dict) or "density" not in params or "color" not in params:
-        raise ValueError("a voxel grid is a dict {'density': (R, R, R), 'color': (3, R, R, R)}; see unnoise.render.init_grid")
+        raise ValueError("a voxel grid is a dict {'density': (R, R, R), 'color': (3, R, R, R)}; "
+                         "see unnoise.render.init_grid")
     d, c = params["density"], params["color"]
     R = d.shape[-1] if d.ndim == 3 else 0
     if d.ndim != 3 or tuple(d.shape) != (R, R, R) or R < 2 or tuple(c.shape) != (3, R, R, R):
@@ -152,7 +154,8 @@ def _frame(camera: torch.Tensor):
     camera = torch.as_tensor(camera)
     camera = camera if camera.is_floating_point() else camera.float()
     if camera.ndim != 2 or camera.shape[1] != 4:
-        raise ValueError(f"cameras must have shape (B, 4) = (azimuth, elevation, radius, fov), got {tuple(camera.shape)}")
+        raise ValueError(f"cameras must have shape (B, 4) = (azimuth, elevation, radius, fov), "
+                         f"got {tuple(camera.shape)}")
     az, el, radius, _ = camera.unbind(1)
     origin = radius[:, None] * torch.stack([el.cos() * az.cos(), el.cos() * az.sin(), el.sin()], dim=1)
     forward = -origin / radius[:, None]

@@ -22,7 +22,8 @@ def register(sub):
                                    "cameras look like samples of the image run in --checkpoint (score distillation: "
                                    "DreamFusion's SDS or ProlificDreamer's VSD).  Writes --out/grid.npy, "
                                    "turntable.gif, shape.ply (or .obj) and previews.  With --train-prior: train a "
-                                   "small camera-conditioned prior on built-in shapes (--shapes) and write it to --out.")
+                                   "small camera-conditioned prior on built-in shapes (--shapes) and write it to "
+                                   "--out.")
     p.add_argument("--checkpoint", default=None, help="the image prior: an unnoise image run or a diffusers folder")
     p.add_argument("--out", required=True, help="output directory (the shape's files, or the prior with --train-prior)")
     p.add_argument("--class-label", default=None, help="class index or name (class-conditional priors)")

@@ -16,7 +16,8 @@ import torch
 from .. import render as rendering
 
 SHAPES = ("sphere", "box", "torus", "snowman", "house")
-_RAW_INSIDE, _RAW_OUTSIDE = 30.0, -26.0  # raw densities: opaque within a voxel, 0; 2 (the occupancy level) on the surface
+# raw densities: opaque within a voxel inside, 0 outside; 2 (the occupancy level) on the surface
+_RAW_INSIDE, _RAW_OUTSIDE = 30.0, -26.0
 
 
 def _sphere(p, centre, radius):
