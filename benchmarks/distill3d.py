@@ -65,10 +65,14 @@ def main():
                    help="sds, vsd, and oracle (SDS whose denoiser returns the true render: the renderer and optimiser "
                         "alone, no learned prior)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--weighting", default="dreamfusion")
+    p.add_argument("--sigma-max", type=float, default=3.0)
+    p.add_argument("--anneal-to", type=float, default=0.5)
+    p.add_argument("--views", type=int, default=4, help="random cameras per step")
     args = p.parse_args()
     torch.set_num_threads(1)
     os.makedirs(args.work, exist_ok=True)
-    results = {"shape": args.shape, "steps": args.steps, "runs": []}
+    results = {"shape": args.shape, "steps": args.steps, "runs": [], "settings": vars(args)}
     prior = args.prior
     if prior is None:
         shapes = tuple(args.shapes.split(",")) if args.shapes else (args.shape,)
@@ -114,12 +118,15 @@ def main():
                 cameras=lambda gen: rendering.random_cameras(4, gen), callback=callback)
         else:
             grid = multiview.distill_grid(pipe, args.steps, method, class_label=label, guidance_scale=scale,
-                                          resolution=res, callback=callback, generator=g, progress=False)
+                                          resolution=res, callback=callback, generator=g, progress=False,
+                                          views_per_step=args.views, weighting=args.weighting,
+                                          sigma_range=(0.05, args.sigma_max), anneal_to=args.anneal_to)
         multiview.save_turntable(grid, os.path.join(args.work, f"{args.shape}_{len(shapes)}shapes_{method}.gif"))
         rows[-1]["mmd_to_prior"] = pixel_mmd(pipe, grid, samples, sample_cams)
         print(f"{method}: pixel MMD to the prior's samples {rows[-1]['mmd_to_prior']:.4f}")
         results["runs"] += rows
-    name = f"results_{args.shape}_{len(shapes)}shapes_{args.methods.replace(',', '-')}.json"
+    name = (f"results_{args.shape}_{len(shapes)}shapes_{args.methods.replace(',', '-')}_{args.weighting}_"
+            f"s{args.sigma_max}-{args.anneal_to}_v{args.views}_g{args.guidance_scale}_{args.steps}.json")
     with open(os.path.join(args.work, name), "w") as f:
         json.dump(results, f, indent=2)
     print(json.dumps(results, indent=2))
