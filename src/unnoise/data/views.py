@@ -92,7 +92,8 @@ def multiview(shapes=("sphere",), views_per_shape: int = 256, image_size: int = 
 
 
 def held_out_cameras(n: int = 8, elevation: float = 15.0) -> torch.Tensor:
-    """``n`` fixed cameras between the training azimuths' grid (offset by half a step), for scoring."""
+    """``n`` fixed cameras for scoring: azimuths ``(k + 1/2) 360 / n`` degrees at ``elevation`` (training cameras
+    are drawn at random, so these are never exactly among them)."""
     az = (torch.arange(n, dtype=torch.float32) + 0.5) * (2 * math.pi / n)
     return rendering.cameras(az, torch.full_like(az, math.radians(elevation)))
 
