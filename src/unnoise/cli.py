@@ -19,7 +19,7 @@ from .io import describe
 
 # one line per subcommand module, in the order they appear in --help
 COMMAND_MODULES = ["demo", "train", "prepare", "sample", "predict", "train_classifier", "train_autoencoder", "inpaint",
-                   "restore", "img2img", "upscale", "compare_samplers", "tune_grid", "export", "serve"]
+                   "restore", "img2img", "upscale", "distill3d", "compare_samplers", "tune_grid", "export", "serve"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,194 @@
+"""3-D shapes from a 2-D prior: a view-conditioned image prior trained on :mod:`unnoise.data.views`,
+the voxel grid distilled from any image prior (:func:`distill_grid`), its scores, and its files.
+
+A view-conditioned prior is an ordinary ``images`` run whose U-Net takes the camera as four constant
+extra input channels, ``cond["concat"] = camera_map(camera)`` (:func:`unnoise.render.camera_map`:
+cos and sin of azimuth and elevation); its ``config.json`` says so under ``"views"``.  Any other image
+run (or a diffusers folder) is a prior too: it then sees no camera, only its class label or prompt.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import distill
+from . import render as rendering
+from .data import views
+from .data.memory import TensorDataset
+from .imaging import to_uint8
+from .io import atomic_write, save_text
+from .train import TrainConfig, train_model
+
+CAMERA_CHANNELS = 4
+
+
+def train_view_prior(run_dir: str | None, shapes=("sphere",), views_per_shape: int = 512, image_size: int = 32,
+                     steps: int = 2000, batch_size: int = 32, lr: float = 2e-3, base_channels: int = 16,
+                     seed: int = 0, device: str = "cpu", progress: bool = True):
+    """Train a small view-conditioned image prior on ``shapes`` (names from :data:`unnoise.data.views.SHAPES`)
+    rendered from random cameras; with several shapes it is class-conditional (one class per shape).  The camera
+    (and the label) are dropped to their null values (zero camera channels, the null class) for 10 % of the
+    examples, so classifier-free guidance can sharpen the view as well as the class (as Zero-1-to-3 and MVDream
+    guide on the camera).  Returns the finished Trainer; the run is an ``images`` run."""
+    g = torch.Generator().manual_seed(seed)
+    images, cams, labels = views.multiview(shapes, views_per_shape, image_size, generator=g)
+    conditional = len(shapes) > 1
+    cond = {"concat": rendering.camera_map(cams, image_size)}
+    if conditional:
+        cond["label"] = labels
+    net_config = {"base_channels": base_channels, "channel_mult": [1, 2, 2], "num_res_blocks": 1,
+                  "attention_levels": [], "cond_channels": CAMERA_CHANNELS,
+                  "num_classes": len(shapes) if conditional else 0}
+    info = {"kind": "images",
+            "image": {"size": image_size, "channels": 3, "num_classes": net_config["num_classes"],
+                      "class_names": list(shapes) if conditional else [], "source": "views"},
+            "views": {"camera": "concat", "features": ["cos_azimuth", "sin_azimuth", "cos_elevation", "sin_elevation"],
+                      "radius": rendering.DEFAULT_RADIUS, "fov": rendering.DEFAULT_FOV, "elevation": [-10.0, 45.0],
+                      "background": 1.0, "shapes": list(shapes)}}
+    config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, device=device, checkpoint_every=0,
+                         warmup=min(100, steps // 10), cond_dropout=0.1, ema_decay=0.995,
+                         log_every=max(1, min(25, steps // 4)))
+    null = {"concat": torch.zeros(CAMERA_CHANNELS, image_size, image_size)}  # "no camera": cfg on the view too
+    return train_model(TensorDataset(images, cond), run_dir, net="unet", net_config=net_config, parameterization="v",
+                       schedule="cosine", config=config, normalize=False, info=info, progress=progress, null_cond=null)
+
+
+def view_settings(pipe) -> dict | None:
+    """The ``"views"`` entry of a view-conditioned run (None for other priors)."""
+    return (getattr(pipe, "config", None) or {}).get("views")
+
+
+def condition(pipe, class_label=None, prompt=None):
+    """``cond(camera) -> dict`` for a Pipeline: the camera channels of a view-conditioned run, plus the
+    class label or prompt (checked by :meth:`unnoise.runs.Pipeline.make_cond`)."""
+    size = int(pipe.model_shape[-1])
+    viewed = view_settings(pipe) is not None
+    pipe.make_cond(1, class_label, prompt)  # bad labels and prompts fail here, before any work
+
+    def cond(camera):
+        extra = {"concat": rendering.camera_map(camera, size).to(pipe.device)} if viewed else None
+        return pipe.make_cond(len(camera), class_label, prompt, extra)
+    return cond
+
+
+def distill_grid(pipe, steps: int = 500, method: str = "sds", class_label=None, prompt=None, resolution: int = 32,
+                 views_per_step: int = 4, lr: float = 0.05, guidance_scale: float = 1.0, sigma_range=(0.05, 3.0),
+                 anneal_to: float | None = 0.5, weighting: str = "dreamfusion", particle_model: str = "net",
+                 generator: torch.Generator | None = None, history: list | None = None, callback=None,
+                 progress: bool = False, init: dict | None = None) -> dict:
+    """Distil a voxel grid ``{"density", "color"}`` from an image Pipeline (see :func:`unnoise.distill.optimize`).
+
+    Renders are at the prior's image size, from ``views_per_step`` random cameras (the run's elevation range
+    for a view-conditioned prior), on the run's background.
+    """
+    shape = tuple(pipe.model_shape)
+    if pipe.denoiser is None or len(shape) != 3 or shape[0] != 3 or shape[1] != shape[2] or shape != tuple(pipe.shape):
+        raise ValueError(f"distill3d needs a pixel-space square RGB image run (3, N, N), got a {pipe.kind} run "
+                         f"of shape {pipe.model_shape}")
+    settings = view_settings(pipe) or {}
+    size = int(pipe.model_shape[-1])
+    elevation = tuple(settings.get("elevation", (-10.0, 45.0)))
+    background = float(settings.get("background", 1.0))
+    cond = condition(pipe, class_label, prompt)
+
+    def render(params, camera):
+        return rendering.render(params, camera, size, background=background).to(pipe.device)
+
+    def cameras(g):
+        return rendering.random_cameras(views_per_step, g, elevation)
+    return distill.optimize(pipe.denoiser, init if init is not None else rendering.init_grid(resolution), render,
+                            steps, method, lr=lr, guidance_scale=guidance_scale, sigma_range=sigma_range,
+                            anneal_to=anneal_to, weighting=weighting, generator=generator, cond=cond, cameras=cameras,
+                            particle_model=particle_model, history=history, callback=callback, progress=progress)
+
+
+# ----------------------------------------------------------------------------- scores
+def voxel_iou(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Intersection over union of two boolean grids."""
+    a, b = a.bool(), b.bool()
+    union = (a | b).sum()
+    return float((a & b).sum() / union) if union else 1.0
+
+
+def silhouette_iou(params: dict, reference: dict, camera: torch.Tensor, size: int = 32, level: float = 0.5) -> float:
+    """Mean over ``camera`` of the IoU of the opacity masks (opacity > ``level``) of two grids."""
+    with torch.no_grad():
+        _, a = rendering.render(params, camera, size, shading=False, return_alpha=True)
+        _, b = rendering.render(reference, camera, size, shading=False, return_alpha=True)
+    return float(np.mean([voxel_iou(x > level, y > level) for x, y in zip(a, b)]))
+
+
+# ----------------------------------------------------------------------------- files
+def save_turntable(params: dict, path: str, frames: int = 24, size: int = 64, elevation: float = 20.0,
+                   background: float = 1.0, duration_ms: int = 80) -> str:
+    """A looping GIF of the grid seen from ``frames`` cameras around it (written atomically)."""
+    with torch.no_grad():
+        images = torch.cat([rendering.render(params, cam[None], size, background=background)
+                            for cam in rendering.turntable(frames, elevation)])
+    pictures = [Image.fromarray(a) for a in to_uint8(images)]
+    return atomic_write(path, lambda p: pictures[0].save(p, format="GIF", save_all=True, append_images=pictures[1:],
+                                                         duration=duration_ms, loop=0))
+
+
+def mesher():
+    """scikit-image's ``measure`` module (marching cubes), or a one-line ValueError naming the install."""
+    try:
+        from skimage import measure  # optional: only meshes need it
+    except ImportError:
+        raise ValueError("writing a mesh needs scikit-image: pip install 'unnoise[3d]' (or scikit-image)") from None
+    return measure
+
+
+def mesh(params: dict, threshold: float = 2.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(vertices (V, 3) in world units, faces (F, 3), colours (V, 3) uint8)`` of the surface where the
+    density ``softplus(d)`` crosses ``threshold``, by marching cubes (scikit-image)."""
+    measure = mesher()
+    density, color = rendering.check_grid(params)
+    field = torch.nn.functional.softplus(density.detach()).double().numpy()
+    if not field.min() < threshold < field.max():
+        raise ValueError(f"the grid has no surface at density {threshold} (its densities span {field.min():.3g} to "
+                         f"{field.max():.3g}): the optimisation found no shape; try more --steps")
+    res = density.shape[-1]
+    verts, faces, _, _ = measure.marching_cubes(field, threshold, spacing=(2.0 / (res - 1),) * 3)
+    verts = verts - 1.0
+    pts = torch.as_tensor(verts, dtype=torch.float32)[None, :, None]  # (1, V, 1, 3)
+    rgb = torch.sigmoid(rendering.sample_grid(color.detach()[None], pts))[0, :, :, 0].T  # (V, 3)
+    return verts, faces, (rgb.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+
+def save_mesh(params: dict, path: str, threshold: float = 2.0) -> str:
+    """Write the grid's surface as an ASCII PLY with vertex colours (``.ply``) or a Wavefront OBJ (``.obj``)."""
+    verts, faces, colours = mesh(params, threshold)
+    if path.lower().endswith(".obj"):
+        lines = [f"v {x:.5f} {y:.5f} {z:.5f}" for x, y, z in verts]
+        lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in faces]
+    else:
+        lines = ["ply", "format ascii 1.0", f"element vertex {len(verts)}", "property float x", "property float y",
+                 "property float z", "property uchar red", "property uchar green", "property uchar blue",
+                 f"element face {len(faces)}", "property list uchar int vertex_indices", "end_header"]
+        lines += [f"{x:.5f} {y:.5f} {z:.5f} {r} {g} {b}" for (x, y, z), (r, g, b) in zip(verts, colours)]
+        lines += [f"3 {a} {b} {c}" for a, b, c in faces]
+    return save_text(path, "\n".join(lines) + "\n")
+
+
+def grid_file(params: dict) -> np.ndarray:
+    """The grid as one ``(4, R, R, R)`` float32 array: raw density, then raw colour (what ``grid.npy`` holds)."""
+    density, color = rendering.check_grid(params)
+    return torch.cat([density.detach()[None], color.detach()]).float().numpy()
+
+
+def read_grid(path: str) -> dict:
+    """A grid written by ``unnoise distill3d`` (``grid.npy``) back as ``{"density", "color"}``."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path!r} does not exist")
+    arr = torch.from_numpy(np.load(path, allow_pickle=False))
+    if arr.ndim != 4 or arr.shape[0] != 4:
+        raise ValueError(f"{path!r} holds an array of shape {tuple(arr.shape)}, not a (4, R, R, R) voxel grid")
+    return {"density": arr[0], "color": arr[1:]}
+
+
+__all__ = ["CAMERA_CHANNELS", "condition", "distill_grid", "grid_file", "mesh", "mesher", "read_grid", "save_mesh",
+           "save_turntable", "silhouette_iou", "train_view_prior", "view_settings", "voxel_iou"]

@@ -1,0 +1,200 @@
+"""Score distillation (SDS, VSD) against closed forms, the voxel renderer, and ``unnoise distill3d``."""
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from unnoise import analytic, distill, multiview
+from unnoise import render as rendering
+from unnoise.cli import main
+from unnoise.data import views
+
+MU, S = torch.tensor([[1.0, -2.0]]), 0.5
+
+
+def gaussian_prior(means=MU, stds=(S,)):
+    gm = analytic.GaussianMixture(means, torch.tensor(stds))
+    return gm, lambda x, sigma, cond=None: gm.denoise(x.double(), torch.as_tensor(sigma).double()).float()
+
+
+def identity(params, camera):
+    return params
+
+
+def test_expected_sds_gradient_is_the_closed_form_in_the_sigma_frame():
+    """E_eps[(x - D(x + sigma eps)) / sigma] = sigma (x - mu) / (s^2 + sigma^2) for N(mu, s^2 I), which is
+    DreamFusion's VP form alpha sigma_t (x - mu) / (alpha^2 s^2 + sigma_t^2) with alpha = 1 / sqrt(1 + sigma^2),
+    sigma_t = alpha sigma.  D is linear, so antithetic pairs (eps, -eps) give the expectation exactly."""
+    _, den = gaussian_prior()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 2, generator=g) * 2
+    sigma = torch.exp(torch.empty(64).uniform_(-3, 2, generator=g))
+    eps = torch.randn(64, 2, generator=g)
+    plus, _ = distill.sds_gradient(den, x, sigma, eps, weighting="uniform")
+    minus, _ = distill.sds_gradient(den, x, sigma, -eps, weighting="uniform")
+    s = sigma[:, None]
+    closed = s * (x - MU) / (S**2 + s**2)
+    alpha = 1 / torch.sqrt(1 + s**2)
+    vp = alpha * (alpha * s) * (x - MU) / (alpha**2 * S**2 + (alpha * s) ** 2)
+    torch.testing.assert_close((plus + minus) / 2, closed, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(closed, vp, atol=1e-5, rtol=1e-4)
+    # one draw is that mean plus noise s^2 eps / (s^2 + sigma^2) (minus sign: x - D)
+    torch.testing.assert_close(plus - closed, -S**2 * eps / (S**2 + s**2), atol=1e-5, rtol=1e-4)
+
+
+def test_weightings_are_functions_of_alpha_bar():
+    sigma = torch.tensor([0.1, 1.0, 10.0])
+    ab = 1 / (1 + sigma**2)
+    torch.testing.assert_close(distill.weight(sigma, "dreamfusion"), 1 - ab)
+    torch.testing.assert_close(distill.weight(sigma, "uniform"), torch.ones(3))
+    torch.testing.assert_close(distill.weight(sigma, "fantasia3d"), ab.sqrt() * (1 - ab))
+    lo, hi = distill.sigma_bounds(99, 100, (0.05, 5.0), anneal_to=0.5)
+    assert lo == 0.05 and abs(hi - 0.5) < 1e-9
+    assert abs(distill.sigma_bounds(0, 100, (0.05, 5.0), anneal_to=0.5)[1] - 5.0) < 1e-9
+
+
+def run_points(den, method, steps=400, lr=0.2, sigma_range=(0.05, 5.0)):
+    x0 = torch.randn(256, 2, generator=torch.Generator().manual_seed(0)) * 2
+    return distill.optimize(den, x0, identity, steps, method, lr=lr, lr_end=lr / 100, optimizer="sgd",
+                            sigma_range=sigma_range, weighting="uniform", generator=torch.Generator().manual_seed(1))
+
+
+def test_vsd_with_the_exact_gaussian_particle_model_recovers_the_target_where_sds_collapses():
+    torch.set_num_threads(1)
+    _, den = gaussian_prior()
+    sds = run_points(den, "sds")
+    vsd = run_points(den, "vsd")
+    # both find the mean
+    torch.testing.assert_close(sds.mean(0), MU[0], atol=0.05, rtol=0)
+    torch.testing.assert_close(vsd.mean(0), MU[0], atol=0.02, rtol=0)
+    # VSD's fixed point is the prior itself: standard deviation s in every coordinate
+    torch.testing.assert_close(vsd.std(0), torch.full((2,), S), atol=0.03, rtol=0)
+    # SDS is mode seeking: the spread collapses (noise floor of the last steps only)
+    assert float(sds.std(0).max()) < 0.3 * S
+
+
+def test_sds_on_a_mixture_sends_every_particle_to_a_mode():
+    torch.set_num_threads(1)
+    means = torch.tensor([[-2.0, 0.0], [2.0, 0.0]])
+    _, den = gaussian_prior(means, (0.3, 0.3))
+    out = run_points(den, "sds", sigma_range=(0.02, 2.0))
+    dist = torch.cdist(out, means)
+    nearest = dist.min(1).values
+    assert float(nearest.max()) < 0.3  # the component std is 0.3: each particle sits at a mode, not in its spread
+    assert float(nearest.mean()) < 0.12
+    counts = torch.bincount(dist.argmin(1), minlength=2)
+    assert int(counts.min()) > 50  # both modes are found (the start covers both)
+
+
+def test_bad_inputs_are_one_line():
+    _, den = gaussian_prior()
+    x0 = torch.zeros(4, 2)
+    with pytest.raises(ValueError, match="differentiable"):
+        distill.optimize(den, x0, lambda p, c: p.detach(), 2)
+    with pytest.raises(ValueError, match="sds or|sds, vsd"):
+        distill.optimize(den, x0, identity, 2, method="dds")
+    with pytest.raises(ValueError, match="weighting"):
+        distill.optimize(den, x0, identity, 2, weighting="snr")
+    with pytest.raises(ValueError, match="at least 2"):
+        distill.optimize(den, x0[:1], identity, 2, method="vsd")
+    with pytest.raises(ValueError, match="sigma_range"):
+        distill.optimize(den, x0, identity, 2, sigma_range=(0.0, 1.0))
+
+
+def test_vsd_net_particle_model_starts_as_the_prior_and_runs():
+    """The learned particle model is a residual with a zero output layer: the first VSD step moves nothing."""
+    _, den = gaussian_prior()
+    x0 = torch.randn(8, 2, generator=torch.Generator().manual_seed(0))
+    one = distill.optimize(den, x0, identity, 1, "vsd", particle_model="net", lr=0.1, optimizer="sgd")
+    torch.testing.assert_close(one, x0)
+    out = distill.optimize(den, x0, identity, 20, "vsd", particle_model="net", lr=0.1)
+    assert out.shape == x0.shape and torch.isfinite(out).all() and not torch.equal(out, x0)
+
+
+# ----------------------------------------------------------------------------- renderer
+def small_grid(res=5, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    return {"density": torch.randn(res, res, res, generator=g, dtype=dtype) * 2,
+            "color": torch.randn(3, res, res, res, generator=g, dtype=dtype)}
+
+
+def test_renderer_gradient_matches_finite_differences():
+    grid = small_grid()
+    cam = rendering.cameras([0.3, 2.0], [0.2, -0.1]).double()
+    for shading in (False, True):
+        def f(d, c):
+            return rendering.render({"density": d, "color": c}, cam, size=4, n_samples=12, shading=shading)
+        d = grid["density"].clone().requires_grad_(True)
+        c = grid["color"].clone().requires_grad_(True)
+        assert torch.autograd.gradcheck(f, (d, c), eps=1e-6, atol=1e-5, rtol=1e-3)
+
+
+def test_opposite_cameras_see_mirrored_silhouettes():
+    """A grid symmetric in depth (x for cameras on the x axis) seen from azimuth 0 and pi: mirror images."""
+    grid = small_grid(res=9, dtype=torch.float32)
+    grid["density"] = grid["density"] + grid["density"].flip(0)
+    cam = rendering.cameras([0.0, math.pi], [0.0, 0.0])
+    _, alpha = rendering.render(grid, cam, size=16, shading=False, return_alpha=True)
+    torch.testing.assert_close(alpha[0], alpha[1].flip(-1), atol=1e-5, rtol=0)
+    assert (alpha[0] - alpha[0].flip(-1)).abs().max() > 0.05  # the silhouette itself is not symmetric
+    # and a known shape's silhouette has its projected size: a sphere of radius 0.6 at distance 3
+    sphere = views.shape_grid("sphere", 48)
+    _, a = rendering.render(sphere, rendering.cameras([0.0], [0.0]), size=64, shading=False, return_alpha=True)
+    half_angle = math.asin(0.6 / 3.0)
+    expected = math.pi * (math.tan(half_angle) / math.tan(rendering.DEFAULT_FOV / 2)) ** 2 / 4  # fraction of image
+    assert abs(float((a[0] > 0.5).float().mean()) - expected) < 0.02
+
+
+def test_multiview_set_and_scores():
+    images, cams, labels = views.multiview(("sphere", "box"), 3, 16)
+    assert images.shape == (6, 3, 16, 16) and cams.shape == (6, 4) and labels.tolist() == [0, 0, 0, 1, 1, 1]
+    assert images.min() >= -1 and images.max() <= 1
+    truth = views.shape_grid("box", 24)
+    assert multiview.voxel_iou(rendering.occupancy(truth), views.true_occupancy("box", 24)) > 0.9
+    assert multiview.silhouette_iou(truth, truth, views.held_out_cameras(3)) == 1.0
+
+
+# ----------------------------------------------------------------------------- command line
+@pytest.fixture(scope="module")
+def prior(tmp_path_factory):
+    torch.set_num_threads(1)
+    run = str(tmp_path_factory.mktemp("prior") / "views")
+    assert main(["distill3d", "--train-prior", "--shapes", "sphere", "--train-steps", "4", "--views-per-shape", "8",
+                 "--image-size", "16", "--out", run, "--device", "cpu"]) == 0
+    return run
+
+
+def test_distill3d_writes_grid_turntable_and_mesh(prior, tmp_path):
+    out = tmp_path / "shape"
+    code = main(["distill3d", "--checkpoint", prior, "--steps", "3", "--resolution", "12", "--views", "1",
+                 "--method", "vsd", "--guidance-scale", "2", "--preview-every", "2", "--out", str(out),
+                 "--device", "cpu"])  # guidance on the camera: the prior was trained with a null camera
+    assert code == 0
+    grid = multiview.read_grid(str(out / "grid.npy"))
+    assert grid["density"].shape == (12, 12, 12) and grid["color"].shape == (3, 12, 12, 12)
+    assert sorted(os.listdir(out / "previews")) == ["step_000002.png", "step_000003.png"]
+    with Image.open(out / "turntable.gif") as gif:
+        assert gif.n_frames == 24
+    text = (out / "shape.ply").read_text().splitlines()
+    n_vert = int(text[2].split()[-1])
+    assert n_vert > 0 and text[11] == "end_header"
+    verts = np.array([[float(v) for v in line.split()[:3]] for line in text[12:12 + n_vert]])
+    assert np.abs(verts).max() <= 1.0 + 1e-6  # in the grid's world cube
+    assert len(json.loads((out / "history.json").read_text())) == 3
+
+
+def test_distill3d_bad_input_is_one_line(prior, tmp_path, capsys):
+    capsys.readouterr()
+    for argv, phrase in ((["--prompt", "a red sphere"], "text-conditioned"),
+                         (["--class-label", "1"], "class-conditional"),
+                         (["--mesh", "shape.stl"], ".ply or .obj")):
+        code = main(["distill3d", "--checkpoint", prior, "--steps", "1", "--out", str(tmp_path / "o"), *argv])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1 and phrase in err, (argv, err)
+        assert not (tmp_path / "o" / "grid.npy").exists()
