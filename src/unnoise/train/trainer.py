@@ -391,8 +391,10 @@ class Trainer:
         """Train until ``config.steps``; returns the logged history.
 
         SIGINT/SIGTERM (or :meth:`request_stop`) finish the current step, save a checkpoint and
-        return early with ``stopped_by`` set.  Raises :class:`TrainingDiverged` after
-        ``max_bad_steps`` consecutive non-finite steps (the last checkpoint stays as it was).
+        return early with ``stopped_by`` set (with N processes at the next log or checkpoint step, where the
+        ranks read back their agreed stop flag).  Raises :class:`TrainingDiverged` after
+        ``max_bad_steps`` consecutive non-finite steps (the last checkpoint stays as it was), noticed at the
+        next log or checkpoint step: between those steps nothing is read back from the device.
         """
         cfg = self.config
         main = dist.is_main()
