@@ -75,14 +75,14 @@ CASES = [("fp32", False, False), ("fp32", True, True), ("bf16", False, True), ("
 @pytest.mark.parametrize("fused", [False, True], ids=["default_adamw", "fused_adamw"])
 @pytest.mark.parametrize("precision, conditional, augment", CASES)
 def test_trainer_steps_read_nothing_back_between_log_steps(monkeypatch, precision, conditional, augment, fused):
-    """Steps between log points: zero reads; fit(): one read per log point (the ledger), nothing else.
-
-    The default (CPU) AdamW keeps its step counters as host tensors and reads them (``step_t.item()`` inside
-    torch.optim, never device memory: on CUDA the Trainer's fused AdamW keeps them on the device); those reads
-    are told apart by identity.  With fused AdamW (forced here on the CPU, as on CUDA) there is none at all."""
+    """Fused AdamW (the path of every accelerator, forced here on the CPU): zero reads between log points, and
+    fit() reads once per log point (the ledger), nothing else.  The CPU's default AdamW path reads one bool a step,
+    the skip decision (host memory there, so free; it keeps the CPU results bitwise those of before), and
+    torch.optim's own host-side step counters (``step_t.item()``), told apart by identity."""
     monkeypatch.setattr(trainer_module, "fused_optimizer", lambda device: fused)
     t = vector_trainer(precision, conditional, augment)
     assert t._fused is fused
+    per_step = [] if fused else ["__bool__"]
 
     def step_counter(tensor):  # the default AdamW's host-side step counters
         return any(tensor is s.get("step") for s in t.opt.state.values())
@@ -90,13 +90,14 @@ def test_trainer_steps_read_nothing_back_between_log_steps(monkeypatch, precisio
     with host_reads(step_counter) as seen:
         for _ in range(4):
             t.step()
-    assert seen == [] and t.step_count == 4
+    assert seen == per_step * 4 and t.step_count == 4
 
-    # through fit(): reads only at the log points (steps 5 and 10), one each
+    # through fit(): besides those, reads only at the log points (steps 5 and 10), one each
     t.config.steps = 10
     with host_reads(step_counter) as seen:
         t.fit(progress=False)
-    assert seen == ["tolist", "tolist"], seen
+    assert [r for r in seen if r != "__bool__" or fused] == ["tolist", "tolist"], seen
+    assert seen.count("__bool__") == (0 if fused else 6)
     assert [h["step"] for h in t.history] == [5, 10] and t.skipped_steps == 0
 
 
@@ -214,3 +215,21 @@ def test_cuda_steps_and_sampling_do_not_synchronise():
                 fn(counted, x, sig.tolist(), **kwargs)
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+def test_the_fused_path_trains_as_the_default_path(monkeypatch):
+    """The accelerators' path (fused AdamW, EMA weighted by the device flag) matches the CPU's default path to
+    float rounding: the same batches, the same updates."""
+    runs = []
+    for fused in (False, True):
+        monkeypatch.setattr(trainer_module, "fused_optimizer", lambda device: fused)
+        t = vector_trainer(cond_dropout=0.0)
+        for _ in range(6):
+            t.step()
+        runs.append(t)
+    for a, b in zip(runs[0].denoiser.parameters(), runs[1].denoiser.parameters()):
+        assert torch.allclose(a, b, atol=1e-5, rtol=0)
+    for a, b in zip(runs[0].ema.parameters(), runs[1].ema.parameters()):
+        assert torch.allclose(a, b, atol=1e-5, rtol=0)
+    assert max((a - b).abs().max() for a, b in zip(runs[1].denoiser.parameters(),
+                                                  vector_trainer().denoiser.parameters())) > 1e-3  # it moved

@@ -123,8 +123,8 @@ class Trainer:
         self.noise_generator = torch.Generator(self.device).manual_seed(cfg.seed + 1_000_003)
         self.sampler = EpochSampler(len(data), cfg.seed)
         self._loader = None  # the DataLoader iterator of a streamed dataset (made on first use)
-        # fused AdamW on CUDA skips a non-finite step on the device (found_inf); elsewhere the default
-        # implementation (bitwise the results of before) and a device-side restore (see _apply)
+        # fused AdamW on accelerators skips a non-finite step on the device (found_inf); on the CPU the default
+        # implementation (bitwise the results of every earlier version; see _apply)
         self._fused = fused_optimizer(self.device)
         self.opt = torch.optim.AdamW(self.denoiser.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                      **({"fused": True} if self._fused else {}))
@@ -235,9 +235,10 @@ class Trainer:
         """One optimizer step on the next global batch; returns its loss averaged over all ranks, a 0-dim tensor
         on the training device (``float()`` reads it back, which on a GPU waits for the step to finish).
 
-        Nothing is read back to the host: a NaN/inf loss or gradient skips the update and the EMA on the device
-        (``ok`` below), counted in ``skipped_steps``; the loss, metrics, grad norm and counters stay in
-        :attr:`ledger` until :meth:`fit` reads them once per log interval.
+        Nothing is read back from an accelerator: a NaN/inf loss or gradient skips the update and the EMA on the
+        device (``ok`` below; on the CPU, where the read is free, by a branch), counted in ``skipped_steps``; the
+        loss, metrics, grad norm and counters stay in :attr:`ledger` until :meth:`fit` reads them once per log
+        interval.
         """
         cfg = self.config
         self.denoiser.train()
@@ -282,27 +283,24 @@ class Trainer:
         return means[0]
 
     def _apply(self, ok: torch.Tensor, grad_norm: torch.Tensor) -> None:
-        """The optimizer step and the EMA, applied where the device bool ``ok`` holds and a no-op otherwise,
-        without reading ``ok``: fused AdamW's ``found_inf`` on CUDA; elsewhere the default AdamW (bitwise the
-        results of a plain step) whose parameters and state are put back by ``torch.where`` when not ok."""
+        """The optimizer step and the EMA where the device bool ``ok`` holds, a no-op otherwise.
+
+        On an accelerator nothing is read: fused AdamW skips on ``found_inf = ~ok`` and the EMA is weighted by
+        ``ok``.  On the CPU ``ok`` is host memory, so reading it costs nothing: the default AdamW and the plain EMA
+        run only when it holds (bitwise the results of every earlier version)."""
         params = [p for p in self._params if p.grad is not None]
-        if self.config.grad_clip and params:
-            torch.nn.utils.clip_grads_with_norm_(params, self.config.grad_clip, grad_norm)
         if self._fused:
+            if self.config.grad_clip and params:
+                torch.nn.utils.clip_grads_with_norm_(params, self.config.grad_clip, grad_norm)
             self.opt.grad_scale, self.opt.found_inf = None, (~ok).float()
             self.opt.step()
             self.scaler.update()  # fp16: the scale follows the overflow recorded by unscale_ (no-op otherwise)
-        else:
-            before = [(p.detach().clone(), {k: v.clone() for k, v in self.opt.state.get(p, {}).items()
-                                            if isinstance(v, torch.Tensor)}) for p in params]
+            self._update_ema(ok)
+        elif bool(ok):  # see fused_optimizer: the CPU (elsewhere a synchronisation)
+            if self.config.grad_clip and params:
+                torch.nn.utils.clip_grads_with_norm_(params, self.config.grad_clip, grad_norm)
             self.opt.step()
-            with torch.no_grad():
-                for p, (old, old_state) in zip(params, before):
-                    p.copy_(torch.where(ok, p, old))
-                    for key, value in self.opt.state[p].items():
-                        if isinstance(value, torch.Tensor):  # new state (first step) was zero
-                            value.copy_(torch.where(ok.to(value.device), value, old_state.get(key, 0)))
-        self._update_ema(ok)
+            self._update_ema()
 
     def _ddp(self):
         model = self.model
@@ -310,23 +308,20 @@ class Trainer:
 
     @torch.no_grad()
     def _update_ema(self, ok: torch.Tensor | None = None):
-        """EMA of the weights as one foreach operation, weighted by the device bool ``ok`` (weight 0: unchanged)."""
+        """The EMA of the weights as foreach operations over all tensors; with the device bool ``ok`` weighted by
+        it (weight 0 leaves the EMA exactly as it was) without reading it."""
         # warm-up of the decay so early EMA weights are not dominated by the random init
         decay = min(self.config.ema_decay, (1 + self.step_count) / (10 + self.step_count))
-        ok = torch.ones((), dtype=torch.bool, device=self.device) if ok is None else ok
-        weights = {}
-        for p in self._params:
-            if p.dtype not in weights:
-                weights[p.dtype] = ok.to(p.dtype) * (1 - decay)
-        ws = [weights[p.dtype] for p in self._params]
-        if self.device.type == "cpu":  # bitwise the lerp_ of before
-            torch._foreach_lerp_(self._ema_params, self._params, ws)
-        else:  # the fast route of foreach kernels (lerp's list-of-weights form takes a slow per-tensor path)
-            diff = torch._foreach_sub(self._params, self._ema_params)
-            for dtype, w in weights.items():
-                idx = [i for i, p in enumerate(self._params) if p.dtype == dtype]
-                torch._foreach_mul_([diff[i] for i in idx], w)
-            torch._foreach_add_(self._ema_params, diff)
+        if ok is None:
+            torch._foreach_lerp_(self._ema_params, self._params, 1 - decay)  # bitwise the per-tensor lerp_
+            for b_ema, b in self._buffers:
+                b_ema.copy_(b)
+            return
+        diff = torch._foreach_sub(self._params, self._ema_params)
+        for dtype in {p.dtype for p in self._params}:
+            idx = [i for i, p in enumerate(self._params) if p.dtype == dtype]
+            torch._foreach_mul_([diff[i] for i in idx], ok.to(dtype) * (1 - decay))
+        torch._foreach_add_(self._ema_params, diff)
         for b_ema, b in self._buffers:
             b_ema.copy_(torch.where(ok, b, b_ema))
 
@@ -469,10 +464,11 @@ class Trainer:
 
 
 def fused_optimizer(device: torch.device) -> bool:
-    """Whether the Trainer uses fused AdamW on ``device``: on CUDA (one kernel for all tensors, and a skipped step
-    decided on the device by ``found_inf``); not on the CPU, where the default implementation keeps results bitwise
-    those of every earlier version."""
-    return device.type == "cuda"
+    """Whether the Trainer uses fused AdamW on ``device``: on CUDA, XPU and MPS (one kernel for all tensors, and a
+    skipped step decided on the device by ``found_inf``, with no host read).  Not on the CPU, where reading the
+    skip decision costs nothing (host memory, no queue to drain) and the default implementation keeps results
+    bitwise those of every earlier version; the fused path is tested on the CPU too (tests/test_hot_path.py)."""
+    return device.type in ("cuda", "xpu", "mps")
 
 
 def _map(x, fn):
