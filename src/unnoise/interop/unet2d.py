@@ -91,11 +91,13 @@ class DiffusersUNet2D(nn.Module):
             up_block_types=tuple(up), attention_head_dim=attention_head_dim, norm_num_groups=groups,
             dropout=dropout, num_class_embeds=num_classes + 1 if num_classes else None)
         self.register_buffer("log_sigmas", torch.log(sched.sigmas).to(torch.float64), persistent=False)
+        # the table's ends as Python numbers: clamping to them reads no device memory in the training step
+        self._log_sigma_range = (float(self.log_sigmas[0]), float(self.log_sigmas[-1]))
 
     def timestep(self, c_noise: torch.Tensor) -> torch.Tensor:
         """DDPM timestep of ``c_noise = log(sigma) / 4``: linear in log sigma between table entries (float32)."""
         table = self.log_sigmas.to(c_noise.device)
-        u = (4 * c_noise.to(torch.float64)).clamp(float(table[0]), float(table[-1]))
+        u = (4 * c_noise.to(torch.float64)).clamp(*self._log_sigma_range)
         idx = torch.searchsorted(table, u.contiguous(), right=True).clamp(1, len(table) - 1)
         lo, hi = table[idx - 1], table[idx]
         t = idx - 1 + ((u - lo) / (hi - lo)).clamp(0, 1)

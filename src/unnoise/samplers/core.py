@@ -19,10 +19,18 @@ _REGISTRY: dict[str, Callable] = {}
 DEFAULT_SAMPLER = "ipndm"
 
 
-def register(name: str):
-    """Decorator adding a sampler function to the registry under ``name``."""
+_READS_EVERY_STEP: set[str] = set()
+
+
+def register(name: str, reads_every_step: bool = False):
+    """Decorator adding a sampler function to the registry under ``name``.
+
+    ``reads_every_step``: the sampler reads its state back to the host every step anyway (adaptive step-size
+    control); its denoiser outputs are then checked for NaN/inf at every call (see :class:`CountingDenoiser`)."""
     def deco(fn):
         _REGISTRY[name] = fn
+        if reads_every_step:
+            _READS_EVERY_STEP.add(name)
         return fn
     return deco
 
@@ -49,14 +57,19 @@ def _get(name):
 class CountingDenoiser:
     """Wraps a denoiser, counting real calls (network evaluations, NFE) and checking every output.
 
-    An output whose shape differs from ``x``'s raises instead of being broadcast, and a NaN or inf in it
-    stops sampling with a ``ValueError`` naming the call, the grid step and the sigma where it appeared
-    (one ``isfinite`` reduction per call).  ``sigmas`` (the grid) only serves that message.
+    An output whose shape differs from ``x``'s raises instead of being broadcast.  A NaN or inf in an output is
+    recorded on the device (the first bad call's number, no host read per call, so a GPU is never drained
+    between steps) and :meth:`check` -- called by :func:`sample` once, at the end -- raises a ``ValueError``
+    naming that call, its grid step and its sigma.  With ``eager=True`` every call checks and raises at once
+    (for samplers that read their state back every step anyway, e.g. adaptive step-size control, where NaNs
+    would otherwise steer the step sizes).  ``sigmas`` (the grid) only serves the message.
     """
 
-    def __init__(self, denoiser, cond=None, sigmas=None):
-        self.denoiser, self.cond, self.calls = denoiser, cond, 0
+    def __init__(self, denoiser, cond=None, sigmas=None, eager: bool = False):
+        self.denoiser, self.cond, self.calls, self.eager = denoiser, cond, 0, eager
         self.sigmas = None if sigmas is None else [float(v) for v in sigmas]
+        self._first_bad = None  # device int64: number of the first call with a non-finite output (0: none)
+        self._levels: list = []  # the sigma of every call (a float, or the tensor it came as), for the message
 
     def _where(self, sigma) -> str:
         s = float(sigma.reshape(-1)[0]) if isinstance(sigma, torch.Tensor) else float(sigma)
@@ -67,7 +80,10 @@ class CountingDenoiser:
 
     def __call__(self, x, sigma):
         self.calls += 1
-        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
+        if isinstance(sigma, torch.Tensor):
+            sigma = sigma.to(dtype=x.dtype, device=x.device)
+        else:  # a Python number: filled on the device (no host-to-device copy)
+            sigma = torch.full((), sigma, dtype=x.dtype, device=x.device)
         if sigma.ndim == 0:
             sigma = sigma.expand(x.shape[0])
         out = self.denoiser(x, sigma) if self.cond is None else self.denoiser(x, sigma, self.cond)
@@ -75,10 +91,28 @@ class CountingDenoiser:
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise ValueError(f"the denoiser returned {got} for x of shape {tuple(x.shape)} ({self._where(sigma)}); "
                              "it must return a tensor shaped like x (an estimate of x0)")
-        if not bool(torch.isfinite(out).all()):
-            raise ValueError(f"the denoiser returned NaN or inf at call {self.calls} ({self._where(sigma)}); "
-                             "check the model (weights, guidance scale, inputs) before sampling again")
+        bad = ~torch.isfinite(out).all()
+        if self.eager:
+            if bool(bad):
+                raise ValueError(self._message(self.calls, sigma))
+            return out
+        self._levels.append(sigma)
+        if self._first_bad is None:
+            self._first_bad = torch.zeros((), dtype=torch.int64, device=out.device)
+        self._first_bad = torch.where(bad & (self._first_bad == 0), self.calls, self._first_bad)
         return out
+
+    def _message(self, call: int, sigma) -> str:
+        return (f"the denoiser returned NaN or inf at call {call} ({self._where(sigma)}); "
+                "check the model (weights, guidance scale, inputs) before sampling again")
+
+    def check(self) -> None:
+        """Raise ``ValueError`` naming the first call whose output held NaN or inf (one host read)."""
+        if self._first_bad is None:
+            return
+        first = int(self._first_bad)
+        if first:
+            raise ValueError(self._message(first, self._levels[first - 1]))
 
 
 def check_sigmas(sigmas) -> torch.Tensor:
@@ -122,7 +156,8 @@ def sample(denoiser, x: torch.Tensor, sigmas, sampler: str = DEFAULT_SAMPLER, ge
                              "that closes over it and pass the grid it returns")
         sigmas.check_start(x)
         sigmas = sigmas.grid(denoiser, tuple(x.shape[1:]), sampler, options, device=x.device)
-    sigmas = check_sigmas(sigmas).to(device=x.device, dtype=x.dtype)
+    # the grid as Python numbers (in x's precision, one read): the steps read no device memory
+    sigmas = check_sigmas(sigmas).to(dtype=x.dtype).tolist()
     if not torch.all(torch.isfinite(x)):
         raise ValueError("the starting x contains NaN or inf")
     allowed = set(inspect.signature(fn).parameters)
@@ -130,7 +165,7 @@ def sample(denoiser, x: torch.Tensor, sigmas, sampler: str = DEFAULT_SAMPLER, ge
     if unknown:
         raise ValueError(f"sampler {sampler!r} has no option(s) {', '.join(sorted(unknown))}; "
                          f"it accepts: {', '.join(sorted(sampler_options(sampler))) or 'none'}")
-    counted = CountingDenoiser(denoiser, cond, sigmas)
+    counted = CountingDenoiser(denoiser, cond, sigmas, eager=sampler in _READS_EVERY_STEP)
     kwargs = dict(options)
     if "generator" in allowed:
         kwargs["generator"] = generator
@@ -140,6 +175,7 @@ def sample(denoiser, x: torch.Tensor, sigmas, sampler: str = DEFAULT_SAMPLER, ge
         kwargs["progress"] = progress
     with torch.no_grad():
         out = fn(counted, x, sigmas, **kwargs)
+    counted.check()
     if process is not None:
         out = process.project(out)
     return (out, counted.calls) if return_nfe else out
@@ -153,7 +189,10 @@ def _steps(sigmas, progress):
 def noise_like(x, generator=None):
     """Standard normal noise shaped like ``x``, drawn from ``generator`` (which may live on the CPU)."""
     device = generator.device if generator is not None else x.device
-    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=device).to(x.device)
+    z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=device)
+    if z.device.type == "cpu" and x.device.type == "cuda":  # from pinned memory: no wait for the GPU
+        return z.pin_memory().to(x.device, non_blocking=True)
+    return z.to(x.device)
 
 
 def _cb(callback, i, x, den, sigma):
@@ -272,7 +311,7 @@ def _heun_step(denoiser, x, s, s_next):
     return x + (s_next - s) * 0.5 * (d + d_next), den
 
 
-@register("rk45")
+@register("rk45", reads_every_step=True)
 def rk45(denoiser, x, sigmas, *, rtol: float = 1e-4, atol: float = 1e-4, callback=None, progress=False):
     """Adaptive Dormand-Prince 5(4) on the probability-flow ODE, with error control.
 

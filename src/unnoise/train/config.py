@@ -23,7 +23,9 @@ class TrainConfig:
     steps, then stays at ``lr`` (``lr_decay="none"``) or follows a cosine down to ``min_lr`` at
     ``steps`` (``"cosine"``).  ``precision``: ``fp32``, ``bf16`` (autocast, CPU or CUDA) or
     ``fp16`` (autocast + gradient scaling, CUDA only).  A step whose loss or gradient is NaN/inf is
-    skipped (no update, no EMA) and counted; ``max_bad_steps`` of them in a row stop the run.
+    skipped (no update, no EMA) and counted; ``max_bad_steps`` of them in a row stop the run (decided on the
+    device: the run stops at the next log or checkpoint step, ``log_every`` steps late at most, with nothing
+    updated after the divergence).
     ``checkpoint_every``/``sample_every``: steps between training checkpoints / preview samples
     (0 = only at the end / never); the newest ``keep_checkpoints`` step directories are kept (0 = all).
     ``resume_from``: a run directory (or ``step_*`` directory) whose newest checkpoint the trainer

@@ -13,6 +13,7 @@ class EpochSampler:
     def __init__(self, n: int, seed: int):
         self.n, self.seed = n, seed
         self._perms: dict[int, torch.Tensor] = {}
+        self._on_device: dict[tuple, torch.Tensor] = {}  # (epoch, device) -> the permutation there
 
     def _permutation(self, epoch: int) -> torch.Tensor:
         if epoch not in self._perms:
@@ -21,12 +22,25 @@ class EpochSampler:
             self._perms[epoch] = torch.randperm(self.n, generator=g)
         return self._perms[epoch]
 
-    def indices(self, start: int, k: int) -> torch.Tensor:
-        """The ``(k,)`` examples at global positions ``[start, start + k)``."""
+    def _permutation_on(self, epoch: int, device) -> torch.Tensor:
+        """The permutation of ``epoch`` on ``device``, copied there once per epoch (asynchronously on CUDA), so
+        the batches of in-memory data on a GPU are indexed without a host-to-device copy per step."""
+        perm = self._permutation(epoch)
+        if device is None or torch.device(device) == perm.device:
+            return perm
+        key = (epoch, str(device))
+        if key not in self._on_device:
+            self._on_device = {e: p for e, p in self._on_device.items() if e[0] >= epoch - 1}
+            host = perm.pin_memory() if torch.device(device).type == "cuda" else perm
+            self._on_device[key] = host.to(device, non_blocking=True)
+        return self._on_device[key]
+
+    def indices(self, start: int, k: int, device=None) -> torch.Tensor:
+        """The ``(k,)`` examples at global positions ``[start, start + k)`` (on ``device``, default the CPU)."""
         parts, pos = [], start
         while pos < start + k:
             epoch, offset = divmod(pos, self.n)
-            chunk = self._permutation(epoch)[offset:offset + start + k - pos]
+            chunk = self._permutation_on(epoch, device)[offset:offset + start + k - pos]
             parts.append(chunk)
             pos += len(chunk)
         return torch.cat(parts)

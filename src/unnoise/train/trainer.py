@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import importlib
-import math
 import time
 
 import torch
@@ -21,6 +20,7 @@ from ..devices import resolve_device
 from ..processes import Gaussian
 from . import previews, signals, state
 from .config import TrainConfig, TrainingDiverged, lr_at
+from .ledger import Ledger
 from .log import log
 from .objective import DenoisingObjective, _LossModule
 from .order import EpochSampler, _RankBatches
@@ -123,14 +123,19 @@ class Trainer:
         self.noise_generator = torch.Generator(self.device).manual_seed(cfg.seed + 1_000_003)
         self.sampler = EpochSampler(len(data), cfg.seed)
         self._loader = None  # the DataLoader iterator of a streamed dataset (made on first use)
-        self.opt = torch.optim.AdamW(self.denoiser.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        # fused AdamW on accelerators skips a non-finite step on the device (found_inf); on the CPU the default
+        # implementation (bitwise the results of every earlier version; see _apply)
+        self._fused = fused_optimizer(self.device)
+        self.opt = torch.optim.AdamW(self.denoiser.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                     **({"fused": True} if self._fused else {}))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == "fp16")
+        self._params = list(self.denoiser.parameters())
+        self._ema_params = list(self.ema.parameters())
+        self._buffers = list(zip(self.ema.buffers(), self.denoiser.buffers()))
         self.step_count = 0
-        self.skipped_steps = 0
-        self.bad_in_row = 0
-        self.loss_smooth = None
-        self.last_grad_norm = float("nan")
-        self.last_metrics: dict[str, float] = {}  # the objective's extra per-example values, batch means
+        # loss, metrics, grad norm and skip counters stay on the device; read once per log interval
+        self.ledger = Ledger(self.device, cfg.max_bad_steps)
+        self._stop_flag = None  # with N processes: the all-reduced stop request of the last step (device)
         self.history: list[dict] = []
         self.stopped_by: str | None = None  # "SIGINT"/"SIGTERM" when fit() stopped early on a signal
         self.sample_fn = None  # optional sample_fn(trainer, path): preview writer for non-vector data
@@ -160,20 +165,30 @@ class Trainer:
     def _read(self):
         """This rank's ``(x0, cond)`` rows of global batch ``step_count``, on the training device."""
         if isinstance(self.data, TensorDataset):
-            idx = self.sampler.indices(self.step_count * self.config.batch_size, self.config.batch_size)[self.rows]
+            # checked for NaN/inf at construction; the epoch's permutation lives where the data are
+            idx = self.sampler.indices(self.step_count * self.config.batch_size, self.config.batch_size,
+                                       device=self.data.x.device)[self.rows]
             x0, cond = self.data.gather(idx)
         else:
             if self._loader is None or self._loader[0] != self.step_count:
                 self._loader = [self.step_count, iter(self._data_loader(self.step_count))]
             x0, cond = next(self._loader[1])
             self._loader[0] += 1
-        non_blocking = self.device.type == "cuda"
-        x0 = _map(x0, lambda v: v.to(self.device, non_blocking=non_blocking))
-        cond = {k: v.to(self.device, non_blocking=non_blocking) for k, v in cond.items()}
-        if not all(torch.isfinite(v).all() for v in _tensors(x0) if v.is_floating_point()):
-            raise ValueError(f"training batch {self.step_count} contains NaN or inf values; check the data "
-                             "(unnoise never trains on non-finite inputs)")
+            # checked on the host, before the copy: no read of device memory
+            if not all(torch.isfinite(v).all() for v in _tensors(x0) if v.is_floating_point()):
+                raise ValueError(f"training batch {self.step_count} contains NaN or inf values; check the data "
+                                 "(unnoise never trains on non-finite inputs)")
+        x0 = _map(x0, self._to_device)
+        cond = {k: self._to_device(v) for k, v in cond.items()}
         return x0, cond
+
+    def _to_device(self, t: torch.Tensor) -> torch.Tensor:
+        """``t`` on the training device without waiting: from pinned memory, asynchronously, on CUDA."""
+        if t.device == self.device or self.device.type != "cuda":
+            return t.to(self.device)
+        if t.device.type == "cpu" and not t.is_pinned():
+            t = t.pin_memory()
+        return t.to(self.device, non_blocking=True)
 
     def _data_loader(self, start: int) -> torch.utils.data.DataLoader:
         workers = self.config.num_workers
@@ -201,10 +216,10 @@ class Trainer:
         dtype = x0.dtype if isinstance(x0, torch.Tensor) and x0.is_floating_point() else torch.float32
         noise = self.forward.noise(shape, self.noise_generator, self.device, dtype)
         if cfg.cond_dropout > 0 and any(k in cond for k in getattr(self.denoiser, "nulls", {})):
-            cond = self.denoiser.null_cond(cond, drop[rows])
+            cond = self.denoiser.null_cond(cond, self._to_device(drop[rows]))
         if self.augment is not None:
-            x0 = self.augment(x0, u[rows].to(self.device))
-        return x0, sigma[rows].to(self.device), _map(noise, lambda v: v[rows]), cond
+            x0 = self.augment(x0, self._to_device(u[rows]))
+        return x0, self._to_device(sigma[rows]), _map(noise, lambda v: v[rows]), cond
 
     # ------------------------------------------------------------------ one step
     def _lr(self) -> float:
@@ -216,10 +231,14 @@ class Trainer:
         dtype = torch.bfloat16 if self.config.precision == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype)
 
-    def step(self) -> float:
-        """One optimizer step on the next global batch; returns its loss averaged over all ranks.
+    def step(self) -> torch.Tensor:
+        """One optimizer step on the next global batch; returns its loss averaged over all ranks, a 0-dim tensor
+        on the training device (``float()`` reads it back, which on a GPU waits for the step to finish).
 
-        A NaN/inf loss or gradient skips the update (and the EMA), counted in ``skipped_steps``.
+        Nothing is read back from an accelerator: a NaN/inf loss or gradient skips the update and the EMA on the
+        device (``ok`` below; on the CPU, where the read is free, by a branch), counted in ``skipped_steps``; the
+        loss, metrics, grad norm and counters stay in :attr:`ledger` until :meth:`fit` reads them once per log
+        interval.
         """
         cfg = self.config
         self.denoiser.train()
@@ -244,49 +263,119 @@ class Trainer:
             for key, value in out.items():
                 total = value.detach().float().sum()
                 sums[key] = total if key not in sums else sums[key] + total
-        # one collective for the loss, the objective's metrics and "a rank was asked to stop"
+        # one collective for the loss, the objective's metrics and (N processes) "a rank was asked to stop"
         names = ["loss"] + sorted(k for k in sums if k != "loss")
-        stats = torch.stack([sums[k] for k in names]
-                            + [torch.tensor(float(self._stop_signal is not None), device=self.device)])
-        dist.all_reduce_sum(stats)
-        values = (stats[:-1] / cfg.batch_size).tolist()
-        loss_value = values[0]
-        self.last_metrics = dict(zip(names[1:], values[1:]))
-        self._stop_agreed = bool(stats[-1] > 0)
-
+        parts = [sums[k] for k in names]
+        if dist.active():
+            parts.append(torch.full((), float(self._stop_signal is not None), device=self.device))
+        stats = dist.all_reduce_sum(torch.stack(parts))
+        means = stats[:len(names)] / cfg.batch_size
+        if dist.active():
+            self._stop_flag = stats[-1]
         self.scaler.unscale_(self.opt)
-        grads = [p.grad for p in self.denoiser.parameters() if p.grad is not None]
-        grad_norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
-        self.last_grad_norm = float(grad_norm)
-        if math.isfinite(loss_value) and math.isfinite(self.last_grad_norm):
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grads_with_norm_(self.denoiser.parameters(), cfg.grad_clip, grad_norm)
-            self.scaler.step(self.opt)
-            self.scaler.update()
-            self._update_ema()
-            self.bad_in_row = 0
-        else:
-            self.skipped_steps += 1
-            if self.scaler.is_enabled() and math.isfinite(loss_value):
-                self.scaler.update()  # an fp16 overflow: lower the scale, not a sign of divergence
-            else:
-                self.bad_in_row += 1
-            self.opt.zero_grad(set_to_none=True)
+        grads = [p.grad for p in self._params if p.grad is not None]
+        grad_norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=self.device)
+        ok = torch.isfinite(means[0]) & torch.isfinite(grad_norm) & self.ledger.live()
+        self._apply(ok, grad_norm)
         self.step_count += 1
-        return loss_value
+        overflow = torch.isfinite(means[0]) if self.scaler.is_enabled() else None
+        self.ledger.record(self.step_count, names, means, grad_norm, ok, overflow)
+        return means[0]
+
+    def _apply(self, ok: torch.Tensor, grad_norm: torch.Tensor) -> None:
+        """The optimizer step and the EMA where the device bool ``ok`` holds, a no-op otherwise.
+
+        On an accelerator nothing is read: fused AdamW skips on ``found_inf = ~ok`` and the EMA is weighted by
+        ``ok``.  On the CPU ``ok`` is host memory, so reading it costs nothing: the default AdamW and the plain EMA
+        run only when it holds (bitwise the results of every earlier version)."""
+        params = [p for p in self._params if p.grad is not None]
+        if self._fused:
+            if self.config.grad_clip and params:
+                torch.nn.utils.clip_grads_with_norm_(params, self.config.grad_clip, grad_norm)
+            self.opt.grad_scale, self.opt.found_inf = None, (~ok).float()
+            self.opt.step()
+            self.scaler.update()  # fp16: the scale follows the overflow recorded by unscale_ (no-op otherwise)
+            self._update_ema(ok)
+        elif bool(ok):  # see fused_optimizer: the CPU (elsewhere a synchronisation)
+            if self.config.grad_clip and params:
+                torch.nn.utils.clip_grads_with_norm_(params, self.config.grad_clip, grad_norm)
+            self.opt.step()
+            self._update_ema()
 
     def _ddp(self):
         model = self.model
         return getattr(model, "_orig_mod", model)  # unwrap torch.compile
 
     @torch.no_grad()
-    def _update_ema(self):
+    def _update_ema(self, ok: torch.Tensor | None = None):
+        """The EMA of the weights as foreach operations over all tensors; with the device bool ``ok`` weighted by
+        it (weight 0 leaves the EMA exactly as it was) without reading it."""
         # warm-up of the decay so early EMA weights are not dominated by the random init
         decay = min(self.config.ema_decay, (1 + self.step_count) / (10 + self.step_count))
-        for p_ema, p in zip(self.ema.parameters(), self.denoiser.parameters()):
-            p_ema.lerp_(p, 1 - decay)
-        for b_ema, b in zip(self.ema.buffers(), self.denoiser.buffers()):
-            b_ema.copy_(b)
+        if ok is None:
+            torch._foreach_lerp_(self._ema_params, self._params, 1 - decay)  # bitwise the per-tensor lerp_
+            for b_ema, b in self._buffers:
+                b_ema.copy_(b)
+            return
+        diff = torch._foreach_sub(self._params, self._ema_params)
+        for dtype in {p.dtype for p in self._params}:
+            idx = [i for i, p in enumerate(self._params) if p.dtype == dtype]
+            torch._foreach_mul_([diff[i] for i in idx], ok.to(dtype) * (1 - decay))
+        torch._foreach_add_(self._ema_params, diff)
+        for b_ema, b in self._buffers:
+            b_ema.copy_(torch.where(ok, b, b_ema))
+
+    # ------------------------------------------------------------------ host state (read once per log interval)
+    def _host(self) -> dict:
+        """The ledger read back (one host read); raises :class:`TrainingDiverged` when the run diverged."""
+        state = self.ledger.read()
+        if state["diverged_at"]:
+            cfg = self.config
+            last = checkpoint.latest_checkpoint(self.run_dir) if self.run_dir and \
+                checkpoint.list_step_dirs(self.run_dir) else "none written"
+            raise TrainingDiverged(
+                f"{state['bad_in_row']} steps in a row had a NaN/inf loss or gradient (step {state['diverged_at']}, "
+                f"noticed at step {self.step_count}; {state['skipped_steps']} skipped in all); stopping without "
+                f"saving (nothing was updated after step {state['diverged_at']}). Last good checkpoint: {last}. "
+                f"Lower the learning rate, check the data, or raise --max-bad-steps (now {cfg.max_bad_steps})")
+        return state
+
+    @property
+    def skipped_steps(self) -> int:
+        """Steps skipped for a NaN/inf loss or gradient (reads the device)."""
+        return self.ledger.read()["skipped_steps"]
+
+    @skipped_steps.setter
+    def skipped_steps(self, value: int):
+        self.ledger.set(skipped_steps=value)
+
+    @property
+    def bad_in_row(self) -> int:
+        """Non-finite steps in a row up to now, fp16 overflows not counted (reads the device)."""
+        return self.ledger.read()["bad_in_row"]
+
+    @bad_in_row.setter
+    def bad_in_row(self, value: int):
+        self.ledger.set(bad_in_row=value)
+
+    @property
+    def loss_smooth(self) -> float | None:
+        """Exponential moving average (0.98) of the finite losses; None before the first (reads the device)."""
+        return self.ledger.read()["loss_smooth"]
+
+    @loss_smooth.setter
+    def loss_smooth(self, value: float | None):
+        self.ledger.set(loss_smooth=float("nan") if value is None else value)
+
+    @property
+    def last_grad_norm(self) -> float:
+        """Gradient norm of the last step (reads the device)."""
+        return self.ledger.read()["grad_norm"]
+
+    @property
+    def last_metrics(self) -> dict[str, float]:
+        """The objective's extra per-example values of the last step, global batch means (reads the device)."""
+        return self.ledger.read()["metrics"]
 
     def request_stop(self, reason: str = "request") -> None:
         """Ask :meth:`fit` to save a checkpoint and return after the current step (all ranks agree)."""
@@ -297,8 +386,10 @@ class Trainer:
         """Train until ``config.steps``; returns the logged history.
 
         SIGINT/SIGTERM (or :meth:`request_stop`) finish the current step, save a checkpoint and
-        return early with ``stopped_by`` set.  Raises :class:`TrainingDiverged` after
-        ``max_bad_steps`` consecutive non-finite steps (the last checkpoint stays as it was).
+        return early with ``stopped_by`` set (with N processes at the next log or checkpoint step, where the
+        ranks read back their agreed stop flag).  Raises :class:`TrainingDiverged` after
+        ``max_bad_steps`` consecutive non-finite steps (the last checkpoint stays as it was), noticed at the
+        next log or checkpoint step: between those steps nothing is read back from the device.
         """
         cfg = self.config
         main = dist.is_main()
@@ -309,36 +400,37 @@ class Trainer:
         self._stop_agreed = False
         try:
             while self.step_count < cfg.steps:
-                loss = self.step()
-                if self.bad_in_row >= cfg.max_bad_steps:
-                    last = checkpoint.latest_checkpoint(self.run_dir) if self.run_dir and \
-                        checkpoint.list_step_dirs(self.run_dir) else "none written"
-                    raise TrainingDiverged(
-                        f"{self.bad_in_row} steps in a row had a NaN/inf loss or gradient (step {self.step_count}, "
-                        f"{self.skipped_steps} skipped in all); stopping without saving. Last good checkpoint: "
-                        f"{last}. Lower the learning rate, check the data, or raise --max-bad-steps")
-                if math.isfinite(loss):
-                    self.loss_smooth = loss if self.loss_smooth is None else 0.98 * self.loss_smooth + 0.02 * loss
+                self.step()
                 seen += cfg.batch_size
                 bar.update(1)
-                if self.step_count % cfg.log_every == 0 or self.step_count == cfg.steps:
+                step = self.step_count
+                log_now = step % cfg.log_every == 0 or step == cfg.steps
+                save_now = bool(cfg.checkpoint_every) and step % cfg.checkpoint_every == 0 and step < cfg.steps
+                preview_now = bool(cfg.sample_every) and step % cfg.sample_every == 0
+                if dist.active():  # the ranks agree on a stop at the steps where all of them read back
+                    self._stop_agreed = (log_now or save_now or preview_now) and bool(self._stop_flag > 0)
+                else:
+                    self._stop_agreed = self._stop_signal is not None
+                if not (log_now or save_now or preview_now or self._stop_agreed):
+                    continue  # no host read: the device keeps going
+                host = self._host()  # raises TrainingDiverged (noticed here, nothing updated since)
+                if log_now:
                     now = time.perf_counter()
                     rate = seen / max(now - t_last, 1e-9)
                     t_last, seen = now, 0
-                    bar.set_postfix(loss=f"{self.loss_smooth if self.loss_smooth is not None else float('nan'):.4f}",
-                                    ex_s=f"{rate:.0f}", skipped=self.skipped_steps)
-                    log(self, {"step": self.step_count, "loss": loss,
-                               "loss_smooth": self.loss_smooth if self.loss_smooth is not None else float("nan"),
-                               "lr": lr_at(cfg, self.step_count - 1), "grad_norm": self.last_grad_norm,
-                               "examples_per_s": rate, "skipped_steps": self.skipped_steps,
-                               "epoch": self.step_count * cfg.batch_size // len(self.data), **self.last_metrics})
+                    smooth = host["loss_smooth"] if host["loss_smooth"] is not None else float("nan")
+                    bar.set_postfix(loss=f"{smooth:.4f}", ex_s=f"{rate:.0f}", skipped=host["skipped_steps"])
+                    log(self, {"step": step, "loss": host["loss"], "loss_smooth": smooth,
+                               "lr": lr_at(cfg, step - 1), "grad_norm": host["grad_norm"],
+                               "examples_per_s": rate, "skipped_steps": host["skipped_steps"],
+                               "epoch": step * cfg.batch_size // len(self.data), **host["metrics"]})
                 if self._stop_agreed:
                     self.stopped_by = self._stop_signal or "another rank"
                     self.save()
                     break
-                if cfg.checkpoint_every and self.step_count % cfg.checkpoint_every == 0 and self.step_count < cfg.steps:
+                if save_now:
                     self.save()
-                if cfg.sample_every and self.step_count % cfg.sample_every == 0:
+                if preview_now:
                     self.write_samples()
             else:
                 self.save()
@@ -369,6 +461,14 @@ class Trainer:
         step and logged history.  Returns the checkpoint path.  Raises ``ValueError`` naming the
         file when it is corrupt or belongs to a different model."""
         return state.resume(self, source)
+
+
+def fused_optimizer(device: torch.device) -> bool:
+    """Whether the Trainer uses fused AdamW on ``device``: on CUDA, XPU and MPS (one kernel for all tensors, and a
+    skipped step decided on the device by ``found_inf``, with no host read).  Not on the CPU, where reading the
+    skip decision costs nothing (host memory, no queue to drain) and the default implementation keeps results
+    bitwise those of every earlier version; the fused path is tested on the CPU too (tests/test_hot_path.py)."""
+    return device.type in ("cuda", "xpu", "mps")
 
 
 def _map(x, fn):
