@@ -79,10 +79,6 @@ def run(args):
     steps = DEFAULTS["steps"] if args.steps == 5000 else args.steps  # 5000 is the 2-D demos' default
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
     os.makedirs(args.out, exist_ok=True)
-    if device == "cpu" and os.environ.get("OMP_NUM_THREADS") is None:
-        # these convolutions are far too small to gain from threads, and OpenMP threads that have to
-        # wait for a busy core slow every step down many times over (measured: 0.4 s vs 5 s per step)
-        torch.set_num_threads(1)
     pipe, encoder, info = train_text_model(args.out, args.seed, DEFAULTS["num_images"], DEFAULTS["ae_steps"], steps,
                                            DEFAULTS["batch_size"], device)
     rows = sample_prompts(pipe, PROMPTS, 8, DEFAULTS["guidance"], DEFAULTS["sample_steps"], args.seed)
