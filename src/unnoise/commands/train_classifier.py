@@ -9,7 +9,7 @@ import torch
 
 from .. import schedules
 from ..data import load_array
-from ..data.images import flip_rows, is_image_spec, load_images
+from ..data.images import flip_rows, is_image_spec, load_images, no_classes_reason
 from ..guidance import NoisyClassifier, train_classifier
 from ..nets import summary
 from ..train import TrainConfig
@@ -50,7 +50,7 @@ def load_labelled(args):
     if is_image_spec(args.data):
         data, labels, names = load_images(args.data, args.image_size, args.image_mode)
         if labels is None:
-            raise ValueError(f"{args.data!r} has no class subfolders; a classifier needs one subfolder per class")
+            raise ValueError(f"{no_classes_reason(args.data)}; a classifier needs one subfolder per class")
         return data, labels, names
     if not args.labels:
         raise ValueError("vector data needs --labels FILE with one integer class per row")
