@@ -116,6 +116,11 @@ def cases(e):
           f"mask:{b / 'black_mask.png'}", "--out", str(b / "black_mask.png")], 2, "is the --operator mask file"),
         (["upscale", "--checkpoint", e["img"], "--input", str(b / "digit.png"), "--out", str(b / "digit.png")], 2,
          "is the --input file"),
+        (["sample", "--checkpoint", e["vec"], "--out", e["vec"]], 2, "is the --checkpoint folder"),
+        (["compare-samplers", "--checkpoint", e["vec"], "--samplers", "ddim", "--nfe", "2", "--out", e["vec"]], 2,
+         "is the --checkpoint folder"),
+        (["upscale", "--train", "--data", str(b / "imgs"), "--out", str(b / "imgs"), "--train-steps", "1"], 2,
+         "is the --data folder"),
         # a demo run again over its earlier output
         (["demo", "--out", str(b / "demo_out"), "--steps", "2", "--device", "cpu"], 2, "pass --overwrite"),
         # sizes: a PNG grid beyond what image readers accept

@@ -185,12 +185,14 @@ def same_file(a: str, b: str) -> bool:
 
 
 def check_not_input(out: str, inputs: dict, what: str = "--out") -> None:
-    """Refuse an output path that names one of the command's inputs (``{"--input": path, ...}``), before
-    anything is read or written: the result would replace the input.  One-line ``ValueError``."""
+    """Refuse an output path that names one of the command's existing inputs (``{"--input": path, ...}``; a run
+    directory too), before anything is read or written: the result would replace or mix into the input.
+    One-line ``ValueError``."""
     for option, path in inputs.items():
-        if path and same_file(out, path):
-            raise ValueError(f"{what} {out!r} is the {option} file; the result would replace it: give another "
-                             f"{what} name")
+        if path and os.path.lexists(path) and same_file(out, path):
+            kind = "folder" if os.path.isdir(path) else "file"
+            raise ValueError(f"{what} {out!r} is the {option} {kind}; the result would replace or mix into it: "
+                             f"give another {what}")
 
 
 # ----------------------------------------------------------------------------- atomic writes

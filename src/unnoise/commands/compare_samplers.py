@@ -9,9 +9,9 @@ import time
 
 import torch
 
-from .. import compare, kinds, samplers, schedules
+from .. import compare, io, kinds, samplers, schedules
 from ..data import TOY_DATASETS, load_array, toy_dataset
-from ..devices import resolve_device
+from ..devices import resolve_device, threads_for_small_model
 from ..runs import load
 from .common import add_device_arg, parse_options
 
@@ -137,6 +137,7 @@ def run(args):
     options = _parse_sampler_options(args.option, names)
     if args.n < 10:
         raise ValueError(f"--n must be at least 10, got {args.n}")
+    io.check_not_input(args.out, {"--checkpoint": args.checkpoint, "--reference": args.reference})
     os.makedirs(args.out, exist_ok=True)
     g = torch.Generator().manual_seed(args.seed + 100)
     postprocess, floor = None, math.nan
@@ -148,6 +149,7 @@ def run(args):
         source = f"mixture {args.mixture} ({args.schedule} sigma range)"
     else:
         pipe = load(args.checkpoint, ema=not args.raw_weights, device=resolve_device(args.device))
+        threads_for_small_model(pipe.denoiser, pipe.device)
         if pipe.denoiser is None or not pipe.kind_entry.can("compare"):
             raise ValueError(f"compare-samplers compares samplers on runs of {kinds.able('compare')}; "
                              f"{args.checkpoint!r} is a {pipe.kind} run")

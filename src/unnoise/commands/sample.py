@@ -154,6 +154,8 @@ def run(args):
     _check_options(args, pipe, output)
     n = args.n if args.n is not None else default_n(output, pipe, args.prompt)
     out = args.out if args.out is not None else output.default_out
+    io.check_not_input(out, {"--checkpoint": args.checkpoint, "--classifier": args.classifier,
+                             "--autoencoder": args.autoencoder, "--plot": args.plot})
     check_out(pipe, out)
     check_size(pipe, n, out)
     batch = batch_size(pipe)
