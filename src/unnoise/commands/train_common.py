@@ -123,6 +123,8 @@ def hold_run_dir(args) -> str | None:
     before anything else touches it: the ``--resume`` run, or an existing ``--out`` (which ``--overwrite`` would
     move aside).  Returns the directory to release with ``checkpoint.unlock_run_dir`` (None when nothing was
     held; a new directory is locked by the Trainer when it creates it)."""
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun rank 0 writes the run, and holds it for all
+        return None
     if args.resume and os.path.isdir(args.resume):
         target = args.resume
         if checkpoint.is_step_dir(target):
