@@ -14,7 +14,7 @@ from ..train import TrainConfig
 _PARSERS: list = []
 # options that may differ when a run is resumed; everything else is taken from the stored run
 RESUME_OVERRIDES = ("steps", "device", "precision", "compile", "checkpoint_every", "keep_checkpoints",
-                    "max_bad_steps", "sample_every", "log_every", "tensorboard")
+                    "max_bad_steps", "sample_every", "log_every", "tensorboard", "num_workers")
 
 
 def add_scaling_args(p) -> None:
@@ -110,11 +110,12 @@ def resolve_resume(args):
 
 
 def _same(name: str, given, stored) -> bool:
-    """Whether a given option equals the stored one (a --data path naming the same file counts as equal)."""
+    """Whether a given option equals the stored one (a --data or --out path naming the same file counts as equal)."""
     if given == stored:
         return True
-    if name == "data" and isinstance(given, str) and isinstance(stored, str) and os.path.exists(given):
-        return os.path.exists(stored) and os.path.samefile(given, stored)
+    if name in ("data", "out") and isinstance(given, str) and isinstance(stored, str):
+        return os.path.abspath(given) == os.path.abspath(stored) or \
+            (os.path.exists(given) and os.path.exists(stored) and os.path.samefile(given, stored))
     return False
 
 
