@@ -229,3 +229,17 @@ def test_plots_of_columns_with_different_scales_fill_the_panel(tmp_path):
     rows = np.nonzero(blue.any(1))[0]
     assert rows.max() - rows.min() > 0.5 * img.shape[0]  # not a sliver: y has its own scale
     assert plotting.aspect([0, 0], [1, 1.5]) == "equal" and plotting.aspect([0, 0], [1000, 1]) == "auto"
+
+
+def test_train_classifier_resume_refuses_a_changed_option_and_applies_steps(tmp_path, capsys):
+    run = str(tmp_path / "clf")
+    opts = ["--data", "digits", "--batch-size", "8", "--width", "8", "--checkpoint-every", "0", "--device", "cpu"]
+    assert main(["train-classifier", *opts, "--steps", "3", "--out", run]) == 0
+    capsys.readouterr()
+    assert main(["train-classifier", *opts, "--steps", "3", "--resume", run, "--lr", "0.1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--lr 0.1 (the run has 0.001) differs" in err[0]
+    assert main(["train-classifier", *opts, "--steps", "3", "--resume", run]) == 2
+    assert "already at step 3" in capsys.readouterr().err
+    assert main(["train-classifier", *opts, "--steps", "5", "--resume", run]) == 0
+    assert f"resuming {run} at step 3 with --steps 5 (was 3)" in capsys.readouterr().out

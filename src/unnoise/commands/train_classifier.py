@@ -14,7 +14,7 @@ from ..guidance import NoisyClassifier, train_classifier
 from ..nets import summary
 from ..train import TrainConfig
 from .common import add_device_arg
-from .train_common import add_scaling_args, finish, loop_options, resume_args  # noqa: F401 (resume_args re-exported)
+from .train_common import add_scaling_args, command_record, finish, loop_options, resume_args  # noqa: F401 (resume_args re-exported)
 
 
 def register(sub):
@@ -77,7 +77,7 @@ def run(args):
                       ema_decay=args.ema_decay, grad_clip=0.0, cond_dropout=0.0, seed=args.seed, device=args.device,
                       **loop_options(args))
     info = {"class_names": names, "data": {"source": args.data, "shape": list(data.shape[1:]),
-                                           "num_examples": len(data)}}
+                                           "num_examples": len(data)}, "command": command_record(args)}
     trainer = train_classifier(clf, data, labels, schedule, augment=flip_rows if args.flip else None, config=cfg,
                                run_dir=args.out, info=info, progress=main)
     acc = trainer.last_metrics.get("accuracy", float("nan"))

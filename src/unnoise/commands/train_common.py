@@ -87,26 +87,33 @@ def resolve_resume(args):
     parser = _PARSERS[-1] if _PARSERS else None
     given = {name: value for name, value in vars(args).items()
              if parser is not None and name in saved and value != parser.get_default(name)}
-    changed = [name for name in given if name not in RESUME_OVERRIDES and not _same(name, given[name], saved[name])]
+    merged.update(check_resume_options(given, saved, run_dir, step_dir))
+    merged.update(out=run_dir, resume=step_dir, func=args.func, overwrite=False)
+    return argparse.Namespace(**merged)
+
+
+def check_resume_options(given: dict, saved: dict, run_dir: str, step_dir: str) -> dict:
+    """Compare the options given with ``--resume`` (``given``) with the run's stored ones (``saved``): one that
+    differs and may not change is refused in one line naming it; the allowed overrides (:data:`RESUME_OVERRIDES`)
+    that differ are applied with one line saying so; a run already at its ``--steps`` is refused.  Returns the
+    overrides to apply."""
+    changed = [n for n in given if n in saved and n not in RESUME_OVERRIDES and not _same(n, given[n], saved[n])]
     if changed:
         flags = ", ".join(f"--{n.replace('_', '-')} {given[n]} (the run has {saved[n]})" for n in changed)
         allowed = ", ".join("--" + o.replace("_", "-") for o in RESUME_OVERRIDES)
         raise ValueError(f"--resume continues {run_dir} with its stored options, but {flags} differs; leave it "
                          f"out, or start a new run with --out (only {allowed} may change on resume)")
-    applied = []
-    for name in RESUME_OVERRIDES:
-        if name in given:
-            merged[name] = given[name]
-            if given[name] != saved.get(name):
-                applied.append(f"--{name.replace('_', '-')} {given[name]} (was {saved.get(name)})")
+    overrides = {n: given[n] for n in RESUME_OVERRIDES if n in given}
+    applied = [f"--{n.replace('_', '-')} {v} (was {saved[n]})" for n, v in overrides.items()
+               if n in saved and v != saved[n]]
     step = int(checkpoint.read_state_json(step_dir)["step"])
-    if merged["steps"] <= step:
-        raise ValueError(f"{run_dir} is already at step {step} of --steps {merged['steps']}: nothing to train; "
+    steps = overrides.get("steps", saved.get("steps"))
+    if steps is not None and steps <= step:
+        raise ValueError(f"{run_dir} is already at step {step} of --steps {steps}: nothing to train; "
                          f"give --steps larger than {step} to train it further")
     if applied:
         print(f"resuming {run_dir} at step {step} with {', '.join(applied)}")
-    merged.update(out=run_dir, resume=step_dir, func=args.func, overwrite=False)
-    return argparse.Namespace(**merged)
+    return overrides
 
 
 def _same(name: str, given, stored) -> bool:
@@ -207,4 +214,9 @@ def resume_args(args, what: str):
     checkpoint.check_not_inside(args.out, args.data)
     if not args.resume:
         checkpoint.check_new_run_dir(args.out)
+        return args
+    run_dir, step_dir = checkpoint.resolve_resume(args.resume)
+    saved = checkpoint.read_config(step_dir).get("command")  # runs written before it was stored: only --steps
+    given = {k: v for k, v in vars(args).items() if k not in ("out", "resume", "func", "command")}
+    check_resume_options(given, saved if isinstance(saved, dict) else {"steps": None}, run_dir, step_dir)
     return args
