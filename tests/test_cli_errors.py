@@ -47,7 +47,10 @@ def env(tmp_path_factory):
     np.save(base / "other.npy", np.random.default_rng(0).normal(size=(64, 2)))
     (base / "demo_out").mkdir()
     shutil.copytree(vec, base / "demo_out" / "run")  # an earlier demo's output
-    return {"base": base, "vec": vec, "img": img, "prev": str(prev), "cond": cond}
+    clf16 = str(base / "clf16")  # a classifier of 16x16 digits, for the 8x8 image run
+    assert main(["train-classifier", "--data", "digits", "--image-size", "16", "--width", "8", "--out", clf16,
+                 *TINY]) == 0
+    return {"base": base, "vec": vec, "img": img, "prev": str(prev), "cond": cond, "clf16": clf16}
 
 
 def cases(e):
@@ -121,6 +124,8 @@ def cases(e):
          "is the --checkpoint folder"),
         (["upscale", "--train", "--data", str(b / "imgs"), "--out", str(b / "imgs"), "--train-steps", "1"], 2,
          "is the --data folder"),
+        (["sample", "--checkpoint", e["img"], "--classifier", e["clf16"], "--class-label", "3", "--out",
+          str(b / "g.png")], 2, "classifies examples of shape (1, 16, 16)"),
         # a demo run again over its earlier output
         (["demo", "--out", str(b / "demo_out"), "--steps", "2", "--device", "cpu"], 2, "pass --overwrite"),
         # sizes: a PNG grid beyond what image readers accept

@@ -168,6 +168,10 @@ def run(args):
     classifier = load(args.classifier, device=device) if args.classifier else None
     if classifier is not None and classifier.kind != "classifier":
         raise ValueError(f"--classifier {args.classifier!r} is a {classifier.kind} run, not a noisy classifier")
+    if classifier is not None and tuple(classifier.classifier.shape) != tuple(pipe.model_shape):
+        raise ValueError(f"--classifier {args.classifier!r} classifies examples of shape "
+                         f"{tuple(classifier.classifier.shape)}, but the run's model works on "
+                         f"{tuple(pipe.model_shape)}; train the classifier on the same data as the run")
     classes = classifier.num_classes if classifier is not None else pipe.num_classes
     generator = torch.Generator().manual_seed(args.seed)
 
