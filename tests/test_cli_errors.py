@@ -1,6 +1,8 @@
 """The command line against the bad inputs a user tries: every case ends with the expected exit status
 and one line naming the problem (never a traceback), and no file written before is changed."""
+import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -30,7 +32,25 @@ def env(tmp_path_factory):
     (base / "afile").write_text("x")
     ro = base / "readonly"
     ro.mkdir()
-    return {"base": base, "vec": vec, "img": img, "prev": str(prev)}
+    cond = str(base / "cond")
+    assert main(["train", "--data", "digits", "--conditional", "--base-channels", "8", "--channel-mult", "1,2",
+                 "--out", cond, *TINY]) == 0
+    bad_std = base / "bad_std"  # a vectors run whose config.json says std 0
+    shutil.copytree(vec, bad_std)
+    config = json.loads((bad_std / "config.json").read_text())
+    config["data"]["normalization"]["std"][1] = 0.0
+    (bad_std / "config.json").write_text(json.dumps(config))
+    (base / "points.txt").write_text("1.0 2.0\n3.0 4.0\n5.0 6.0\n")
+    for name in ("imgs/a/1.png", "imgs/a/2.png", "imgs/b/1.png", "imgs/stray.png"):  # a stray image beside classes
+        (base / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(base / name)
+    np.save(base / "other.npy", np.random.default_rng(0).normal(size=(64, 2)))
+    (base / "demo_out").mkdir()
+    shutil.copytree(vec, base / "demo_out" / "run")  # an earlier demo's output
+    clf16 = str(base / "clf16")  # a classifier of 16x16 digits, for the 8x8 image run
+    assert main(["train-classifier", "--data", "digits", "--image-size", "16", "--width", "8", "--out", clf16,
+                 *TINY]) == 0
+    return {"base": base, "vec": vec, "img": img, "prev": str(prev), "cond": cond, "clf16": clf16}
 
 
 def cases(e):
@@ -67,6 +87,55 @@ def cases(e):
          "[-1, 1]"),
         (["img2img", "--checkpoint", e["img"], "--input", str(b / "digit.png"), "--strength", "2",
           "--out", str(b / "o.png")], 2, "--strength"),
+        # issue 29: guidance scales are range-checked
+        (["sample", "--checkpoint", e["cond"], "--out", e["prev"], "--guidance-scale", "1e6"], 2, "in [0, 100]"),
+        (["img2img", "--checkpoint", e["img"], "--input", str(b / "digit.png"), "--guidance-scale", "1e6",
+          "--out", str(b / "o.png")], 2, "in [0, 100]"),
+        # --resume with options that differ from the run's, or a run already at its last step
+        (["train", "--resume", e["vec"], "--lr", "0.1"], 2, "--lr 0.1 (the run has 0.001) differs"),
+        (["train", "--resume", e["vec"], "--width", "64", "--steps", "10"], 2, "--width 64 (the run has 16)"),
+        (["train", "--resume", e["vec"], "--data", str(b / "other.npy"), "--steps", "10"], 2, "--data"),
+        (["train", "--resume", e["vec"], "--steps", "1"], 2, "already at step 2"),
+        (["train", "--resume", e["vec"]], 2, "already at step 2"),
+        # a damaged normalisation in config.json
+        (["sample", "--checkpoint", str(b / "bad_std"), "--out", str(b / "s.npy")], 2, "std must be positive"),
+        # runs and caches never written into the data or into folders of other files
+        (["train", "--data", str(b / "imgs"), "--out", str(b / "imgs"), *TINY], 2, "is the --data folder"),
+        (["train", "--data", str(b / "imgs"), "--out", str(b / "imgs" / "run"), *TINY], 2, "inside the --data"),
+        (["train", "--data", "ring", "--out", str(b / "imgs"), *TINY], 2, "not an unnoise run"),
+        (["train", "--data", "ring", "--out", str(b / "imgs"), "--overwrite", *TINY], 2, "not an unnoise run"),
+        (["train-classifier", "--data", "digits", "--out", str(b / "imgs"), *TINY], 2, "not an unnoise run"),
+        (["prepare", "--data", str(b / "imgs"), "--out", str(b / "imgs")], 2, "is the --data folder"),
+        (["prepare", "--data", str(b / "imgs"), "--out", e["vec"]], 2, "holds a training run"),
+        (["prepare", "--data", str(b / "imgs"), "--out", str(b / "demo_out")], 2, "not a cache"),
+        # --out that names an input
+        (["inpaint", "--checkpoint", e["img"], "--input", str(b / "digit.png"), "--box", "1,1,3,3",
+          "--out", str(b / "digit.png")], 2, "is the --input file"),
+        (["inpaint", "--checkpoint", e["img"], "--input", str(b / "digit.png"), "--mask", str(b / "small_mask.png"),
+          "--out", str(b / "small_mask.png")], 2, "is the --mask file"),
+        (["img2img", "--checkpoint", e["img"], "--input", str(b / "digit.png"), "--out", str(b / "digit.png")], 2,
+         "is the --input file"),
+        (["restore", "--checkpoint", e["img"], "--input", str(b / "digit.png"), "--operator",
+          f"mask:{b / 'black_mask.png'}", "--out", str(b / "black_mask.png")], 2, "is the --operator mask file"),
+        (["upscale", "--checkpoint", e["img"], "--input", str(b / "digit.png"), "--out", str(b / "digit.png")], 2,
+         "is the --input file"),
+        (["sample", "--checkpoint", e["vec"], "--out", e["vec"]], 2, "is the --checkpoint folder"),
+        (["compare-samplers", "--checkpoint", e["vec"], "--samplers", "ddim", "--nfe", "2", "--out", e["vec"]], 2,
+         "is the --checkpoint folder"),
+        (["upscale", "--train", "--data", str(b / "imgs"), "--out", str(b / "imgs"), "--train-steps", "1"], 2,
+         "is the --data folder"),
+        (["sample", "--checkpoint", e["img"], "--classifier", e["clf16"], "--class-label", "3", "--out",
+          str(b / "g.png")], 2, "classifies examples of shape (1, 16, 16)"),
+        # a demo run again over its earlier output
+        (["demo", "--out", str(b / "demo_out"), "--steps", "2", "--device", "cpu"], 2, "pass --overwrite"),
+        # sizes: a PNG grid beyond what image readers accept
+        (["sample", "--checkpoint", e["img"], "--n", "200000", "--out", str(b / "big.png")], 2, "write a .npy"),
+        # messages that point the right way
+        (["train", "--data", str(b / "points.txt"), "--out", str(b / "n11"), *TINY], 2, "comma-separated"),
+        (["sample", "--checkpoint", e["prev"], "--out", str(b / "s.npy")], 2, "is a file, not a run directory"),
+        (["train", "--data", str(b / "imgs"), "--conditional", "--out", str(b / "n12"), *TINY], 2,
+         "stray.png"),
+        (["train", "--data", "shapes", "--text", "--out", str(b / "n13"), *TINY], 2, "add --latent"),
     ]
 
 

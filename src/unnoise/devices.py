@@ -1,7 +1,28 @@
-"""Choosing the device a model trains or samples on."""
+"""Choosing the device a model trains or samples on, and the CPU threads a small network gets."""
 from __future__ import annotations
 
+import os
+
 import torch
+
+SMALL_MODEL_PARAMS = 5_000_000  # below this a network's CPU ops are too small to gain from threads
+
+
+def threads_for_small_model(modules, device="cpu") -> bool:
+    """Run torch on one CPU thread when every network in ``modules`` is small (under
+    :data:`SMALL_MODEL_PARAMS` parameters in all) and works on the CPU, unless ``OMP_NUM_THREADS`` says otherwise.
+
+    The operations of a small network are too short to gain from intra-op threads, and on an oversubscribed CPU
+    (another process on a core) OpenMP threads that wait for each other make every step 10-70 times slower
+    (docs/benchmarks.md: 48 it/s -> 0.4 it/s for the demo).  Returns whether the thread count was lowered."""
+    if os.environ.get("OMP_NUM_THREADS") or torch.device(device).type != "cpu" or torch.get_num_threads() == 1:
+        return False
+    modules = [m for m in (modules if isinstance(modules, (list, tuple)) else [modules]) if m is not None]
+    params = sum(p.numel() for m in modules if isinstance(m, torch.nn.Module) for p in m.parameters())
+    if not modules or params >= SMALL_MODEL_PARAMS:
+        return False
+    torch.set_num_threads(1)
+    return True
 
 
 def resolve_device(device: str = "auto") -> torch.device:

@@ -173,6 +173,28 @@ def check_output_path(path: str, overwrite: bool = True, needed_bytes: int = 0, 
     return path
 
 
+def same_file(a: str, b: str) -> bool:
+    """Whether two paths name the same file or directory (the same path, or links to one file)."""
+    a, b = os.fspath(a), os.fspath(b)
+    if os.path.abspath(a) == os.path.abspath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_not_input(out: str, inputs: dict, what: str = "--out") -> None:
+    """Refuse an output path that names one of the command's existing inputs (``{"--input": path, ...}``; a run
+    directory too), before anything is read or written: the result would replace or mix into the input.
+    One-line ``ValueError``."""
+    for option, path in inputs.items():
+        if path and os.path.lexists(path) and same_file(out, path):
+            kind = "folder" if os.path.isdir(path) else "file"
+            raise ValueError(f"{what} {out!r} is the {option} {kind}; the result would replace or mix into it: "
+                             f"give another {what}")
+
+
 # ----------------------------------------------------------------------------- atomic writes
 def fsync_dir(directory: str) -> None:
     """fsync a directory so a rename in it survives a power cut (silently skipped where unsupported)."""
@@ -307,6 +329,6 @@ def remove_stale_temporaries(directory: str, dirs: bool = True) -> list[str]:
     return removed
 
 
-__all__ = ["atomic_write", "check_output_path", "describe", "fault_point", "is_environment_error",
-           "remove_stale_temporaries", "save_bytes", "save_figure", "save_json", "save_npy", "save_png",
+__all__ = ["atomic_write", "check_not_input", "check_output_path", "describe", "fault_point", "is_environment_error",
+           "remove_stale_temporaries", "same_file", "save_bytes", "save_figure", "save_json", "save_npy", "save_png",
            "save_text", "write_error"]

@@ -88,6 +88,11 @@ class Pipeline:
         return bool(self.num_classes) or self.prompt_encoder is not None
 
     @property
+    def data_range(self) -> float | None:
+        """Side of the box the model-space data lie in (images in [-1, 1]: 2), None when unbounded."""
+        return self.kind_entry.data_range
+
+    @property
     def kind_entry(self) -> kinds.Kind:
         """This run's entry in :mod:`unnoise.kinds`."""
         return kinds.get(self.kind)
@@ -152,7 +157,7 @@ class Pipeline:
         scale = float(guidance_scale)
         if classifier is not None:
             clf = getattr(classifier, "classifier", classifier)
-            return guidance.ClassifierGuidance(self.denoiser, clf, scale)
+            return guidance.ClassifierGuidance(self.denoiser, clf, scale, data_range=self.data_range)
         if scale == 1.0:
             return self.denoiser
         if not self.conditional:

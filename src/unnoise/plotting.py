@@ -38,26 +38,42 @@ def plot_loss(history: list[dict], path: str) -> None:
     _save(fig, path)
 
 
+EQUAL_ASPECT_MAX_RATIO = 10.0  # beyond this ratio of the two spans, equal axes would squash one to a sliver
+
+
 def _limits(*clouds):
     pts = torch.cat([c[:, :2] for c in clouds])
     lo, hi = torch.quantile(pts, 0.005, dim=0), torch.quantile(pts, 0.995, dim=0)
-    pad = 0.15 * (hi - lo)
+    span = hi - lo
+    span = torch.where(span > 0, span, torch.clamp(lo.abs(), min=1.0))  # a constant column still gets a range
+    pad = 0.15 * span
     return (lo - pad).tolist(), (hi + pad).tolist()
+
+
+def aspect(lo, hi) -> str:
+    """``"equal"`` when the two coordinates' spans are within :data:`EQUAL_ASPECT_MAX_RATIO` of each other (a
+    point cloud keeps its shape), else ``"auto"``: each axis scaled to its own span."""
+    wx, wy = hi[0] - lo[0], hi[1] - lo[1]
+    return "equal" if max(wx, wy) <= EQUAL_ASPECT_MAX_RATIO * min(wx, wy) else "auto"
 
 
 def plot_points(panels: dict[str, torch.Tensor], path: str, title: str | None = None) -> None:
     """Scatter several ``(n, >=2)`` point sets side by side on shared axes (first two coordinates)."""
     clouds = [p.detach().cpu().float() for p in panels.values()]
     lo, hi = _limits(*clouds)
+    shape = aspect(lo, hi)
     fig, axes = subplots(1, len(panels), figsize=(3.6 * len(panels), 3.6), squeeze=False)
     for ax, (name, pts) in zip(axes[0], zip(panels, clouds)):
         ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.5, lw=0)
         ax.set_title(name)
         ax.set_xlim(lo[0], hi[0])
         ax.set_ylim(lo[1], hi[1])
-        ax.set_aspect("equal")
-        ax.set_xticks([])
-        ax.set_yticks([])
+        ax.set_aspect(shape)
+        if shape == "equal":
+            ax.set_xticks([])
+            ax.set_yticks([])
+        else:  # the axes have different scales: show them
+            ax.tick_params(labelsize=7)
     if title:
         fig.suptitle(title)
     _save(fig, path)

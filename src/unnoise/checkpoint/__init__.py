@@ -25,17 +25,18 @@ ones; :func:`resolve_resume` accepts a run directory or one of its ``step_*`` di
 """
 from __future__ import annotations
 
-from . import disk, files, grids, legacy, model, steps
+from . import disk, files, grids, legacy, lock, model, steps
 from .disk import check_run_dir, estimate_checkpoint_bytes
 from .files import (_DIR_MODE, _FILE_MODE, _STEP_RE, CHECKPOINTS_DIR, CONFIG_NAME, FORMAT, FORMAT_VERSION, LATEST_NAME,
                     STATE_JSON, STATE_NAME, STEP_FILES, WEIGHTS_NAME, _dump_json, _fsync_dir,
                     _save_tensors, _write_file, _write_json, _write_text, atomic_write_bytes, fault_point,
                     flatten_state, load_state_checked, read_tensors, save_tensors, unflatten_state)
+from .lock import LOCK_NAME, RunDirLocked, lock_run_dir, unlock_run_dir
 from .grids import TUNED_GRIDS_FORMAT, TUNED_GRIDS_NAME, read_tuned_grids, write_tuned_grids
 from .legacy import _load_model_v1
 from .model import (RETIRED_NETS, _model_config, _net, _weights, build_from_config, describe_model, load, load_model,
                     load_nulls, read_config, save)
-from .steps import (_aside_path, _all_step_dirs, _complete, _remove_dir, _short_os_error, clean_run_dir,
+from .steps import (CACHE_FILES, check_new_run_dir, check_not_inside, foreign_entries, is_cache_dir, _aside_path, _all_step_dirs, _complete, _remove_dir, _short_os_error, clean_run_dir,
                     is_run_dir, is_step_dir, latest_checkpoint, list_step_dirs, load_training_checkpoint,
                     prepare_run_dir, read_state_json, resolve_resume, restore_replaced, save_training_checkpoint,
                     step_dir_name, verify_step_dir)

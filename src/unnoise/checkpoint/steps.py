@@ -18,6 +18,7 @@ from ..denoiser import Denoiser
 from .files import (_DIR_MODE, _FILE_MODE, _STEP_RE, CHECKPOINTS_DIR, CONFIG_NAME, LATEST_NAME, STATE_JSON,
                     STATE_NAME, STEP_FILES, WEIGHTS_NAME, _dump_json, _fsync_dir, _save_tensors, _write_file,
                     _write_text, atomic_write_bytes, fault_point, read_tensors)
+from .lock import LOCK_NAME
 from .model import _model_config, _weights, read_config, save
 
 # ----------------------------------------------------------------------------- training checkpoints
@@ -148,6 +149,45 @@ def is_run_dir(path: str) -> bool:
                                        for n in (CONFIG_NAME, WEIGHTS_NAME, CHECKPOINTS_DIR, "metrics.jsonl"))
 
 
+CACHE_FILES = ("index.json", ".prepare.json")  # what 'unnoise prepare' writes into a cache directory
+
+
+def is_cache_dir(path: str) -> bool:
+    """Whether ``path`` is a data cache written (or being written) by ``unnoise prepare``."""
+    return os.path.isdir(path) and any(os.path.exists(os.path.join(path, n)) for n in CACHE_FILES)
+
+
+def foreign_entries(path: str) -> list[str]:
+    """The entries of an existing directory other than unnoise's own leftovers (``.tmp-*``, the lock file)."""
+    if not os.path.isdir(path):
+        return []
+    return sorted(n for n in os.listdir(path) if not n.startswith(uio.TMP_PREFIX) and n != LOCK_NAME)
+
+
+def check_not_inside(out: str, data, option: str = "--out") -> None:
+    """Refuse an output directory that is the ``--data`` folder or lies inside it: what is written there would
+    become part of the data (a stray loss.png, a run folder read as a class)."""
+    if not isinstance(data, str) or not os.path.isdir(data):
+        return
+    out_real, data_real = os.path.realpath(out), os.path.realpath(data)
+    if out_real == data_real or out_real.startswith(data_real.rstrip(os.sep) + os.sep):
+        raise ValueError(f"{option} {out!r} is {'the --data folder' if out_real == data_real else 'inside the --data folder'} "
+                         f"{data!r}; what is written there would become part of the data: choose a folder outside it")
+
+
+def check_new_run_dir(run_dir: str) -> None:
+    """Refuse to start a run in an existing directory that holds something other than a run: a data cache or any
+    other files (a run's files would be mixed into them).  An existing run is :func:`prepare_run_dir`'s case."""
+    if is_cache_dir(run_dir):
+        raise FileExistsError(errno.EEXIST, f"--out {run_dir} is a data cache written by 'unnoise prepare'; train "
+                                            f"on it with --data {run_dir} and choose another --out for the run")
+    names = foreign_entries(run_dir)
+    if names and not is_run_dir(run_dir):
+        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        raise FileExistsError(errno.EEXIST, f"--out {run_dir} is a non-empty folder that is not an unnoise run (it "
+                                            f"holds {shown}); choose a new or empty folder for the run")
+
+
 def restore_replaced(run_dir: str) -> bool:
     """Undo :func:`prepare_run_dir`'s move when the new run failed before its first checkpoint: the
     new run's partial directory is removed and the replaced run put back.  Returns whether it was."""
@@ -165,6 +205,7 @@ def prepare_run_dir(run_dir: str, resume: bool = False, overwrite: bool = False)
     """Guard a new run's output directory; call it before any long work.
 
     * ``resume``: nothing to do here (resolve the source with :func:`resolve_resume`).
+    * a directory holding anything but a run (a data cache, the user's files): refused (:func:`check_new_run_dir`).
     * an existing run (:func:`is_run_dir`) without ``overwrite``: ``FileExistsError`` (one line
       saying to use ``--resume`` or ``--overwrite``).
     * ``overwrite``: the old run is *moved aside* (renamed, atomic) to ``.NAME.replaced`` beside
@@ -175,7 +216,10 @@ def prepare_run_dir(run_dir: str, resume: bool = False, overwrite: bool = False)
     """
     if resume and overwrite:
         raise ValueError("--resume continues a run and --overwrite replaces it; give only one of them")
-    if resume or not is_run_dir(run_dir):
+    if resume:
+        return None
+    check_new_run_dir(run_dir)
+    if not is_run_dir(run_dir):
         return None
     if not overwrite:
         raise FileExistsError(errno.EEXIST, f"{run_dir} already holds a training run; continue it with --resume "

@@ -41,5 +41,16 @@ def add_sampling_args(p: argparse.ArgumentParser, default_steps: int = 50) -> No
                    help="sampler option, repeatable, e.g. --option eta=0.5 or --option variance=large")
 
 
+GUIDANCE_RANGE = (0.0, 100.0)  # beyond 100 the guided denoiser leaves the data far behind (garbage, not sharper)
+
+
+def check_guidance_scale(scale: float) -> None:
+    """``--guidance-scale`` must be a finite number in :data:`GUIDANCE_RANGE` (one-line ``ValueError``)."""
+    lo, hi = GUIDANCE_RANGE
+    if not lo <= scale <= hi:  # NaN fails too
+        raise ValueError(f"--guidance-scale must be a finite number in [{lo:g}, {hi:g}] (0 = unconditional, "
+                         f"1 = conditional, larger = stronger; 1-10 is the useful range), got {scale:g}")
+
+
 def add_device_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto = cuda when available)")

@@ -9,9 +9,9 @@ import time
 
 import torch
 
-from .. import compare, kinds, samplers, schedules
+from .. import compare, io, kinds, samplers, schedules
 from ..data import TOY_DATASETS, load_array, toy_dataset
-from ..devices import resolve_device
+from ..devices import resolve_device, threads_for_small_model
 from ..runs import load
 from .common import add_device_arg, parse_options
 
@@ -107,18 +107,28 @@ def _make_grid(schedule, spacing, denoiser, shape, options):
     return grid
 
 
-def _load_reference(spec, n, generator):
-    """``(reference, floor_swd)``: a built-in set (two fresh draws) or a data file (its two halves)."""
+def _load_reference(spec, n, generator, seed: int = 0):
+    """``(reference, floor_swd, n)``: like with like, the samplers' ``n`` samples are scored against a reference of
+    the same size as the floor's two sets.  A built-in set: two fresh draws of ``n``.  A data file: its two halves,
+    ``n`` (at most half the file) examples each; the floor compares the first with the second, the samplers are
+    scored against the second, and ``n`` is lowered to the half when the file is smaller than ``2 n``."""
     if spec in TOY_DATASETS:
         ref = toy_dataset(spec, n, generator)
-        return ref, compare.sample_quality(toy_dataset(spec, n, generator), ref)["swd"]
+        return ref, compare.sample_quality(toy_dataset(spec, n, generator), ref, seed)["swd"], n
     if not os.path.exists(spec):
         raise FileNotFoundError(f"--reference {spec!r} is neither a file nor a built-in set "
                                 f"({', '.join(sorted(TOY_DATASETS))})")
     data = load_array(spec).float()
     half = len(data) // 2
-    floor = compare.sample_quality(data[:half], data[half:])["swd"] if half >= 10 else math.nan
-    return data, floor
+    if half < 10:
+        raise ValueError(f"--reference {spec!r} holds {len(data)} examples; give at least 20 (two halves of 10: one "
+                         "for the floor, one to score the samplers against)")
+    m = min(n, half)
+    if m < n:
+        print(f"--reference has {len(data)} examples: {m} samples per sampler are scored against {m} of them, the "
+              f"floor compares those with the other {m}")
+    held, scored = data[:m], data[half:half + m]
+    return scored, compare.sample_quality(held, scored, seed)["swd"], m
 
 
 def run(args):
@@ -127,6 +137,7 @@ def run(args):
     options = _parse_sampler_options(args.option, names)
     if args.n < 10:
         raise ValueError(f"--n must be at least 10, got {args.n}")
+    io.check_not_input(args.out, {"--checkpoint": args.checkpoint, "--reference": args.reference})
     os.makedirs(args.out, exist_ok=True)
     g = torch.Generator().manual_seed(args.seed + 100)
     postprocess, floor = None, math.nan
@@ -138,6 +149,7 @@ def run(args):
         source = f"mixture {args.mixture} ({args.schedule} sigma range)"
     else:
         pipe = load(args.checkpoint, ema=not args.raw_weights, device=resolve_device(args.device))
+        threads_for_small_model(pipe.denoiser, pipe.device)
         if pipe.denoiser is None or not pipe.kind_entry.can("compare"):
             raise ValueError(f"compare-samplers compares samplers on runs of {kinds.able('compare')}; "
                              f"{args.checkpoint!r} is a {pipe.kind} run")
@@ -148,7 +160,7 @@ def run(args):
 
         postprocess = pipe.decode
         if args.reference:
-            reference, floor = _load_reference(args.reference, args.n, g)
+            reference, floor, args.n = _load_reference(args.reference, args.n, g, args.seed)
             if tuple(reference.shape[1:]) != shape and reference[0].numel() != math.prod(shape):
                 raise ValueError(f"--reference has examples of shape {tuple(reference.shape[1:])}; "
                                  f"the checkpoint's data have shape {shape}")

@@ -1,12 +1,15 @@
 """``unnoise demo``: train on a built-in data set and write pictures, with no arguments needed."""
 from __future__ import annotations
 
+import errno
 import os
+import shutil
+import tempfile
 import time
 
 import torch
 
-from .. import metrics
+from .. import checkpoint, io, metrics
 from ..data import TOY_DATASETS, toy_dataset
 from ..data.datasets import unnormalise
 from ..runs import load
@@ -16,6 +19,7 @@ from ..train import TrainConfig, train_model
 from .demo_audio import run as run_audio
 from .demo_digits import run as run_digits
 from .demo_text import run as run_text
+from .train_common import stopped_by_signal
 
 DEMOS = {name: "2-D point set" for name in TOY_DATASETS}
 DEMOS["digits"] = "8x8 handwritten digits, class-conditional U-Net with guidance (3000 steps unless --steps)"
@@ -34,10 +38,37 @@ def register(sub):
     p.add_argument("--steps", type=int, default=5000, help="training steps (default: 5000)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the previous demo output in --out (all of it: run/, its checkpoints and metrics)")
     p.set_defaults(func=run)
 
 
+def clear_out(out: str, overwrite: bool) -> None:
+    """A demo writes into a new or empty --out, or replaces a previous demo output as a whole with --overwrite
+    (never mixing two runs' checkpoints and metrics); a folder of other files is refused."""
+    if os.path.isfile(out):
+        raise NotADirectoryError(f"--out {out} is a file; give a folder for the demo's output")
+    if not checkpoint.foreign_entries(out):
+        return
+    previous = any(checkpoint.is_run_dir(os.path.join(out, sub)) for sub in ("run", "autoencoder"))
+    if not previous:
+        raise FileExistsError(errno.EEXIST, f"--out {out} is a non-empty folder that is not a demo output; choose a "
+                                            "new or empty folder")
+    if not overwrite:
+        raise FileExistsError(errno.EEXIST, f"{out} already holds a demo's output; pass --overwrite to replace it "
+                                            "(all of it), or choose another --out")
+    for sub in ("run", "autoencoder"):  # not while a demo is writing it
+        if os.path.isdir(os.path.join(out, sub)):
+            checkpoint.lock_run_dir(os.path.join(out, sub))
+            checkpoint.unlock_run_dir(os.path.join(out, sub))
+    aside = tempfile.mkdtemp(dir=os.path.dirname(os.path.abspath(out)), prefix=io.TMP_PREFIX + "demo-")
+    os.rename(out, os.path.join(aside, "old"))  # atomic: the old output is gone from --out at once
+    shutil.rmtree(aside, ignore_errors=True)
+    print(f"replaced the previous demo output in {out}")
+
+
 def run(args):
+    clear_out(args.out, args.overwrite)
     if args.name == "digits":
         return run_digits(args)
     if args.name == "text":
@@ -52,6 +83,9 @@ def run(args):
     cfg = TrainConfig(steps=args.steps, batch_size=512, lr=1e-3, ema_decay=0.995, seed=args.seed, device=args.device,
                       warmup=100)
     trainer = train_model(data, run_dir, schedule="ddpm", config=cfg)
+    code = stopped_by_signal(trainer, run_dir)
+    if code is not None:
+        return code
     den, sched, stats = trainer.ema, trainer.schedule, trainer.info["data"]["normalization"]
 
     n = 2000

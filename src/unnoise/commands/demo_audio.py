@@ -20,6 +20,7 @@ from ..plotting import plot_spectrograms
 from ..runs import load
 from ..schedules import get as get_schedule
 from ..train import TrainConfig, Trainer
+from .train_common import stopped_by_signal
 
 SAMPLE_RATE = 8000
 CLIP_LENGTH = 1024  # 128 ms at 8 kHz
@@ -27,20 +28,8 @@ TRAIN_SECONDS = 460.0
 NET_CONFIG = dict(residual_channels=32, layers=10, dilation_cycle=10, emb_dim=64)
 
 
-def use_free_cores() -> None:
-    """Drop to one thread when the cores are already busy: oversubscribed OpenMP threads spin-wait,
-    which on a loaded two-core machine makes small convolutions many times slower, not faster."""
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        return
-    if torch.get_num_threads() > 1 and load > (os.cpu_count() or 1) - 1:
-        torch.set_num_threads(1)
-
-
 def run(args):
     t0 = time.perf_counter()
-    use_free_cores()
     g = torch.Generator().manual_seed(args.seed)
     data = synthetic_audio(4000, CLIP_LENGTH, SAMPLE_RATE, generator=g)
     held_out = synthetic_audio(128, CLIP_LENGTH, SAMPLE_RATE, generator=g)
@@ -68,6 +57,9 @@ def run(args):
         trainer.fit(progress=True)
     finally:
         timer.cancel()
+    code = stopped_by_signal(trainer, run_dir)
+    if code is not None:
+        return code
 
     n = 64
     pipe = load(run_dir, device=trainer.device)  # the run as written, samples in data units

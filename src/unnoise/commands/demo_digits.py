@@ -12,6 +12,7 @@ from ..data.images import load_digits
 from ..imaging import plot_image_rows, plot_image_trajectory, save_image_grid
 from ..pipeline import Pipeline
 from ..train import TrainConfig, train_model
+from .train_common import stopped_by_signal
 
 # Settings measured to give recognisable digits in under 10 minutes on 2 CPU cores (docs/benchmarks.md).
 DIGITS_NET = dict(base_channels=32, channel_mult=[1, 2], num_res_blocks=1, attention_levels=[1], dropout=0.0)
@@ -61,6 +62,9 @@ def run(args):
     steps = DIGITS_STEPS if args.steps == 5000 else args.steps
     device = "cpu" if args.device == "auto" and not torch.cuda.is_available() else args.device
     trainer = train_digits(run_dir, steps=steps, seed=args.seed, device=device)
+    code = stopped_by_signal(trainer, run_dir)
+    if code is not None:
+        return code
     t_train = time.perf_counter() - t0
     den, sched = trainer.ema, trainer.schedule
     g = torch.Generator().manual_seed(args.seed)

@@ -19,6 +19,7 @@ from ..nets.autoencoder import Autoencoder, fit_autoencoder
 from ..runs import load, prompt_encoder
 from ..text import TextEncoder
 from ..train import TrainConfig
+from .train_common import stopped_by_signal
 
 PROMPTS = ["a large red circle in the center", "a small blue square at the top left",
            "a large green triangle at the bottom right", "a small yellow circle at the top right",
@@ -33,6 +34,7 @@ def train_text_model(out: str, seed: int = 0, num_images: int = 4000, ae_steps: 
     """Autoencoder + text-conditioned latent diffusion on shapes; returns ``(pipeline, encoder, info)``.
 
     ``reuse_autoencoder`` keeps an autoencoder already in ``out/autoencoder`` instead of training one.
+    When a signal stopped either training, returns ``(None, None, {"stopped": trainer, "run_dir": ...})``.
     """
     t0 = time.perf_counter()
     images, _, captions = make_shapes(num_images, 32, torch.Generator().manual_seed(seed))
@@ -41,9 +43,11 @@ def train_text_model(out: str, seed: int = 0, num_images: int = 4000, ae_steps: 
     held = make_shapes(256, 32, torch.Generator().manual_seed(seed + 1))[0]
     if not (reuse_autoencoder and os.path.exists(os.path.join(ae_dir, "config.json"))):
         ae = Autoencoder(3, latent_channels=4, downsample=4, channels=16)
-        fit_autoencoder(ae, images, steps=ae_steps, batch_size=32, lr=2e-3, kl_weight=1e-6, loss="l2", seed=seed,
-                        device=device, progress=progress, run_dir=ae_dir,
-                        info={"data": {"source": "shapes", "shape": [3, 32, 32], "num_examples": len(images)}})
+        trainer = fit_autoencoder(ae, images, steps=ae_steps, batch_size=32, lr=2e-3, kl_weight=1e-6, loss="l2",
+                                  seed=seed, device=device, progress=progress, run_dir=ae_dir,
+                                  info={"data": {"source": "shapes", "shape": [3, 32, 32], "num_examples": len(images)}})
+        if trainer.stopped_by:  # Ctrl-C: no diffusion training on a half-trained autoencoder
+            return None, None, {"stopped": trainer, "ae_dir": ae_dir, "run_dir": ae_dir}
     codec = LatentCodec.from_dir(ae_dir)
     ae_psnr = psnr(codec.decode(codec.encode(held)), held)
     t_ae = time.perf_counter() - t0
@@ -54,8 +58,10 @@ def train_text_model(out: str, seed: int = 0, num_images: int = 4000, ae_steps: 
                       num_heads=4)
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=2e-3, ema_decay=0.999, warmup=100, seed=seed,
                       device=device, cond_dropout=0.1, checkpoint_every=0, log_every=50)
-    train_latent(images, ae_dir, run_dir, net="unet", net_config=net_config, captions=captions, text_encoder=encoder,
-                 schedule="cosine", parameterization="v", config=cfg, progress=progress)
+    trainer = train_latent(images, ae_dir, run_dir, net="unet", net_config=net_config, captions=captions,
+                           text_encoder=encoder, schedule="cosine", parameterization="v", config=cfg, progress=progress)
+    if trainer.stopped_by:
+        return None, None, {"stopped": trainer, "ae_dir": ae_dir, "run_dir": run_dir}
     t_all = time.perf_counter() - t0
     log(f"text-conditioned latent diffusion trained ({t_all - t_ae:.0f} s)")
     pipe = load(run_dir, device=device)
@@ -79,12 +85,10 @@ def run(args):
     steps = DEFAULTS["steps"] if args.steps == 5000 else args.steps  # 5000 is the 2-D demos' default
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
     os.makedirs(args.out, exist_ok=True)
-    if device == "cpu" and os.environ.get("OMP_NUM_THREADS") is None:
-        # these convolutions are far too small to gain from threads, and OpenMP threads that have to
-        # wait for a busy core slow every step down many times over (measured: 0.4 s vs 5 s per step)
-        torch.set_num_threads(1)
     pipe, encoder, info = train_text_model(args.out, args.seed, DEFAULTS["num_images"], DEFAULTS["ae_steps"], steps,
                                            DEFAULTS["batch_size"], device)
+    if pipe is None:
+        return stopped_by_signal(info["stopped"], info["run_dir"]) or 1
     rows = sample_prompts(pipe, PROMPTS, 8, DEFAULTS["guidance"], DEFAULTS["sample_steps"], args.seed)
     path = os.path.join(args.out, "text_samples.png")
     plot_image_rows(list(rows), PROMPTS, path,

@@ -9,10 +9,10 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .. import io, kinds
-from ..devices import resolve_device
+from ..devices import resolve_device, threads_for_small_model
 from ..imaging import save_image_grid
 from ..runs import load
-from .common import add_device_arg, add_sampling_args
+from .common import add_device_arg, add_sampling_args, check_guidance_scale
 
 
 def add_edit_args(p) -> None:
@@ -32,16 +32,16 @@ def add_edit_args(p) -> None:
 def load_image_pipeline(args, ability: str):
     """The run of ``--checkpoint`` as a Pipeline, checked to be of a kind that can do ``ability`` (``inpaint``,
     ``img2img``, ``restore``, ``upscale``: see :mod:`unnoise.kinds`); the output checked too."""
-    check_result_path(args.out)
+    check_result_path(args.out, input_files(args))
     device = resolve_device(args.device)
     pipe = load(args.checkpoint, device=device, autoencoder=args.autoencoder)
+    threads_for_small_model([pipe.denoiser, getattr(pipe.codec, "autoencoder", None)], device)
     if not pipe.kind_entry.can(ability):
         raise ValueError(f"{args.checkpoint!r} is a {pipe.kind} run; this command needs a run of "
                          f"{kinds.able(ability)}")
     if getattr(args, "n", 1) < 1:
         raise ValueError(f"--n must be a positive integer, got {args.n}")
-    if args.guidance_scale != args.guidance_scale or abs(args.guidance_scale) == float("inf"):
-        raise ValueError(f"--guidance-scale must be a finite number, got {args.guidance_scale}")
+    check_guidance_scale(args.guidance_scale)
     if getattr(args, "prompt", None) is not None and pipe.prompt_encoder is None:
         raise ValueError(f"--prompt needs a text-conditioned run; {args.checkpoint!r} is a {pipe.kind} run")
     if getattr(args, "class_label", None) is not None and not pipe.num_classes:
@@ -78,11 +78,22 @@ def read_images(path: str, shape) -> torch.Tensor:
     return (arr.permute(2, 0, 1) / 127.5 - 1.0)[None]
 
 
-def check_result_path(path: str) -> None:
-    """--out is a .png or .npy file that can be written (checked before any model is loaded)."""
+def check_result_path(path: str, inputs: dict | None = None) -> None:
+    """--out is a .png or .npy file that can be written and is none of the ``inputs`` (``{"--input": path}``);
+    checked before any model is loaded."""
     if not path.lower().endswith((".png", ".npy")):
         raise ValueError(f"--out must end in .png or .npy, got {path!r}")
+    io.check_not_input(path, inputs or {})
     io.check_output_path(path)
+
+
+def input_files(args) -> dict:
+    """The files an editing command reads: ``--input``, ``--mask`` and the file of ``--operator mask:FILE``."""
+    inputs = {"--input": getattr(args, "input", None), "--mask": getattr(args, "mask", None)}
+    operator = getattr(args, "operator", None)
+    if isinstance(operator, str) and operator.startswith("mask:"):
+        inputs["--operator mask"] = operator[len("mask:"):]
+    return inputs
 
 
 def write_result(inputs: torch.Tensor, edits: torch.Tensor, path: str) -> None:

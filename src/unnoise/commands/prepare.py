@@ -6,8 +6,10 @@ class names and normalisation statistics; :class:`unnoise.data.cache.CachedDatas
 """
 from __future__ import annotations
 
+import errno
 import os
 
+from .. import checkpoint
 from ..data.cache import prepare
 from ..data.datasets import ArrayDataset, ImageFolder
 
@@ -32,6 +34,19 @@ def register(sub):
     p.set_defaults(func=run)
 
 
+def check_cache_out(out: str, data: str) -> None:
+    """The cache goes into a new or empty folder, or one holding a cache (continued or replaced); never into the
+    --data folder, a training run or a folder of other files."""
+    checkpoint.check_not_inside(out, data)
+    if checkpoint.is_run_dir(out):
+        raise FileExistsError(errno.EEXIST, f"--out {out} holds a training run; write the cache to another folder")
+    names = checkpoint.foreign_entries(out)
+    if names and not checkpoint.is_cache_dir(out):
+        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        raise FileExistsError(errno.EEXIST, f"--out {out} is a non-empty folder that is not a cache (it holds "
+                                            f"{shown}); choose a new or empty folder for the cache")
+
+
 def run(args) -> int:
     for name in ("image_size", "shard_size", "batch_size"):
         if getattr(args, name) < 1:
@@ -40,6 +55,7 @@ def run(args) -> int:
         raise ValueError(f"--workers must be 0 or more, got {args.workers}")
     if os.path.isfile(args.out):
         raise ValueError(f"--out {args.out!r} is a file; give a directory for the cache")
+    check_cache_out(args.out, args.data)
     if os.path.isdir(args.data):
         dataset = ImageFolder(args.data, args.image_size, args.image_mode)
         info = {"kind": "images", "source": os.path.abspath(args.data), "image_size": args.image_size,

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import math
 import os
+from contextlib import nullcontext
 
+import numpy as np
 import torch
+from PIL import Image
 
 from .. import io, kinds
-from ..devices import resolve_device
+from ..devices import resolve_device, threads_for_small_model
 from ..runs import load
-from .common import add_device_arg, add_sampling_args, parse_options
+from .common import add_device_arg, add_sampling_args, check_guidance_scale, parse_options
 
 
 def register(sub):
@@ -88,6 +91,7 @@ def _check_options(args, pipe, output) -> None:
                          "classifier (--classifier DIR from 'unnoise train-classifier')")
     if args.guidance_scale != 1.0 and pipe.prompt_encoder is not None and not args.prompt:
         raise ValueError("--guidance-scale on a text-conditioned run needs --prompt (the guidance pushes towards it)")
+    check_guidance_scale(args.guidance_scale)
     if args.plot is not None:
         if output.plot is None:
             plotted = [k.name for k in kinds.all_kinds() if k.sample is not None and k.sample.plot is not None]
@@ -110,35 +114,113 @@ def default_n(output, pipe, prompts) -> int:
     return output.default_n
 
 
+BATCH_VALUES = 1 << 24  # values (floats) sampled at once: about 64 MiB per copy of the state
+MAX_GRID_PIXELS = Image.MAX_IMAGE_PIXELS  # a larger PNG is refused by image readers (Pillow's own limit)
+
+
+def batch_size(pipe) -> int:
+    """Samples drawn at once: more are drawn in batches of this many (a .npy/.csv is written as it goes)."""
+    return max(1, BATCH_VALUES // math.prod(pipe.model_shape))
+
+
+def _gib(values: int) -> str:
+    return f"{values * 4 / 2**30:.1f} GiB"
+
+
+def check_size(pipe, n: int, out: str) -> None:
+    """Refuse, in one line and before any sampling, what cannot be written as it goes: a PNG grid beyond the
+    size image readers accept, and any other output (WAV files) of more samples than one batch."""
+    ext = os.path.splitext(out)[1].lower()
+    if ext == ".png":
+        _, h, w = pipe.shape if len(pipe.shape) == 3 else (1, *pipe.shape[-2:])
+        up = max(1, 64 // w)
+        pixels = n * (h * up + 1) * (w * up + 1)
+        if pixels > MAX_GRID_PIXELS:
+            most = MAX_GRID_PIXELS // ((h * up + 1) * (w * up + 1))
+            raise ValueError(f"--n {n}: a grid of {n} images would be a PNG of {pixels / 1e6:.0f} million pixels, "
+                             f"more than image readers accept ({MAX_GRID_PIXELS / 1e6:.0f} million: at most {most} "
+                             "images); write a .npy instead (written in batches as it goes) or lower --n")
+    elif ext not in (".npy", ".csv") and n > batch_size(pipe):
+        raise ValueError(f"--n {n}: these samples are written at once and would need about "
+                         f"{_gib(n * math.prod(pipe.model_shape))} of memory; write a .npy (written in batches as it "
+                         f"goes) or give --n {batch_size(pipe)} or less")
+
+
 def run(args):
     device = resolve_device(args.device)
     pipe = load(args.checkpoint, device=device, ema=not args.raw_weights, autoencoder=args.autoencoder)
+    threads_for_small_model([pipe.denoiser, getattr(pipe.codec, "autoencoder", None)], device)
     output = sample_output(pipe)
     _check_options(args, pipe, output)
     n = args.n if args.n is not None else default_n(output, pipe, args.prompt)
     out = args.out if args.out is not None else output.default_out
+    io.check_not_input(out, {"--checkpoint": args.checkpoint, "--classifier": args.classifier,
+                             "--autoencoder": args.autoencoder, "--plot": args.plot})
     check_out(pipe, out)
-    io.check_output_path(out, is_dir=os.path.splitext(out)[1] == "")  # before any sampling
+    check_size(pipe, n, out)
+    batch = batch_size(pipe)
+    streamed = n > batch
+    needed = n * math.prod(pipe.shape) * 4 if streamed else 0
+    io.check_output_path(out, is_dir=os.path.splitext(out)[1] == "", needed_bytes=needed)  # before any sampling
     if args.plot:
         io.check_output_path(args.plot)
     options = parse_options(args.option)
     classifier = load(args.classifier, device=device) if args.classifier else None
     if classifier is not None and classifier.kind != "classifier":
         raise ValueError(f"--classifier {args.classifier!r} is a {classifier.kind} run, not a noisy classifier")
-    labels = args.class_label
+    if classifier is not None and tuple(classifier.classifier.shape) != tuple(pipe.model_shape):
+        raise ValueError(f"--classifier {args.classifier!r} classifies examples of shape "
+                         f"{tuple(classifier.classifier.shape)}, but the run's model works on "
+                         f"{tuple(pipe.model_shape)}; train the classifier on the same data as the run")
     classes = classifier.num_classes if classifier is not None else pipe.num_classes
-    if labels is None and classes:  # every class in turn
-        labels = [i % classes for i in range(n)]
-    args._labels = None if labels is None else ([labels] * n if isinstance(labels, str) else labels)
-    prompts = None if not args.prompt else [args.prompt[i % len(args.prompt)] for i in range(n)]
-    x = pipe.sample(n, sampler=args.sampler, steps=args.steps, spacing=args.spacing,
-                    guidance_scale=args.guidance_scale, class_label=labels, prompt=prompts,
-                    generator=torch.Generator().manual_seed(args.seed), progress=True, classifier=classifier,
-                    **options)
-    paths = output.write(pipe, x, args, out)
+    generator = torch.Generator().manual_seed(args.seed)
+
+    def draw(start: int, count: int) -> torch.Tensor:
+        labels = args.class_label
+        if labels is None and classes:  # every class in turn
+            labels = [i % classes for i in range(start, start + count)]
+        args._labels = None if labels is None else ([labels] * count if isinstance(labels, str) else labels)
+        prompts = None if not args.prompt else [args.prompt[i % len(args.prompt)] for i in range(start, start + count)]
+        return pipe.sample(count, sampler=args.sampler, steps=args.steps, spacing=args.spacing,
+                           guidance_scale=args.guidance_scale, class_label=labels, prompt=prompts,
+                           generator=generator, progress=True, classifier=classifier, **options)
+
+    if not streamed:
+        x = draw(0, n)
+        paths = output.write(pipe, x, args, out)
+    else:
+        print(f"sampling {n} samples in batches of {batch}, written to {out} as they come")
+        x = write_batches(out, n, batch, draw)
+        paths = [out]
     where = paths[0] if len(paths) == 1 else f"{paths[0]} ... {paths[-1]}"
     print(f"wrote {n} samples of shape {tuple(x.shape[1:])} to {where}")
     if args.plot:
         output.plot(pipe, x, args, args.plot)
-        print(f"wrote {args.plot}")
+        print(f"wrote {args.plot}" + (f" (the first {len(x)} samples)" if streamed else ""))
     return 0
+
+
+def write_batches(out: str, n: int, batch: int, draw) -> torch.Tensor:
+    """Draw ``n`` samples ``batch`` at a time into ``out`` (.npy: a memory-mapped array; .csv: rows appended), under
+    a temporary name renamed at the end (:func:`unnoise.io.atomic_write`); returns the first batch."""
+    first = {}
+
+    def fill(tmp: str) -> None:
+        csv = out.lower().endswith(".csv")
+        array = None
+        with open(tmp, "w") if csv else nullcontext() as text:
+            for start in range(0, n, batch):
+                x = draw(start, min(batch, n - start))
+                first.setdefault("x", x)
+                if csv:
+                    np.savetxt(text, x.reshape(len(x), -1).numpy(), delimiter=",")
+                    continue
+                if array is None:
+                    array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, *x.shape[1:]))
+                array[start:start + len(x)] = x.numpy()
+        if array is not None:
+            array.flush()
+            del array
+
+    io.atomic_write(out, fill)
+    return first["x"]

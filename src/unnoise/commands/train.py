@@ -14,7 +14,7 @@ from .. import checkpoint, kinds, losses, schedules
 from .. import data as data_mod
 from ..denoiser import PARAMETERIZATIONS
 from .common import add_device_arg
-from .train_common import RESUME_OVERRIDES, _PARSERS, add_scaling_args, check_numbers, resolve_resume
+from .train_common import RESUME_OVERRIDES, _PARSERS, add_scaling_args, check_numbers, hold_run_dir, resolve_resume
 
 # options every kind takes, with the defaults a kind's train entry may change (its ``options``)
 GENERAL_DEFAULTS = {"schedule": "ddpm", "parameterization": "v"}
@@ -91,12 +91,17 @@ def train_kind(args) -> kinds.Kind:
 
 
 def run(args):
-    args = resolve_resume(args)
-    kind = train_kind(args)
-    check_numbers(args)
+    held = hold_run_dir(args)  # one writer per run directory, before anything is moved or read
     try:
-        return kind.train.run(args)
-    except BaseException:
-        if args.overwrite and checkpoint.restore_replaced(args.out):  # nothing was trained: keep the old run
-            print(f"the previous run in {args.out} was put back", file=sys.stderr)
-        raise
+        args = resolve_resume(args)
+        kind = train_kind(args)
+        check_numbers(args)
+        try:
+            return kind.train.run(args)
+        except BaseException:
+            if args.overwrite and checkpoint.restore_replaced(args.out):  # nothing was trained: keep the old run
+                print(f"the previous run in {args.out} was put back", file=sys.stderr)
+            raise
+    finally:
+        if held:
+            checkpoint.unlock_run_dir(held)

@@ -11,7 +11,7 @@ from ..data.shapes import make_shapes
 from ..nets.autoencoder import Autoencoder, fit_autoencoder
 from ..train import TrainConfig
 from .common import add_device_arg
-from .train_common import add_scaling_args, finish, loop_options, resume_args
+from .train_common import add_scaling_args, command_record, finish, loop_options, resume_args
 
 
 def load_image_data(spec: str, image_size: int | None = None, n: int = 5000, seed: int = 0):
@@ -75,7 +75,8 @@ def run(args):
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, weight_decay=1e-2,
                       ema_decay=args.ema_decay, grad_clip=1.0, cond_dropout=0.0, seed=args.seed, device=args.device,
                       **loop_options(args))
-    info = {"data": {"source": args.data, "shape": list(x.shape[1:]), "num_examples": len(x)}}
+    info = {"data": {"source": args.data, "shape": list(x.shape[1:]), "num_examples": len(x)},
+            "command": command_record(args)}
     trainer = fit_autoencoder(model, x, kl_weight=args.kl_weight, loss=args.loss, config=cfg, run_dir=args.out,
                               info=info, progress=main)
     if main and not trainer.stopped_by:

@@ -9,12 +9,12 @@ import torch
 
 from .. import schedules
 from ..data import load_array
-from ..data.images import flip_rows, is_image_spec, load_images
+from ..data.images import flip_rows, is_image_spec, load_images, no_classes_reason
 from ..guidance import NoisyClassifier, train_classifier
 from ..nets import summary
 from ..train import TrainConfig
 from .common import add_device_arg
-from .train_common import add_scaling_args, finish, loop_options, resume_args  # noqa: F401 (resume_args re-exported)
+from .train_common import add_scaling_args, command_record, finish, loop_options, resume_args  # noqa: F401 (resume_args re-exported)
 
 
 def register(sub):
@@ -50,7 +50,7 @@ def load_labelled(args):
     if is_image_spec(args.data):
         data, labels, names = load_images(args.data, args.image_size, args.image_mode)
         if labels is None:
-            raise ValueError(f"{args.data!r} has no class subfolders; a classifier needs one subfolder per class")
+            raise ValueError(f"{no_classes_reason(args.data)}; a classifier needs one subfolder per class")
         return data, labels, names
     if not args.labels:
         raise ValueError("vector data needs --labels FILE with one integer class per row")
@@ -77,7 +77,7 @@ def run(args):
                       ema_decay=args.ema_decay, grad_clip=0.0, cond_dropout=0.0, seed=args.seed, device=args.device,
                       **loop_options(args))
     info = {"class_names": names, "data": {"source": args.data, "shape": list(data.shape[1:]),
-                                           "num_examples": len(data)}}
+                                           "num_examples": len(data)}, "command": command_record(args)}
     trainer = train_classifier(clf, data, labels, schedule, augment=flip_rows if args.flip else None, config=cfg,
                                run_dir=args.out, info=info, progress=main)
     acc = trainer.last_metrics.get("accuracy", float("nan"))

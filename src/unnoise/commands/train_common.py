@@ -14,7 +14,7 @@ from ..train import TrainConfig
 _PARSERS: list = []
 # options that may differ when a run is resumed; everything else is taken from the stored run
 RESUME_OVERRIDES = ("steps", "device", "precision", "compile", "checkpoint_every", "keep_checkpoints",
-                    "max_bad_steps", "sample_every", "log_every", "tensorboard")
+                    "max_bad_steps", "sample_every", "log_every", "tensorboard", "num_workers")
 
 
 def add_scaling_args(p) -> None:
@@ -69,6 +69,7 @@ def resolve_resume(args):
     if not args.resume:
         if not args.data or not args.out:
             raise ValueError("--data and --out are required (or --resume RUN_DIR to continue a run)")
+        checkpoint.check_not_inside(args.out, args.data)
         aside = checkpoint.prepare_run_dir(args.out, resume=False, overwrite=args.overwrite)
         if aside:
             print(f"the previous run in {args.out} was moved to {aside}; it is deleted once the new run's first "
@@ -84,11 +85,65 @@ def resolve_resume(args):
     merged = dict(vars(args))
     merged.update(saved)
     parser = _PARSERS[-1] if _PARSERS else None
-    for name in RESUME_OVERRIDES:
-        if parser is not None and getattr(args, name) != parser.get_default(name):
-            merged[name] = getattr(args, name)
+    given = {name: value for name, value in vars(args).items()
+             if parser is not None and name in saved and value != parser.get_default(name)}
+    merged.update(check_resume_options(given, saved, run_dir, step_dir))
     merged.update(out=run_dir, resume=step_dir, func=args.func, overwrite=False)
     return argparse.Namespace(**merged)
+
+
+def check_resume_options(given: dict, saved: dict, run_dir: str, step_dir: str) -> dict:
+    """Compare the options given with ``--resume`` (``given``) with the run's stored ones (``saved``): one that
+    differs and may not change is refused in one line naming it; the allowed overrides (:data:`RESUME_OVERRIDES`)
+    that differ are applied with one line saying so; a run already at its ``--steps`` is refused.  Returns the
+    overrides to apply."""
+    changed = [n for n in given if n in saved and n not in RESUME_OVERRIDES and not _same(n, given[n], saved[n])]
+    if changed:
+        flags = ", ".join(f"--{n.replace('_', '-')} {given[n]} (the run has {saved[n]})" for n in changed)
+        allowed = ", ".join("--" + o.replace("_", "-") for o in RESUME_OVERRIDES)
+        raise ValueError(f"--resume continues {run_dir} with its stored options, but {flags} differs; leave it "
+                         f"out, or start a new run with --out (only {allowed} may change on resume)")
+    overrides = {n: given[n] for n in RESUME_OVERRIDES if n in given}
+    applied = [f"--{n.replace('_', '-')} {v} (was {saved[n]})" for n, v in overrides.items()
+               if n in saved and v != saved[n]]
+    step = int(checkpoint.read_state_json(step_dir)["step"])
+    steps = overrides.get("steps", saved.get("steps"))
+    if steps is not None and steps <= step:
+        raise ValueError(f"{run_dir} is already at step {step} of --steps {steps}: nothing to train; "
+                         f"give --steps larger than {step} to train it further")
+    if applied:
+        print(f"resuming {run_dir} at step {step} with {', '.join(applied)}")
+    return overrides
+
+
+def _same(name: str, given, stored) -> bool:
+    """Whether a given option equals the stored one (a --data or --out path naming the same file counts as equal)."""
+    if given == stored:
+        return True
+    if name in ("data", "out") and isinstance(given, str) and isinstance(stored, str):
+        return os.path.abspath(given) == os.path.abspath(stored) or \
+            (os.path.exists(given) and os.path.exists(stored) and os.path.samefile(given, stored))
+    return False
+
+
+def hold_run_dir(args) -> str | None:
+    """Take the writer lock (:mod:`unnoise.checkpoint.lock`) of the run directory this command will change,
+    before anything else touches it: the ``--resume`` run, or an existing ``--out`` (which ``--overwrite`` would
+    move aside).  Returns the directory to release with ``checkpoint.unlock_run_dir`` (None when nothing was
+    held; a new directory is locked by the Trainer when it creates it)."""
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun rank 0 writes the run, and holds it for all
+        return None
+    if args.resume and os.path.isdir(args.resume):
+        target = args.resume
+        if checkpoint.is_step_dir(target):
+            parent = os.path.dirname(os.path.abspath(target))
+            target = os.path.dirname(parent) if os.path.basename(parent) == checkpoint.CHECKPOINTS_DIR else parent
+    elif not args.resume and args.out and os.path.isdir(args.out) and checkpoint.is_run_dir(args.out):
+        target = args.out
+    else:
+        return None
+    checkpoint.lock_run_dir(target)
+    return target
 
 
 def check_numbers(args) -> None:
@@ -134,6 +189,19 @@ def finish(trainer, out: str, command: str = "train") -> int:
     return code
 
 
+def stopped_by_signal(trainer, run_dir: str) -> int | None:
+    """For the demos: when Ctrl-C (SIGINT) or SIGTERM stopped training, say so in one line and return the exit
+    status (128 + signal) instead of sampling the half-trained model; None when training ran to its end (or
+    stopped on a time limit, which the demo planned)."""
+    num = getattr(signal, trainer.stopped_by or "", None)
+    if not isinstance(num, signal.Signals):
+        return None
+    print(f"stopped by {trainer.stopped_by} at step {trainer.step_count} of {trainer.config.steps}; the half-trained "
+          f"model is saved in {run_dir}/ and nothing was sampled from it (run the demo again with --overwrite to "
+          "start over)")
+    return 128 + int(num)
+
+
 def resume_args(args, what: str):
     """``--resume RUN_DIR``: write to that run; the data options must be given as when it started."""
     if args.resume and not args.out:
@@ -143,4 +211,12 @@ def resume_args(args, what: str):
                          "same --data and model options)")
     if args.resume and os.path.abspath(args.resume) != os.path.abspath(args.out):
         raise ValueError("--resume RUN_DIR continues that run in place; leave out --out or give the same directory")
+    checkpoint.check_not_inside(args.out, args.data)
+    if not args.resume:
+        checkpoint.check_new_run_dir(args.out)
+        return args
+    run_dir, step_dir = checkpoint.resolve_resume(args.resume)
+    saved = checkpoint.read_config(step_dir).get("command")  # runs written before it was stored: only --steps
+    given = {k: v for k, v in vars(args).items() if k not in ("out", "resume", "func", "command")}
+    check_resume_options(given, saved if isinstance(saved, dict) else {"steps": None}, run_dir, step_dir)
     return args

@@ -9,7 +9,7 @@ import torch
 
 from .. import schedules
 from ..data import CachedDataset, ImageFolder, TensorDataset
-from ..data.images import flip_rows, load_digits
+from ..data.images import flip_rows, load_digits, no_classes_reason
 from ..train import train_model
 from .train_common import command_record, finish, train_config
 
@@ -115,8 +115,9 @@ def run_images(args):
     torch.manual_seed(args.seed)
     dataset, class_names, shape = image_dataset(args)
     if args.conditional and not class_names:
-        raise ValueError(f"--conditional needs class labels, but {args.data!r} has no class subfolders; "
-                         "put the images of each class in their own subfolder")
+        reason = no_classes_reason(args.data)
+        fix = "" if "stray" in reason else "; put the images of each class in their own subfolder"
+        raise ValueError(f"--conditional needs class labels, but {reason}{fix}")
     num_classes = len(class_names) if args.conditional else 0
     net, net_config = net_config_from_args(args, num_classes)
     cfg = train_config(args)

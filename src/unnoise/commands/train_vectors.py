@@ -15,8 +15,12 @@ def run_vectors(args) -> int:
     torch.manual_seed(args.seed)  # the network's initial weights (and dropout) follow the seed
     g = torch.Generator().manual_seed(args.seed)
     x = data_mod.load_vectors(args.data, n=args.num_points, generator=g)
-    if x.ndim != 2:
+    if x.ndim != 2:  # no convolutional net takes such examples; the MLP models them as flat vectors, and says so
+        shape = tuple(x.shape[1:])
         x = x.reshape(x.shape[0], -1)
+        print(f"note: examples of shape {shape} are trained as vectors of {x.shape[1]} features with the MLP "
+              "(--net unet takes (N, C, L), (N, C, H, W) or (N, C, D, H, W)); samples come out flat, "
+              f"(N, {x.shape[1]})")
     cfg = train_config(args)
     trainer = train_model(x, args.out, net_config={"width": args.width, "depth": args.depth},
                           parameterization=args.parameterization, schedule=args.schedule, config=cfg,

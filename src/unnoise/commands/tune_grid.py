@@ -7,7 +7,7 @@ only) and written to ``RUN/tuned_grids.json`` atomically; config.json and the we
 from __future__ import annotations
 
 from .. import checkpoint, samplers
-from ..devices import resolve_device
+from ..devices import resolve_device, threads_for_small_model
 from ..runs import load
 from .common import add_device_arg
 
@@ -46,6 +46,7 @@ def run(args):
     if sampler not in samplers.available():
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(samplers.available())}")
     pipe = load(args.checkpoint, device=resolve_device(args.device))
+    threads_for_small_model(pipe.denoiser, pipe.device)
     pipe._require_sampling("tune a grid")
     if pipe.conditional:
         raise ValueError(f"tune-grid tunes unconditional runs only; {args.checkpoint!r} is conditional")

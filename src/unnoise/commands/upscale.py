@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from .. import checkpoint
 from ..train import TrainConfig
 from ..upscale import train_upscaler
 from .common import add_device_arg, add_sampling_args, parse_options
@@ -35,6 +36,8 @@ def register(sub):
 
 def run(args):
     if args.train:
+        checkpoint.check_not_inside(args.out, args.data)
+        checkpoint.check_new_run_dir(args.out)
         images, _ = load_image_data(args.data, args.image_size, args.num_images, args.seed)
         torch.manual_seed(args.seed)
         cfg = TrainConfig(steps=args.train_steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,

@@ -109,6 +109,12 @@ def check_array(arr, path: str, min_ndim: int = 2) -> torch.Tensor:
 def _load_csv(path):
     with open(path) as f:
         first = f.readline()
+        lines = [first] + [f.readline() for _ in range(2)]
+    for line in lines:  # numbers separated by spaces or tabs, not commas: say so (it reads as a header otherwise)
+        fields = line.split("#", 1)[0].split()
+        if "," not in line and ";" not in line and len(fields) >= 2 and all(_is_number(v) for v in fields):
+            raise ValueError(f"{path}: the numbers are separated by spaces or tabs; a .csv/.txt must be "
+                             f"comma-separated ({','.join(fields[:3])}), or give a .npy array")
     skip = 0
     try:
         [float(v) for v in first.replace(";", ",").split(",") if v.strip()]
@@ -118,6 +124,14 @@ def _load_csv(path):
         return np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2, dtype=np.float64)
     except ValueError:
         raise ValueError(_csv_problem(path, skip)) from None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _csv_problem(path: str, skip: int) -> str:

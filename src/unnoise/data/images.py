@@ -182,6 +182,21 @@ def load_image_folder(root: str, image_size: int = 32, mode: str = "RGB", class_
     return x, (torch.tensor([labels[k] for k in kept], dtype=torch.long) if labels is not None else None), class_names
 
 
+def no_classes_reason(root: str) -> str:
+    """Why an image folder gives no class labels, for messages: it has no subfolders with images, or it has some
+    but also images directly in it (then the subfolders are not taken as classes)."""
+    if not isinstance(root, str) or not os.path.isdir(root):
+        return f"{root!r} has no class subfolders"
+    rel = [os.path.relpath(f, root).split(os.sep) for f in _find_images(root)]
+    folders = sorted({parts[0] for parts in rel if len(parts) > 1})
+    loose = [parts[0] for parts in rel if len(parts) == 1]
+    if folders and loose:
+        return (f"{root!r} has class subfolders ({', '.join(folders[:3])}{', ...' if len(folders) > 3 else ''}) but "
+                f"also {len(loose)} image(s) directly in it (e.g. {loose[0]}), so the subfolders are not read as "
+                "classes; move the stray images into a class folder or remove them")
+    return f"{root!r} has no class subfolders"
+
+
 def load_digits(image_size: int = 8):
     """The bundled 8x8 handwritten digits (1797 images, classes 0-9, offline).
 

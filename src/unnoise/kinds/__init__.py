@@ -75,6 +75,7 @@ class Kind:
     denoiser: bool = True  # False: a plain network (classifier, autoencoder) that other runs use
     recognise: Callable | None = None  # recognise(config) -> bool for configs written before format version 2
     use: str = ""  # for kinds that do not sample: how they are used, for messages
+    data_range: float | None = None  # side of the box model-space data lie in (images in [-1, 1]: 2), if bounded
 
     def can(self, ability: str) -> bool:
         """Whether runs of this kind can do ``ability`` (one of :data:`ABILITIES`)."""

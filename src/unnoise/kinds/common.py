@@ -1,6 +1,8 @@
 """What the kind modules share: reading a denoiser run's weights into the pieces of a Pipeline."""
 from __future__ import annotations
 
+import os
+
 from .. import checkpoint
 
 
@@ -10,6 +12,11 @@ def read_denoiser_run(path: str, device, ema: bool = True):
     denoiser, schedule, config = checkpoint.load(path, ema=ema, device=device)
     common = dict(config=config, source=path, tuned_grids=checkpoint.read_tuned_grids(path))
     return denoiser, schedule, config, common
+
+
+def config_file(path: str) -> str:
+    """The run's ``config.json``, for messages."""
+    return os.path.join(path, checkpoint.CONFIG_NAME)
 
 
 def data_shape(config: dict) -> tuple:

@@ -29,6 +29,7 @@ def claims(args) -> bool:
 register(Kind(
     name="images", what="images", load=load,
     abilities=frozenset({"inpaint", "restore", "img2img", "export", "compare", "class_guidance"}),
+    data_range=2.0,
     train=TrainEntry(claims, run_images, IMAGE_OPTIONS, "images (digits, an image folder or a prepared cache)",
                      add_image_args),
     sample=SampleOutput(100, "samples.png", (".png", ".npy"), write_images, IMAGES),

@@ -5,7 +5,7 @@ from ..codecs import Standardizer
 from ..commands.train_vectors import run_vectors
 from ..pipeline import Pipeline
 from . import Kind, SampleOutput, TrainEntry, register
-from .common import data_shape, read_denoiser_run
+from .common import config_file, data_shape, read_denoiser_run
 from .outputs import ARRAYS, plot_vectors, write_arrays
 
 
@@ -13,7 +13,7 @@ def load(path, config, device, ema=True, autoencoder=None):
     """A vectors run as a Pipeline that returns samples in the data's units (per-feature statistics undone)."""
     denoiser, schedule, config, common = read_denoiser_run(path, device, ema)
     return Pipeline(denoiser, schedule, "vectors", data_shape(config),
-                    codec=Standardizer(config.get("data", {}).get("normalization")), **common)
+                    codec=Standardizer(config.get("data", {}).get("normalization"), config_file(path)), **common)
 
 
 register(Kind(

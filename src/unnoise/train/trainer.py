@@ -16,7 +16,7 @@ from .. import distributed as dist
 from ..data import check_finite
 from ..data.memory import TensorDataset
 from ..denoiser import Denoiser
-from ..devices import resolve_device
+from ..devices import resolve_device, threads_for_small_model
 from ..processes import Gaussian
 from . import previews, signals, state
 from .config import TrainConfig, TrainingDiverged, lr_at
@@ -106,6 +106,7 @@ class Trainer:
         self.local_batch, self.micro_batch = per_rank, per_rank // cfg.grad_accum
 
         self.denoiser = denoiser.to(self.device)
+        threads_for_small_model(self.denoiser, self.device)  # a tiny network on a busy CPU: one thread
         model = _LossModule(self.denoiser, objective)
         if dist.active():
             # DDP broadcasts rank 0's weights at construction, so every rank starts identical
@@ -145,8 +146,13 @@ class Trainer:
             n_params = sum(p.numel() for p in self.denoiser.parameters())
             need = checkpoint.estimate_checkpoint_bytes(n_params) * (cfg.keep_checkpoints + 1)
             _on_rank0(lambda: checkpoint.check_run_dir(run_dir, need), self.device)
+        self._locked = bool(run_dir) and dist.is_main()  # the run directory's writer lock, released by fit()
         if cfg.resume_from:
-            self.resume(cfg.resume_from)
+            try:
+                self.resume(cfg.resume_from)
+            except BaseException:
+                self.release()
+                raise
 
     # ------------------------------------------------------------------ data
     def _place_data(self, data):
@@ -393,6 +399,9 @@ class Trainer:
         """
         cfg = self.config
         main = dist.is_main()
+        if self.run_dir and main and not self._locked:  # a second fit(): hold the run directory again
+            checkpoint.lock_run_dir(self.run_dir)
+            self._locked = True
         bar = tqdm(total=cfg.steps, initial=self.step_count, desc="training", disable=not (progress and main),
                    dynamic_ncols=True)
         handlers = signals.install(self)
@@ -439,7 +448,15 @@ class Trainer:
             bar.close()
             if self._tb is not None:
                 self._tb.flush()
+            self.release()
         return self.history
+
+    def release(self) -> None:
+        """Give up this trainer's hold of the run directory's writer lock (:mod:`unnoise.checkpoint.lock`);
+        :meth:`fit` does so when it returns (a later :meth:`fit` takes it again)."""
+        if self._locked:
+            self._locked = False
+            checkpoint.unlock_run_dir(self.run_dir)
 
     # ------------------------------------------------------------------ previews and checkpoints
     def write_samples(self, n: int = 1000, steps: int = 50) -> str | None:
