@@ -45,7 +45,7 @@ install-bench: $(VENV)/.installed-bench
 install-serve: $(VENV)/.installed-serve
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/unnoise demo
+	$(VENV)/bin/unnoise demo --overwrite
 
 # pytest exits 5 when it collects no test: not a failure of the build
 test: $(VENV)/.installed-test

@@ -1,20 +1,13 @@
 """Audio clips ``(channels, length)`` from a folder of WAV files, written back as WAV."""
 from __future__ import annotations
 
-from ..codecs import Standardizer
 from ..commands.train_audio import add_audio_args, is_audio_request, run_audio
 from ..commands.train_images import NET_DEFAULTS
-from ..pipeline import Pipeline
 from . import Kind, SampleOutput, TrainEntry, register
-from .common import config_file, data_shape, read_denoiser_run
+from .common import standardised_loader
 from .outputs import plot_audio, write_audio
 
-
-def load(path, config, device, ema=True, autoencoder=None):
-    """An audio run as a Pipeline that returns clips ``(n, channels, length)`` in the data's units."""
-    denoiser, schedule, config, common = read_denoiser_run(path, device, ema)
-    return Pipeline(denoiser, schedule, "audio", data_shape(config),
-                    codec=Standardizer(config.get("data", {}).get("normalization"), config_file(path)), **common)
+load = standardised_loader("audio")
 
 
 register(Kind(

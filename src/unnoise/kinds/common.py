@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 
 from .. import checkpoint
+from ..codecs import Standardizer
+from ..pipeline import Pipeline
 
 
 def read_denoiser_run(path: str, device, ema: bool = True):
@@ -22,3 +24,14 @@ def config_file(path: str) -> str:
 def data_shape(config: dict) -> tuple:
     """One example's shape as the run's ``data`` entry records it."""
     return tuple(config.get("data", {}).get("shape", ()))
+
+
+def standardised_loader(kind: str):
+    """The loader of a kind whose model space is its data standardised (vectors, arrays, audio): the Pipeline's
+    codec undoes the run's normalisation statistics, so samples come back in the data's units."""
+    def load(path, config, device, ema=True, autoencoder=None):
+        denoiser, schedule, config, common = read_denoiser_run(path, device, ema)
+        return Pipeline(denoiser, schedule, kind, data_shape(config),
+                        codec=Standardizer(config.get("data", {}).get("normalization"), config_file(path)), **common)
+    load.__doc__ = f"A {kind} run as a Pipeline that returns samples in the data's units (statistics undone)."
+    return load
