@@ -49,7 +49,7 @@ from sklearn.svm import SVC
 
 from unnoise import video
 from unnoise.data.images import load_digits
-from unnoise.data.video import MovingDigits, center_on_ink, psnr, ssim
+from unnoise.data.video import MovingDigits, center_on_ink, psnr, ssim, write_strip
 from unnoise.train import TrainConfig
 
 NET = dict(base_channels=16, channel_mult=[1, 2, 2], num_res_blocks=1)
@@ -179,6 +179,8 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--throughput", type=int, default=None, help=argparse.SUPPRESS)  # child process: one clip length
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--figure", default=None, help="also write a PNG strip here: 4 held-out clips, each above its "
+                    "prediction (frames 5-9 from 0-4), then 4 unconditional clips")
     ap.add_argument("--run", default=None, help="train into this run folder, or reuse the run already there "
                     "(then the training time is not measured)")
     args = ap.parse_args()
@@ -251,6 +253,8 @@ def main():
                                       "held_out_clips": consistency(judge, reference_clips),
                                       "frames_of_different_clips": consistency(judge, mixed),
                                       "uniform_noise": consistency(judge, noise)}
+    if args.figure:
+        write_strip(args.figure, torch.cat([torch.stack([held_out[:4], pred[:4]], 1).flatten(0, 1), generated[:4]]))
     results["eval_seconds"] = time.perf_counter() - t1
 
     results["throughput"] = []
