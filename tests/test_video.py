@@ -16,8 +16,8 @@ from unnoise.analytic import GaussianMixture
 from unnoise.commands import train as train_command
 from unnoise.commands import train_common
 from unnoise.commands.train_video import run_video
-from unnoise.data.video import (MovingDigits, VideoArray, VideoFolder, WithStills, read_clip, read_gif, video_dataset,
-                                write_gif, write_strip)
+from unnoise.data.video import (MovingDigits, VideoArray, VideoFolder, WithStills, center_on_ink, read_clip, read_gif,
+                                video_dataset, write_gif, write_strip)
 from unnoise.denoiser import Denoiser, expand_sigma
 from unnoise.train import TrainConfig, Trainer
 
@@ -222,6 +222,34 @@ def test_moving_digits_move_with_constant_velocity_bounce_and_follow_the_seed():
         _, pos, vel = stochastic.trajectory(i)
         changed += int((vel[1:].abs() != vel[:-1].abs()).any())
     assert changed > 0  # speeds along a wall are redrawn at bounces
+
+
+def test_the_window_centred_on_ink_is_the_digit_drawn_there_wherever_it_moved():
+    d = MovingDigits(16, frames=10, size=16, seed=1, split="test")
+    clips = d.clips()  # (16, 1, 10, 16, 16)
+    crops = center_on_ink(clips[:, 0], 16)
+    assert crops.shape == (16, 10, 16, 16)
+    moved = 0
+    for i in range(16):
+        which, pos, _ = d.trajectory(i)
+        assert torch.equal(d.digit_labels(i), d.labels[which])
+        digit = (d.digits[which[0]] * 2 - 1).double()
+        ink = (digit + 1) / 2  # the digit's own centre of ink, rounded (halves up): where the window puts it
+        centre = [(ink.sum(1 - a) * torch.arange(8.0, dtype=ink.dtype)).sum() / ink.sum() for a in (0, 1)]
+        r, c = (8 - int(math.floor(float(v) + 0.5)) for v in centre)
+        expected = torch.full((16, 16), -1.0, dtype=torch.float64)
+        expected[r:r + 8, c:c + 8] = digit
+        moved += len(set(map(tuple, pos[:, 0].tolist()))) - 1
+        for t in range(10):
+            assert torch.equal(crops[i, t].double(), expected)  # exactly the digit, the rest black
+    assert moved > 50  # the digits did move (the windows agree although the frames differ)
+    assert torch.equal(center_on_ink(torch.full((2, 5, 7), -1.0), 4), torch.full((2, 4, 4), -1.0))  # blank frames
+    dot = torch.full((9, 9), -1.0)
+    dot[0, 8] = 1.0  # one bright pixel in a corner: the window leaves the frame and is black there
+    window = center_on_ink(dot, 5)
+    assert window[2, 2] == 1.0 and (window == 1.0).sum() == 1 and window.shape == (5, 5)
+    with pytest.raises(ValueError, match="side"):
+        center_on_ink(dot, 0)
 
 
 def test_gif_round_trip_strip_and_clip_sources(tmp_path):

@@ -319,6 +319,10 @@ class MovingDigits(torch.utils.data.Dataset):
             pos = nxt
         return which, torch.stack(positions), torch.stack(velocities)
 
+    def digit_labels(self, i: int) -> torch.Tensor:
+        """The classes (0-9) of the digits drawn in clip ``i``, ``(num_digits,)``."""
+        return self.labels[self.trajectory(i)[0]]
+
     def __getitem__(self, i):
         which, positions, _ = self.trajectory(i)
         canvas = torch.zeros(self.frames, self.size, self.size)
@@ -482,6 +486,40 @@ def resize_clip(clip: torch.Tensor, size: int) -> torch.Tensor:
     return frames.reshape(b, t, c, size, size).transpose(1, 2)
 
 
+def center_on_ink(frames: torch.Tensor, side: int) -> torch.Tensor:
+    """Each frame ``(..., H, W)`` in ``[-1, 1]`` cut to a ``side`` x ``side`` window centred on its ink.
+
+    Ink is the brightness above black, ``(x + 1) / 2`` clamped to ``[0, 1]``; the window's pixel
+    ``(side // 2, side // 2)`` is the frame's pixel nearest the centre of ink (halves round up), and the
+    window is filled with black (-1) where it leaves the frame.  A blank frame is centred on its middle.
+    A rounded centre moves with whole-pixel translations, so one digit drawn anywhere in a frame gives the
+    same window as the digit alone (e.g. on a canvas of its own size), and a window of twice the digit's
+    side always holds the whole digit: a crop for judging which digit a frame shows, wherever it moved.
+    Returns ``(..., side, side)``."""
+    if isinstance(side, bool) or not isinstance(side, int) or side < 1:
+        raise ValueError(f"side must be a positive integer, got {side!r}")
+    frames = torch.as_tensor(frames)
+    if frames.ndim < 2:
+        raise ValueError(f"frames must be (..., H, W), got shape {tuple(frames.shape)}")
+    lead, (h, w) = frames.shape[:-2], frames.shape[-2:]
+    x = frames.reshape(-1, h, w)
+    ink = ((x.double() + 1) / 2).clamp(0, 1)
+    mass = ink.sum((1, 2))
+    some = mass > 0
+    rows = torch.where(some, (ink.sum(2) * torch.arange(h, dtype=ink.dtype)).sum(1) / mass.clamp_min(1e-300),
+                       torch.full_like(mass, (h - 1) / 2))
+    cols = torch.where(some, (ink.sum(1) * torch.arange(w, dtype=ink.dtype)).sum(1) / mass.clamp_min(1e-300),
+                       torch.full_like(mass, (w - 1) / 2))
+    rows, cols = (torch.round(v * 2**20) / 2**20 for v in (rows, cols))  # a translated copy rounds alike
+    # the padded frame has `side` black pixels on every edge: its pixel (r + side, c + side) is the frame's (r, c)
+    top = torch.floor(rows + 0.5).long() - side // 2 + side
+    left = torch.floor(cols + 0.5).long() - side // 2 + side
+    padded = F.pad(x, (side, side, side, side), value=-1.0)
+    k = torch.arange(side)
+    out = padded[torch.arange(len(x))[:, None, None], (top[:, None] + k)[:, :, None], (left[:, None] + k)[:, None, :]]
+    return out.reshape(*lead, side, side)
+
+
 def psnr(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     """Peak signal-to-noise ratio in dB of images in ``[-1, 1]`` (peak-to-peak 2), per leading example."""
     mse = ((x.double() - ref.double()) ** 2).reshape(x.shape[0], -1).mean(1)
@@ -504,6 +542,7 @@ def ssim(x: torch.Tensor, ref: torch.Tensor, window: int = 7) -> torch.Tensor:
     return s.reshape(lead, -1).mean(1)
 
 
-__all__ = ["MOVING_DIGITS", "MovingDigits", "VideoArray", "VideoFolder", "WithStills", "check_clip", "gif_paths", "is_video_spec",
+__all__ = ["MOVING_DIGITS", "MovingDigits", "VideoArray", "VideoFolder", "WithStills", "center_on_ink", "check_clip",
+           "gif_paths", "is_video_spec",
            "psnr", "read_clip", "read_frames", "read_gif", "resize_clip", "ssim", "video_dataset", "write_gif",
            "write_strip"]
