@@ -151,6 +151,34 @@ def test_opposite_cameras_see_mirrored_silhouettes():
     assert abs(float((a[0] > 0.5).float().mean()) - expected) < 0.02
 
 
+def test_ray_map_encodes_the_camera_where_constant_channels_do_not():
+    """The view-conditioned prior's camera channels: per-pixel ray directions (centre = viewing direction, slope
+    across the image = the camera's right axis), which vary over the image; the older constant channels are a
+    per-channel offset that a convolution followed by a per-channel normalisation wipes out in the interior."""
+    cam = rendering.cameras([0.0, math.pi / 2], [0.0, math.radians(30)])
+    m = multiview.camera_cond(cam, 16)
+    assert m.shape == (2, 3, 16, 16)
+    torch.testing.assert_close(m.norm(dim=1), torch.ones(2, 16, 16))
+    centre = m[:, :, 7:9, 7:9].mean((2, 3))
+    origin = rendering._frame(cam)[0]
+    torch.testing.assert_close(torch.nn.functional.normalize(centre, dim=1), -origin / origin.norm(dim=1, keepdim=True),
+                               atol=1e-3, rtol=0)
+    across = m[0, :, 8, -1] - m[0, :, 8, 0]  # azimuth 0 looks down -x; its right axis is +y
+    assert across[1] > 0.5 and abs(float(across[0])) < 1e-3 and abs(float(across[2])) < 1e-3
+    torch.manual_seed(0)
+    layer = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.GroupNorm(8, 8))
+    interior = (slice(None), slice(None), slice(2, -2), slice(2, -2))
+    # no padding: the constant channels' whole effect is an offset per channel, removed by the normalisation
+    flat = torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3, padding=0), torch.nn.GroupNorm(8, 8))
+    with torch.no_grad():
+        const = flat(multiview.camera_cond(cam, 16, "concat"))
+        rays_out = layer(m)
+    assert float(const.abs().max()) < 1e-3  # both cameras: all zeros
+    assert float((rays_out[0] - rays_out[1])[interior[1:]].abs().mean()) > 0.1
+    with pytest.raises(ValueError, match="camera encoding"):
+        multiview.camera_cond(cam, 16, "euler")
+
+
 def test_multiview_set_and_scores():
     images, cams, labels = views.multiview(("sphere", "box"), 3, 16)
     assert images.shape == (6, 3, 16, 16) and cams.shape == (6, 4) and labels.tolist() == [0, 0, 0, 1, 1, 1]

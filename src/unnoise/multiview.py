@@ -1,9 +1,12 @@
 """3-D shapes from a 2-D prior: a view-conditioned image prior trained on :mod:`unnoise.data.views`,
 the voxel grid distilled from any image prior (:func:`distill_grid`), its scores, and its files.
 
-A view-conditioned prior is an ordinary ``images`` run whose U-Net takes the camera as four constant
-extra input channels, ``cond["concat"] = camera_map(camera)`` (:func:`unnoise.render.camera_map`:
-cos and sin of azimuth and elevation); its ``config.json`` says so under ``"views"``.  Any other image
+A view-conditioned prior is an ordinary ``images`` run whose U-Net takes the camera as three extra input
+channels, the world-space ray direction of every pixel, ``cond["concat"] = ray_map(camera)``
+(:func:`unnoise.render.ray_map`); its ``config.json`` says so under ``"views"`` (``"camera": "rays"``).  Runs
+written before that took four constant channels (cos and sin of azimuth and elevation,
+:func:`unnoise.render.camera_map`, ``"camera": "concat"``), which the U-Net's GroupNorms wipe out: such a prior
+ignores the camera; they still load and distil.  Any other image
 run (or a diffusers folder) is a prior too: it then sees no camera, only its class label or prompt.
 """
 from __future__ import annotations
@@ -22,7 +25,17 @@ from .imaging import to_uint8
 from .io import atomic_write, save_text
 from .train import TrainConfig, train_model
 
-CAMERA_CHANNELS = 4
+CAMERA_CHANNELS = 3
+CAMERA_ENCODINGS = {"rays": (rendering.ray_map, 3), "concat": (rendering.camera_map, 4)}
+
+
+def camera_cond(camera: torch.Tensor, size: int, encoding: str = "rays") -> torch.Tensor:
+    """The ``cond["concat"]`` channels ``(B, C, size, size)`` of cameras ``(B, 4)`` for a view-conditioned prior:
+    ``encoding`` ``rays`` (per-pixel ray directions, :func:`unnoise.render.ray_map`) or ``concat`` (the constant
+    channels of earlier runs, :func:`unnoise.render.camera_map`)."""
+    if encoding not in CAMERA_ENCODINGS:
+        raise ValueError(f"unknown camera encoding {encoding!r}; choose one of {', '.join(CAMERA_ENCODINGS)}")
+    return CAMERA_ENCODINGS[encoding][0](camera, size)
 
 
 def train_view_prior(run_dir: str | None, shapes=("sphere",), views_per_shape: int = 512, image_size: int = 32,
@@ -36,7 +49,7 @@ def train_view_prior(run_dir: str | None, shapes=("sphere",), views_per_shape: i
     g = torch.Generator().manual_seed(seed)
     images, cams, labels = views.multiview(shapes, views_per_shape, image_size, generator=g)
     conditional = len(shapes) > 1
-    cond = {"concat": rendering.camera_map(cams, image_size)}
+    cond = {"concat": camera_cond(cams, image_size)}
     if conditional:
         cond["label"] = labels
     net_config = {"base_channels": base_channels, "channel_mult": [1, 2, 2], "num_res_blocks": 1,
@@ -45,7 +58,7 @@ def train_view_prior(run_dir: str | None, shapes=("sphere",), views_per_shape: i
     info = {"kind": "images",
             "image": {"size": image_size, "channels": 3, "num_classes": net_config["num_classes"],
                       "class_names": list(shapes) if conditional else [], "source": "views"},
-            "views": {"camera": "concat", "features": ["cos_azimuth", "sin_azimuth", "cos_elevation", "sin_elevation"],
+            "views": {"camera": "rays", "features": ["ray_x", "ray_y", "ray_z"],
                       "radius": rendering.DEFAULT_RADIUS, "fov": rendering.DEFAULT_FOV, "elevation": [-10.0, 45.0],
                       "background": 1.0, "shapes": list(shapes)}}
     config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, device=device, checkpoint_every=0,
@@ -65,11 +78,12 @@ def condition(pipe, class_label=None, prompt=None):
     """``cond(camera) -> dict`` for a Pipeline: the camera channels of a view-conditioned run, plus the
     class label or prompt (checked by :meth:`unnoise.runs.Pipeline.make_cond`)."""
     size = int(pipe.model_shape[-1])
-    viewed = view_settings(pipe) is not None
+    settings = view_settings(pipe)
     pipe.make_cond(1, class_label, prompt)  # bad labels and prompts fail here, before any work
 
     def cond(camera):
-        extra = {"concat": rendering.camera_map(camera, size).to(pipe.device)} if viewed else None
+        extra = ({"concat": camera_cond(camera, size, settings.get("camera", "concat")).to(pipe.device)}
+                 if settings is not None else None)
         return pipe.make_cond(len(camera), class_label, prompt, extra)
     return cond
 
@@ -190,5 +204,5 @@ def read_grid(path: str) -> dict:
     return {"density": arr[0], "color": arr[1:]}
 
 
-__all__ = ["CAMERA_CHANNELS", "condition", "distill_grid", "grid_file", "mesh", "mesher", "read_grid", "save_mesh",
+__all__ = ["CAMERA_CHANNELS", "CAMERA_ENCODINGS", "camera_cond", "condition", "distill_grid", "grid_file", "mesh", "mesher", "read_grid", "save_mesh",
            "save_turntable", "silhouette_iou", "train_view_prior", "view_settings", "voxel_iou"]

@@ -63,8 +63,19 @@ def camera_features(camera: torch.Tensor) -> torch.Tensor:
 
 
 def camera_map(camera: torch.Tensor, size: int) -> torch.Tensor:
-    """``{"concat": ...}`` maps ``(B, 4, size, size)`` of :func:`camera_features` for a U-Net's extra channels."""
+    """``{"concat": ...}`` maps ``(B, 4, size, size)`` of :func:`camera_features` for a U-Net's extra channels.
+
+    Constant channels barely reach a U-Net: its first convolution turns them into a per-channel offset that the
+    next GroupNorm subtracts again (only the zero-padded border keeps a trace), so a prior trained on them ignores
+    the camera (see docs/benchmarks.md).  View-conditioned priors use :func:`ray_map`."""
     return camera_features(camera)[:, :, None, None].expand(-1, -1, size, size).contiguous()
+
+
+def ray_map(camera: torch.Tensor, size: int) -> torch.Tensor:
+    """``(B, 3, size, size)`` world-space unit ray directions of each pixel (row 0 at the top): the camera as
+    spatially varying extra input channels, which survive a U-Net's normalisations (the centre pixel's direction
+    is the viewing direction, the slopes across the image its right and up axes)."""
+    return rays(torch.as_tensor(camera, dtype=torch.float32), size)[1].permute(0, 3, 1, 2).contiguous()
 
 
 def rays(camera: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -187,4 +198,4 @@ def occupancy(params: dict, threshold: float = 2.0) -> torch.Tensor:
 
 
 __all__ = ["DEFAULT_FOV", "DEFAULT_RADIUS", "camera_features", "camera_map", "cameras", "check_grid", "grid_points",
-           "init_grid", "normals", "occupancy", "random_cameras", "rays", "render", "sample_grid", "turntable"]
+           "init_grid", "normals", "occupancy", "random_cameras", "ray_map", "rays", "render", "sample_grid", "turntable"]
