@@ -29,7 +29,7 @@ def prior_samples(pipe, cams, per_camera, generator, class_label=None):
     """Samples of the prior at each held-out camera (``per_camera`` each), in [-1, 1]."""
     cam = cams.repeat_interleave(per_camera, 0)
     encoding = multiview.view_settings(pipe).get("camera", "concat")
-    extra = {"concat": multiview.camera_cond(cam, pipe.model_shape[-1], encoding)}
+    extra = multiview.camera_cond(cam, pipe.model_shape[-1], encoding)
     return pipe.sample(len(cam), steps=25, cond=extra, class_label=class_label, generator=generator,
                        guidance_scale=1.0), cam
 

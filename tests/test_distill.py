@@ -151,30 +151,40 @@ def test_opposite_cameras_see_mirrored_silhouettes():
     assert abs(float((a[0] > 0.5).float().mean()) - expected) < 0.02
 
 
-def test_ray_map_encodes_the_camera_where_constant_channels_do_not():
-    """The view-conditioned prior's camera channels: per-pixel ray directions (centre = viewing direction, slope
-    across the image = the camera's right axis), which vary over the image; the older constant channels are a
-    per-channel offset that a convolution followed by a per-channel normalisation wipes out in the interior."""
-    cam = rendering.cameras([0.0, math.pi / 2], [0.0, math.radians(30)])
-    m = multiview.camera_cond(cam, 16)
-    assert m.shape == (2, 3, 16, 16)
-    torch.testing.assert_close(m.norm(dim=1), torch.ones(2, 16, 16))
-    centre = m[:, :, 7:9, 7:9].mean((2, 3))
-    origin = rendering._frame(cam)[0]
-    torch.testing.assert_close(torch.nn.functional.normalize(centre, dim=1), -origin / origin.norm(dim=1, keepdim=True),
-                               atol=1e-3, rtol=0)
-    across = m[0, :, 8, -1] - m[0, :, 8, 0]  # azimuth 0 looks down -x; its right axis is +y
-    assert across[1] > 0.5 and abs(float(across[0])) < 1e-3 and abs(float(across[2])) < 1e-3
+def test_camera_condition_reaches_the_unet_through_its_noise_embedding():
+    """The view-conditioned prior's camera: Fourier features of azimuth and elevation added to the U-Net's noise
+    embedding (``cond["vector"]``).  The older constant input channels are a per-channel offset after a
+    convolution, which a per-channel normalisation removes: both cameras give the same (zero) activations."""
+    from unnoise import nets
+    cam = rendering.cameras([0.0, math.pi / 2, math.pi], [0.0, 0.0, 0.0])
+    f = multiview.camera_cond(cam, 16)["vector"]
+    assert f.shape == (3, multiview.CAMERA_FEATURES)
+    # cos k az, sin k az, cos k el, sin k el for k = 1..4: the first harmonics are camera_features
+    torch.testing.assert_close(f[:, [0, 4, 8, 12]], rendering.camera_features(cam))
+    torch.testing.assert_close(f[:, :4], torch.stack([torch.cos(cam[:, 0] * k) for k in (1, 2, 3, 4)], 1))
+    # a half turn changes the odd harmonics only (a box looks the same from there)
+    torch.testing.assert_close(f[0, [1, 3, 5, 7]], f[2, [1, 3, 5, 7]], atol=1e-6, rtol=0)
+    assert float((f[0] - f[2]).abs().max()) > 1.9
     torch.manual_seed(0)
-    layer = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.GroupNorm(8, 8))
-    interior = (slice(None), slice(None), slice(2, -2), slice(2, -2))
-    # no padding: the constant channels' whole effect is an offset per channel, removed by the normalisation
     flat = torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3, padding=0), torch.nn.GroupNorm(8, 8))
     with torch.no_grad():
-        const = flat(multiview.camera_cond(cam, 16, "concat"))
-        rays_out = layer(m)
-    assert float(const.abs().max()) < 1e-3  # both cameras: all zeros
-    assert float((rays_out[0] - rays_out[1])[interior[1:]].abs().mean()) > 0.1
+        const = flat(multiview.camera_cond(cam, 16, "concat")["concat"])
+    assert float(const.abs().max()) < 1e-3  # every camera: all zeros
+    net = nets.UNet(shape=(3, 8, 8), base_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(),
+                    vector_dim=multiview.CAMERA_FEATURES)
+    for w in net.parameters():  # zero-initialised layers (the output, the embedding projections): make them live
+        if not w.any():
+            torch.nn.init.normal_(w, std=0.1)
+    x = torch.randn(3, 3, 8, 8)
+    with torch.no_grad():
+        a = net(x, torch.zeros(3), {"vector": f})
+        b = net(x, torch.zeros(3), {"vector": f.flip(0)})
+    assert float((a[0] - b[0]).abs().mean()) > 1e-3 and float((a[1] - b[1]).abs().max()) == 0
+    with pytest.raises(ValueError, match="vector condition"):
+        net(x, torch.zeros(3), None)
+    with pytest.raises(ValueError, match="takes no vector"):
+        nets.UNet(shape=(3, 8, 8), base_channels=8, channel_mult=(1, 2), num_res_blocks=1,
+                  attention_levels=())(x, torch.zeros(3), {"vector": f})
     with pytest.raises(ValueError, match="camera encoding"):
         multiview.camera_cond(cam, 16, "euler")
 

@@ -55,27 +55,23 @@ def turntable(n: int, elevation: float = 20.0, radius: float = DEFAULT_RADIUS,
     return cameras(az, torch.full_like(az, math.radians(elevation)), radius, fov)
 
 
-def camera_features(camera: torch.Tensor) -> torch.Tensor:
-    """``(B, 4)`` features of a camera's direction, ``(cos az, sin az, cos el, sin el)``: the condition
-    a view-conditioned prior sees (as constant extra input channels, :func:`camera_map`)."""
+def camera_features(camera: torch.Tensor, harmonics: int = 1) -> torch.Tensor:
+    """``(B, 4 harmonics)`` features of a camera's direction, ``cos k az, sin k az, cos k el, sin k el`` for
+    ``k = 1 .. harmonics`` (``harmonics=1``: ``(cos az, sin az, cos el, sin el)``): the condition a
+    view-conditioned prior sees (added to its noise embedding, ``cond["vector"]``; the higher harmonics let
+    it tell apart views that differ by a half or quarter turn without a deep MLP)."""
     az, el = camera[:, 0], camera[:, 1]
-    return torch.stack([az.cos(), az.sin(), el.cos(), el.sin()], dim=1)
+    k = torch.arange(1, int(harmonics) + 1, dtype=az.dtype, device=az.device)
+    a, e = az[:, None] * k, el[:, None] * k
+    return torch.cat([a.cos(), a.sin(), e.cos(), e.sin()], dim=1)
 
 
 def camera_map(camera: torch.Tensor, size: int) -> torch.Tensor:
-    """``{"concat": ...}`` maps ``(B, 4, size, size)`` of :func:`camera_features` for a U-Net's extra channels.
-
-    Constant channels barely reach a U-Net: its first convolution turns them into a per-channel offset that the
-    next GroupNorm subtracts again (only the zero-padded border keeps a trace), so a prior trained on them ignores
-    the camera (see docs/benchmarks.md).  View-conditioned priors use :func:`ray_map`."""
+    """``(B, 4, size, size)`` constant maps of :func:`camera_features` as a U-Net's extra input channels
+    (``cond["concat"]``), what view-conditioned priors took before ``cond["vector"]``.  A U-Net ignores them:
+    its first convolution turns a constant channel into a per-channel offset that the next GroupNorm
+    subtracts again (only the zero-padded border keeps a trace; see docs/benchmarks.md)."""
     return camera_features(camera)[:, :, None, None].expand(-1, -1, size, size).contiguous()
-
-
-def ray_map(camera: torch.Tensor, size: int) -> torch.Tensor:
-    """``(B, 3, size, size)`` world-space unit ray directions of each pixel (row 0 at the top): the camera as
-    spatially varying extra input channels, which survive a U-Net's normalisations (the centre pixel's direction
-    is the viewing direction, the slopes across the image its right and up axes)."""
-    return rays(torch.as_tensor(camera, dtype=torch.float32), size)[1].permute(0, 3, 1, 2).contiguous()
 
 
 def rays(camera: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -198,4 +194,4 @@ def occupancy(params: dict, threshold: float = 2.0) -> torch.Tensor:
 
 
 __all__ = ["DEFAULT_FOV", "DEFAULT_RADIUS", "camera_features", "camera_map", "cameras", "check_grid", "grid_points",
-           "init_grid", "normals", "occupancy", "random_cameras", "ray_map", "rays", "render", "sample_grid", "turntable"]
+           "init_grid", "normals", "occupancy", "random_cameras", "rays", "render", "sample_grid", "turntable"]
