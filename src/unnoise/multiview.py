@@ -5,8 +5,8 @@ A view-conditioned prior is an ordinary ``images`` run whose U-Net adds the came
 ``cond["vector"] = camera_features(camera, 4)`` (:func:`unnoise.render.camera_features`: cos and sin of 1 to
 4 times the azimuth and the elevation); its ``config.json`` says so under ``"views"`` (``"camera": "vector"``).
 Runs written before that took the four first-harmonic features as constant extra input channels
-(``"camera": "concat"``, :func:`unnoise.render.camera_map`), which the U-Net's GroupNorms wipe out: such a
-prior ignores the camera; they still load and distil.  Any other image run (or a diffusers folder) is a
+(``"camera": "concat"``, :func:`unnoise.render.camera_map`); such a prior ignored the camera (swapping two
+cameras changed its denoiser's output by 2e-6 in mean square, docs/benchmarks.md); they still load and distil.  Any other image run (or a diffusers folder) is a
 prior too: it then sees no camera, only its class label or prompt.
 """
 from __future__ import annotations

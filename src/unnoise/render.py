@@ -68,9 +68,10 @@ def camera_features(camera: torch.Tensor, harmonics: int = 1) -> torch.Tensor:
 
 def camera_map(camera: torch.Tensor, size: int) -> torch.Tensor:
     """``(B, 4, size, size)`` constant maps of :func:`camera_features` as a U-Net's extra input channels
-    (``cond["concat"]``), what view-conditioned priors took before ``cond["vector"]``.  A U-Net ignores them:
-    its first convolution turns a constant channel into a per-channel offset that the next GroupNorm
-    subtracts again (only the zero-padded border keeps a trace; see docs/benchmarks.md)."""
+    (``cond["concat"]``), what view-conditioned priors took before ``cond["vector"]``.  A U-Net trained on them
+    ignored the camera (docs/benchmarks.md): a convolution turns a constant channel into a per-channel offset,
+    which normalisations largely subtract again, and the noisy image tells the view at most noise levels, so
+    little training signal reaches the camera through the input."""
     return camera_features(camera)[:, :, None, None].expand(-1, -1, size, size).contiguous()
 
 

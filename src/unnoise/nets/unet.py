@@ -12,8 +12,8 @@ network predicts 0 (the denoiser then starts from its ``c_skip`` term).
 ``"label"`` ``(B,)``, ``"context"`` ``(B, L, context_dim)``, ``"context_mask"`` ``(B, L)`` (True =
 attend), ``"concat"`` ``(B, cond_channels, *spatial)`` extra input channels (e.g. a low-resolution
 image for super-resolution; resized to the input's spatial size when it differs) and ``"vector"``
-``(B, vector_dim)`` features added, through a two-layer MLP, to the noise embedding (e.g. a camera:
-constant input channels would not do, the GroupNorms subtract them again).
+``(B, vector_dim)`` features added, through a two-layer MLP, to the noise embedding, so they modulate every
+residual block (e.g. a camera: as constant input channels it was ignored, see docs/benchmarks.md).
 """
 from __future__ import annotations
 
