@@ -77,8 +77,8 @@ def view_settings(pipe) -> dict | None:
 
 
 def condition(pipe, class_label=None, prompt=None):
-    """``cond(camera) -> dict`` for a Pipeline: the camera channels of a view-conditioned run, plus the
-    class label or prompt (checked by :meth:`unnoise.runs.Pipeline.make_cond`)."""
+    """``cond(camera) -> dict`` for a Pipeline: the camera condition (:func:`camera_cond`) of a view-conditioned
+    run, plus the class label or prompt (checked by :meth:`unnoise.runs.Pipeline.make_cond`)."""
     size = int(pipe.model_shape[-1])
     settings = view_settings(pipe)
     pipe.make_cond(1, class_label, prompt)  # bad labels and prompts fail here, before any work
