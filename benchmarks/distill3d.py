@@ -1,12 +1,14 @@
 """3-D from a 2-D prior: does score distillation recover a known shape on a CPU?
 
-A small view-conditioned U-Net prior is trained on renders of one built-in shape (unnoise.data.views) from
-random cameras; then a voxel grid is distilled from it by SDS and by VSD (learned camera-conditioned particle
-model), and scored against the true shape: voxel IoU (occupied voxels, density above 10 per unit) and the
-silhouette IoU of renders from 8 held-out cameras, at several step counts, with the CPU time spent.
+A small view-conditioned U-Net prior (the camera enters its noise embedding, unnoise.multiview) is trained on
+renders of one built-in shape (unnoise.data.views) from random cameras, or with --shapes a class-conditional one
+over several; then a voxel grid is distilled from it by SDS and by VSD (learned camera-conditioned particle
+model), and scored against the true shape: voxel IoU (occupied voxels, density above 2 per unit) and the
+silhouette IoU of renders from 8 held-out cameras, at several step counts, with the CPU time spent, and the
+pixel MMD of its renders to the prior's samples at the held-out cameras.
 
-Budget: one core (torch.set_num_threads(1)); prior training about 4-8 minutes (2000 steps, batch 32, 32x32),
-each distillation about a minute or two.  Results go to docs/benchmarks.md.
+Budget: one core (torch.set_num_threads(1)); prior training about 270 CPU s (2000 steps, batch 32, 32x32),
+each 600-step distillation 60-90 CPU s.  Results go to docs/benchmarks.md.
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/distill3d.py [--prior DIR] [--shape box] [--steps 400]
 """
@@ -28,7 +30,8 @@ from unnoise.data import views
 def prior_samples(pipe, cams, per_camera, generator, class_label=None):
     """Samples of the prior at each held-out camera (``per_camera`` each), in [-1, 1]."""
     cam = cams.repeat_interleave(per_camera, 0)
-    extra = {"concat": rendering.camera_map(cam, pipe.model_shape[-1])}
+    encoding = multiview.view_settings(pipe).get("camera", "concat")
+    extra = multiview.camera_cond(cam, pipe.model_shape[-1], encoding)
     return pipe.sample(len(cam), steps=25, cond=extra, class_label=class_label, generator=generator,
                        guidance_scale=1.0), cam
 

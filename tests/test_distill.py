@@ -151,6 +151,44 @@ def test_opposite_cameras_see_mirrored_silhouettes():
     assert abs(float((a[0] > 0.5).float().mean()) - expected) < 0.02
 
 
+def test_camera_condition_reaches_the_unet_through_its_noise_embedding():
+    """The view-conditioned prior's camera: Fourier features of azimuth and elevation added to the U-Net's noise
+    embedding (``cond["vector"]``).  The older constant input channels are a per-channel offset after a
+    convolution, which a per-channel normalisation removes: both cameras give the same (zero) activations."""
+    from unnoise import nets
+    cam = rendering.cameras([0.0, math.pi / 2, math.pi], [0.0, 0.0, 0.0])
+    f = multiview.camera_cond(cam, 16)["vector"]
+    assert f.shape == (3, multiview.CAMERA_FEATURES)
+    # cos k az, sin k az, cos k el, sin k el for k = 1..4: the first harmonics are camera_features
+    torch.testing.assert_close(f[:, [0, 4, 8, 12]], rendering.camera_features(cam))
+    torch.testing.assert_close(f[:, :4], torch.stack([torch.cos(cam[:, 0] * k) for k in (1, 2, 3, 4)], 1))
+    # a half turn changes the odd harmonics only (a box looks the same from there)
+    torch.testing.assert_close(f[0, [1, 3, 5, 7]], f[2, [1, 3, 5, 7]], atol=1e-6, rtol=0)
+    assert float((f[0] - f[2]).abs().max()) > 1.9
+    torch.manual_seed(0)
+    flat = torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3, padding=0), torch.nn.GroupNorm(8, 8))
+    with torch.no_grad():
+        const = flat(multiview.camera_cond(cam, 16, "concat")["concat"])
+    assert float(const.abs().max()) < 1e-3  # every camera: all zeros
+    net = nets.UNet(shape=(3, 8, 8), base_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(),
+                    vector_dim=multiview.CAMERA_FEATURES)
+    for w in net.parameters():  # zero-initialised layers (the output, the embedding projections): make them live
+        if not w.any():
+            torch.nn.init.normal_(w, std=0.1)
+    x = torch.randn(3, 3, 8, 8)
+    with torch.no_grad():
+        a = net(x, torch.zeros(3), {"vector": f})
+        b = net(x, torch.zeros(3), {"vector": f.flip(0)})
+    assert float((a[0] - b[0]).abs().mean()) > 1e-3 and float((a[1] - b[1]).abs().max()) == 0
+    with pytest.raises(ValueError, match="vector condition"):
+        net(x, torch.zeros(3), None)
+    with pytest.raises(ValueError, match="takes no vector"):
+        nets.UNet(shape=(3, 8, 8), base_channels=8, channel_mult=(1, 2), num_res_blocks=1,
+                  attention_levels=())(x, torch.zeros(3), {"vector": f})
+    with pytest.raises(ValueError, match="camera encoding"):
+        multiview.camera_cond(cam, 16, "euler")
+
+
 def test_multiview_set_and_scores():
     images, cams, labels = views.multiview(("sphere", "box"), 3, 16)
     assert images.shape == (6, 3, 16, 16) and cams.shape == (6, 4) and labels.tolist() == [0, 0, 0, 1, 1, 1]

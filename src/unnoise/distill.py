@@ -109,17 +109,19 @@ class GaussianParticles:
 class ParticleNet(nn.Module):
     """VSD's learned particle model as a residual on the prior: ``D_phi(y) = D(y) + c_out(sigma) F(c_in y,
     c_noise, camera)`` (EDM preconditioning, ``F``'s output layer zero at the start).  Images ``(C, H, W)``
-    get a small U-Net taking ``cond["concat"]`` (the camera) as extra channels; vectors a small MLP."""
+    get a small U-Net taking the camera as the prior does, ``cond["concat"]`` extra channels or a
+    ``cond["vector"]`` added to its noise embedding; vectors a small MLP."""
 
-    def __init__(self, shape, concat_channels: int = 0, width: int = 16, sigma_data: float = 0.5):
+    def __init__(self, shape, concat_channels: int = 0, width: int = 16, sigma_data: float = 0.5,
+                 vector_dim: int = 0):
         super().__init__()
         shape = tuple(int(s) for s in shape)
         if len(shape) == 3:
             mult = (1, 2) if min(shape[1:]) % 2 == 0 else (1,)
             net = nets.UNet(shape=shape, base_channels=width, channel_mult=mult, num_res_blocks=1,
-                            attention_levels=(), cond_channels=concat_channels)
+                            attention_levels=(), cond_channels=concat_channels, vector_dim=vector_dim)
         elif len(shape) == 1:
-            if concat_channels:
+            if concat_channels or vector_dim:
                 raise ValueError("particle_model='net' on vectors takes no camera condition")
             net = nets.MLP(shape=shape, width=4 * width, depth=2)
             nn.init.zeros_(net.out.weight)  # D_phi = D at the start
@@ -127,14 +129,14 @@ class ParticleNet(nn.Module):
         else:
             raise ValueError(f"particle_model='net' needs images (C, H, W) or vectors (d,), got renders of shape "
                              f"{shape}")
-        self.concat = bool(concat_channels)
+        self.keys = [k for k, n in (("concat", concat_channels), ("vector", vector_dim)) if n]
         self.model = Denoiser(net, "edm", "ve", sigma_data=sigma_data)
 
     def residual(self, y: torch.Tensor, sigma, cond) -> torch.Tensor:
         """``c_out F(c_in y, c_noise, camera)``."""
         s = expand_sigma(sigma, y)
         _, c_out, c_in, c_noise = self.model.precondition(s)
-        sub = {"concat": cond["concat"]} if self.concat else None
+        sub = {k: cond[k] for k in self.keys} or None
         return c_out * self.model.net(c_in * y, c_noise.reshape(-1), sub)
 
     def fit_step(self, optimizer, x, y, sigma, prior_den, cond) -> float:
@@ -166,8 +168,9 @@ def _leaves(params):
 def _particle_net(particles, particle_opt, x, cond, width, lr):
     """VSD's learned particle model and its optimizer, built at the first step for the renders' shape."""
     if particles is None:
-        concat = as_cond(cond).get("concat")
-        particles = ParticleNet(x.shape[1:], 0 if concat is None else concat.shape[1], width).to(x.device)
+        concat, vector = as_cond(cond).get("concat"), as_cond(cond).get("vector")
+        particles = ParticleNet(x.shape[1:], 0 if concat is None else concat.shape[1], width,
+                                vector_dim=0 if vector is None else vector.shape[1]).to(x.device)
         particle_opt = torch.optim.Adam(particles.parameters(), lr=lr)
     return particles, particle_opt
 

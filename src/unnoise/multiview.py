@@ -1,10 +1,13 @@
 """3-D shapes from a 2-D prior: a view-conditioned image prior trained on :mod:`unnoise.data.views`,
 the voxel grid distilled from any image prior (:func:`distill_grid`), its scores, and its files.
 
-A view-conditioned prior is an ordinary ``images`` run whose U-Net takes the camera as four constant
-extra input channels, ``cond["concat"] = camera_map(camera)`` (:func:`unnoise.render.camera_map`:
-cos and sin of azimuth and elevation); its ``config.json`` says so under ``"views"``.  Any other image
-run (or a diffusers folder) is a prior too: it then sees no camera, only its class label or prompt.
+A view-conditioned prior is an ordinary ``images`` run whose U-Net adds the camera to its noise embedding,
+``cond["vector"] = camera_features(camera, 4)`` (:func:`unnoise.render.camera_features`: cos and sin of 1 to
+4 times the azimuth and the elevation); its ``config.json`` says so under ``"views"`` (``"camera": "vector"``).
+Runs written before that took the four first-harmonic features as constant extra input channels
+(``"camera": "concat"``, :func:`unnoise.render.camera_map`); such a prior ignored the camera (swapping two
+cameras changed its denoiser's output by 2e-6 in mean square, docs/benchmarks.md); they still load and distil.  Any other image run (or a diffusers folder) is a
+prior too: it then sees no camera, only its class label or prompt.
 """
 from __future__ import annotations
 
@@ -22,7 +25,19 @@ from .imaging import to_uint8
 from .io import atomic_write, save_text
 from .train import TrainConfig, train_model
 
-CAMERA_CHANNELS = 4
+CAMERA_HARMONICS = 4
+CAMERA_FEATURES = 4 * CAMERA_HARMONICS
+CAMERA_ENCODINGS = ("vector", "concat")
+
+
+def camera_cond(camera: torch.Tensor, size: int, encoding: str = "vector") -> dict:
+    """The camera part ``{"vector": (B, 16)}`` (or, for runs written before, ``{"concat": (B, 4, size, size)}``)
+    of a view-conditioned prior's condition for cameras ``(B, 4)``."""
+    if encoding == "vector":
+        return {"vector": rendering.camera_features(camera, CAMERA_HARMONICS)}
+    if encoding == "concat":
+        return {"concat": rendering.camera_map(camera, size)}
+    raise ValueError(f"unknown camera encoding {encoding!r}; choose one of {', '.join(CAMERA_ENCODINGS)}")
 
 
 def train_view_prior(run_dir: str | None, shapes=("sphere",), views_per_shape: int = 512, image_size: int = 32,
@@ -30,28 +45,28 @@ def train_view_prior(run_dir: str | None, shapes=("sphere",), views_per_shape: i
                      seed: int = 0, device: str = "cpu", progress: bool = True):
     """Train a small view-conditioned image prior on ``shapes`` (names from :data:`unnoise.data.views.SHAPES`)
     rendered from random cameras; with several shapes it is class-conditional (one class per shape).  The camera
-    (and the label) are dropped to their null values (zero camera channels, the null class) for 10 % of the
+    (and the label) are dropped to their null values (a zero camera vector, the null class) for 10 % of the
     examples, so classifier-free guidance can sharpen the view as well as the class (as Zero-1-to-3 and MVDream
     guide on the camera).  Returns the finished Trainer; the run is an ``images`` run."""
     g = torch.Generator().manual_seed(seed)
     images, cams, labels = views.multiview(shapes, views_per_shape, image_size, generator=g)
     conditional = len(shapes) > 1
-    cond = {"concat": rendering.camera_map(cams, image_size)}
+    cond = camera_cond(cams, image_size)
     if conditional:
         cond["label"] = labels
     net_config = {"base_channels": base_channels, "channel_mult": [1, 2, 2], "num_res_blocks": 1,
-                  "attention_levels": [], "cond_channels": CAMERA_CHANNELS,
+                  "attention_levels": [], "vector_dim": CAMERA_FEATURES,
                   "num_classes": len(shapes) if conditional else 0}
     info = {"kind": "images",
             "image": {"size": image_size, "channels": 3, "num_classes": net_config["num_classes"],
                       "class_names": list(shapes) if conditional else [], "source": "views"},
-            "views": {"camera": "concat", "features": ["cos_azimuth", "sin_azimuth", "cos_elevation", "sin_elevation"],
+            "views": {"camera": "vector", "features": f"cos, sin of 1..{CAMERA_HARMONICS} x azimuth, elevation",
                       "radius": rendering.DEFAULT_RADIUS, "fov": rendering.DEFAULT_FOV, "elevation": [-10.0, 45.0],
                       "background": 1.0, "shapes": list(shapes)}}
     config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, device=device, checkpoint_every=0,
                          warmup=min(100, steps // 10), cond_dropout=0.1, ema_decay=0.995,
                          log_every=max(1, min(25, steps // 4)))
-    null = {"concat": torch.zeros(CAMERA_CHANNELS, image_size, image_size)}  # "no camera": cfg on the view too
+    null = {"vector": torch.zeros(CAMERA_FEATURES)}  # "no camera": cfg on the view too
     return train_model(TensorDataset(images, cond), run_dir, net="unet", net_config=net_config, parameterization="v",
                        schedule="cosine", config=config, normalize=False, info=info, progress=progress, null_cond=null)
 
@@ -62,14 +77,15 @@ def view_settings(pipe) -> dict | None:
 
 
 def condition(pipe, class_label=None, prompt=None):
-    """``cond(camera) -> dict`` for a Pipeline: the camera channels of a view-conditioned run, plus the
-    class label or prompt (checked by :meth:`unnoise.runs.Pipeline.make_cond`)."""
+    """``cond(camera) -> dict`` for a Pipeline: the camera condition (:func:`camera_cond`) of a view-conditioned
+    run, plus the class label or prompt (checked by :meth:`unnoise.runs.Pipeline.make_cond`)."""
     size = int(pipe.model_shape[-1])
-    viewed = view_settings(pipe) is not None
+    settings = view_settings(pipe)
     pipe.make_cond(1, class_label, prompt)  # bad labels and prompts fail here, before any work
 
     def cond(camera):
-        extra = {"concat": rendering.camera_map(camera, size).to(pipe.device)} if viewed else None
+        extra = ({k: v.to(pipe.device) for k, v in camera_cond(camera, size, settings.get("camera", "concat")).items()}
+                 if settings is not None else None)
         return pipe.make_cond(len(camera), class_label, prompt, extra)
     return cond
 
@@ -190,5 +206,6 @@ def read_grid(path: str) -> dict:
     return {"density": arr[0], "color": arr[1:]}
 
 
-__all__ = ["CAMERA_CHANNELS", "condition", "distill_grid", "grid_file", "mesh", "mesher", "read_grid", "save_mesh",
+__all__ = ["CAMERA_ENCODINGS", "CAMERA_FEATURES", "CAMERA_HARMONICS", "camera_cond", "condition", "distill_grid",
+           "grid_file", "mesh", "mesher", "read_grid", "save_mesh",
            "save_turntable", "silhouette_iou", "train_view_prior", "view_settings", "voxel_iou"]

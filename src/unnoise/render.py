@@ -55,15 +55,23 @@ def turntable(n: int, elevation: float = 20.0, radius: float = DEFAULT_RADIUS,
     return cameras(az, torch.full_like(az, math.radians(elevation)), radius, fov)
 
 
-def camera_features(camera: torch.Tensor) -> torch.Tensor:
-    """``(B, 4)`` features of a camera's direction, ``(cos az, sin az, cos el, sin el)``: the condition
-    a view-conditioned prior sees (as constant extra input channels, :func:`camera_map`)."""
+def camera_features(camera: torch.Tensor, harmonics: int = 1) -> torch.Tensor:
+    """``(B, 4 harmonics)`` features of a camera's direction, ``cos k az, sin k az, cos k el, sin k el`` for
+    ``k = 1 .. harmonics`` (``harmonics=1``: ``(cos az, sin az, cos el, sin el)``): the condition a
+    view-conditioned prior sees (added to its noise embedding, ``cond["vector"]``; the higher harmonics let
+    it tell apart views that differ by a half or quarter turn without a deep MLP)."""
     az, el = camera[:, 0], camera[:, 1]
-    return torch.stack([az.cos(), az.sin(), el.cos(), el.sin()], dim=1)
+    k = torch.arange(1, int(harmonics) + 1, dtype=az.dtype, device=az.device)
+    a, e = az[:, None] * k, el[:, None] * k
+    return torch.cat([a.cos(), a.sin(), e.cos(), e.sin()], dim=1)
 
 
 def camera_map(camera: torch.Tensor, size: int) -> torch.Tensor:
-    """``{"concat": ...}`` maps ``(B, 4, size, size)`` of :func:`camera_features` for a U-Net's extra channels."""
+    """``(B, 4, size, size)`` constant maps of :func:`camera_features` as a U-Net's extra input channels
+    (``cond["concat"]``), what view-conditioned priors took before ``cond["vector"]``.  A U-Net trained on them
+    ignored the camera (docs/benchmarks.md): a convolution turns a constant channel into a per-channel offset,
+    which normalisations largely subtract again, and the noisy image tells the view at most noise levels, so
+    little training signal reaches the camera through the input."""
     return camera_features(camera)[:, :, None, None].expand(-1, -1, size, size).contiguous()
 
 

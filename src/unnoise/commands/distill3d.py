@@ -98,7 +98,7 @@ def run(args):
     if args.class_label is not None and not pipe.num_classes:
         raise ValueError(f"--class-label needs a class-conditional run; {args.checkpoint!r} is unconditional")
     if (args.guidance_scale != 1.0 and args.prompt is None and args.class_label is None
-            and "concat" not in getattr(pipe.denoiser, "nulls", {})):
+            and not {"concat", "vector"} & set(getattr(pipe.denoiser, "nulls", {}))):
         raise ValueError("--guidance-scale needs --prompt or --class-label (the condition to guide towards), or a "
                          "prior trained with a null camera (unnoise distill3d --train-prior)")
     mesh_path = os.path.join(out, args.mesh)

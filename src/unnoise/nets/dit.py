@@ -108,7 +108,7 @@ class DiT(nn.Module):
             raise ValueError(f"DiT expects input (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
         self.check_spatial(x.shape[2:])
         labels, context, _, concat = split_cond(cond)
-        if context is not None or concat is not None:
+        if context is not None or concat is not None or (isinstance(cond, dict) and cond.get("vector") is not None):
             raise ValueError("DiT supports class labels only; use the UNet for context or concatenated conditioning")
         b, c, hgt, wid = x.shape
         p, gh, gw = self.patch, hgt // self.patch, wid // self.patch

@@ -52,7 +52,7 @@ class NoiseLevelEmbedding(nn.Module):
         return emb
 
 
-COND_KEYS = ("label", "context", "context_mask", "concat")
+COND_KEYS = ("label", "context", "context_mask", "concat", "vector")
 
 
 def split_cond(cond):
@@ -70,6 +70,6 @@ def split_cond(cond):
 def labels_only(cond, net: str):
     """The class labels of ``cond`` for a backbone that takes nothing else (MLP, DiffWave)."""
     labels, context, _, concat = split_cond(cond)
-    if context is not None or concat is not None:
+    if context is not None or concat is not None or (isinstance(cond, dict) and cond.get("vector") is not None):
         raise ValueError(f"{net} supports class labels only; use the UNet for context or concatenated conditioning")
     return labels

@@ -10,8 +10,10 @@ network predicts 0 (the denoiser then starts from its ``c_skip`` term).
 
 ``cond`` may be ``None``, a tensor of integer class labels, or a dict with any of
 ``"label"`` ``(B,)``, ``"context"`` ``(B, L, context_dim)``, ``"context_mask"`` ``(B, L)`` (True =
-attend) and ``"concat"`` ``(B, cond_channels, *spatial)`` extra input channels (e.g. a low-resolution
-image for super-resolution; resized to the input's spatial size when it differs).
+attend), ``"concat"`` ``(B, cond_channels, *spatial)`` extra input channels (e.g. a low-resolution
+image for super-resolution; resized to the input's spatial size when it differs) and ``"vector"``
+``(B, vector_dim)`` features added, through a two-layer MLP, to the noise embedding, so they modulate every
+residual block (e.g. a camera: as constant input channels it was ignored, see docs/benchmarks.md).
 """
 from __future__ import annotations
 
@@ -142,13 +144,14 @@ class UNet(nn.Module):
         num_classes: > 0 adds a class embedding (index ``num_classes`` = the null class).
         context_dim: > 0 adds cross-attention to ``cond["context"]`` at the attention levels.
         cond_channels: extra input channels supplied as ``cond["concat"]``.
+        vector_dim: > 0 adds ``cond["vector"]`` ``(B, vector_dim)`` to the noise embedding (by a two-layer MLP).
         emb_dim: noise-embedding width (default ``4 * base_channels``).
     """
 
     def __init__(self, shape=None, in_channels: int | None = None, dims: int | None = None,
                  base_channels: int = 64, channel_mult=(1, 2, 2), num_res_blocks: int = 2,
                  attention_levels=(1,), num_heads: int = 4, dropout: float = 0.0, num_classes: int = 0,
-                 context_dim: int = 0, cond_channels: int = 0, emb_dim: int | None = None):
+                 context_dim: int = 0, cond_channels: int = 0, emb_dim: int | None = None, vector_dim: int = 0):
         super().__init__()
         if shape is not None:
             shape = [int(s) for s in shape]
@@ -172,6 +175,8 @@ class UNet(nn.Module):
                            attention_levels=attention_levels, num_heads=num_heads, dropout=dropout,
                            num_classes=num_classes, context_dim=context_dim, cond_channels=cond_channels,
                            emb_dim=emb_dim)
+        if vector_dim:
+            self.config["vector_dim"] = int(vector_dim)
         self.dims, self.in_channels, self.num_classes = dims, in_channels, num_classes
         self.cond_channels, self.levels = cond_channels, len(channel_mult)
         if shape is not None:
@@ -181,6 +186,9 @@ class UNet(nn.Module):
         conv = _CONV[dims]
 
         self.embed = NoiseLevelEmbedding(emb_dim, num_classes)
+        self.vector_dim = int(vector_dim)
+        self.vector = (nn.Sequential(nn.Linear(self.vector_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+                       if self.vector_dim else None)
         self.inp = conv(in_channels + cond_channels, base_channels, 3, padding=1)
 
         def attn(ch):
@@ -250,6 +258,15 @@ class UNet(nn.Module):
                 concat = F.interpolate(concat.to(x.dtype), size=x.shape[2:], mode=mode, align_corners=False)
             x = torch.cat([x, concat.to(x.dtype)], dim=1)
         emb = self.embed(c_noise, labels)
+        vector = cond.get("vector") if isinstance(cond, dict) else None
+        if self.vector_dim:
+            if vector is None or vector.ndim != 2 or vector.shape[1] != self.vector_dim:
+                raise ValueError(f"this UNet takes a {self.vector_dim}-vector condition: pass cond={{'vector': tensor "
+                                 f"of shape (B, {self.vector_dim})}}"
+                                 + ("" if vector is None else f", got shape {tuple(vector.shape)}"))
+            emb = emb + self.vector(vector.to(emb.dtype))
+        elif vector is not None:
+            raise ValueError("this UNet takes no vector condition (vector_dim=0); cond['vector'] given")
         h = self.inp(x)
         hs = [h]
         for layers in self.down:
