@@ -334,3 +334,17 @@ def test_default_number_of_samples_is_one_per_prompt_for_large_images():
     assert case("text", (3, 32, 32), ["a cat"]) == 64
     assert case("images", (3, 32, 32), None) == 100
     assert case("vectors", (4096,), None) == 1000
+
+
+def test_the_claim_order_is_the_registrys_whatever_the_import_order(tmp_path):
+    """Importing kind modules directly (as the docs' module walk does) must not change which kind claims the data;
+    a kind registered by other code is asked before the built-in ones (vectors would take any file)."""
+    code = ("import unnoise.kinds.vectors, unnoise.kinds.audio, unnoise.kinds.video, unnoise.kinds.angles\n"
+            "import unnoise.kinds as k\n"
+            "k.register(k.Kind(name='mine', what='my data', load=None,\n"
+            "                  train=k.TrainEntry(lambda a: True, None, {}, 'my data')))\n"
+            "print(' '.join(k.available()))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    names = out.stdout.split()
+    assert names[0] == "mine" and names[1:] == list(unnoise.kinds.BUILTIN)

@@ -108,15 +108,18 @@ def _load_builtin() -> None:
 
 
 def available() -> list[str]:
-    """Every registered kind's name, in registration order."""
-    _load_builtin()
-    return list(_REGISTRY)
+    """Every registered kind's name, in the order of :func:`all_kinds`."""
+    return [k.name for k in all_kinds()]
 
 
 def all_kinds() -> list[Kind]:
-    """Every registered :class:`Kind`, in registration order (the order ``unnoise train`` asks them)."""
+    """Every registered :class:`Kind` in the order ``unnoise train`` asks them to claim the data: kinds registered
+    by other code first (in registration order), then the built-in ones in :data:`BUILTIN` order, whatever order
+    their modules were imported in (``vectors``, which takes any file, comes last)."""
     _load_builtin()
-    return list(_REGISTRY.values())
+    rank = {name: i for i, name in enumerate(BUILTIN)}
+    added = [k for k in _REGISTRY.values() if k.name not in rank]
+    return added + sorted((k for k in _REGISTRY.values() if k.name in rank), key=lambda k: rank[k.name])
 
 
 def get(name: str) -> Kind:
@@ -125,7 +128,7 @@ def get(name: str) -> Kind:
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown kind {name!r}; this version knows {', '.join(_REGISTRY)}") from None
+        raise ValueError(f"unknown kind {name!r}; this version knows {', '.join(available())}") from None
 
 
 def is_plain_network(name) -> bool:
