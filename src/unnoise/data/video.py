@@ -54,7 +54,19 @@ def _check_frames(frames: int) -> int:
 
 
 # ----------------------------------------------------------------------------- .npy
-class VideoArray(torch.utils.data.Dataset):
+class _Clips(torch.utils.data.Dataset):
+    """Clips cut from longer videos: ``self.clips`` lists ``(video, first frame)``, ``self._shape`` one clip's shape."""
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    @property
+    def shape(self) -> tuple:
+        """``(C, frames, H, W)``."""
+        return self._shape
+
+
+class VideoArray(_Clips):
     """Clips of ``frames`` frames from a ``.npy`` file of videos ``(N, C, T, H, W)``, memory-mapped.
 
     Values are float in ``[-1, 1]`` or uint8 (mapped to ``[-1, 1]``); each video of ``T`` frames gives
@@ -89,14 +101,6 @@ class VideoArray(torch.utils.data.Dataset):
 
     def __getstate__(self):
         return {**self.__dict__, "_arr": None}
-
-    def __len__(self) -> int:
-        return len(self.clips)
-
-    @property
-    def shape(self) -> tuple:
-        """``(C, frames, H, W)``."""
-        return self._shape
 
     def __getitem__(self, i):
         v, t0 = self.clips[i]
@@ -161,7 +165,7 @@ def read_frames(paths: list[str], mode: str = "L", image_size: int | None = None
     return torch.stack(out, dim=1)
 
 
-class VideoFolder(torch.utils.data.Dataset):
+class VideoFolder(_Clips):
     """Clips from a folder of animated GIFs and/or subfolders of frame images (frames in name order).
 
     Only headers are read at construction (frame counts and sizes); each item decodes its clip.  All
@@ -215,14 +219,6 @@ class VideoFolder(torch.utils.data.Dataset):
         self.clips = _cut(lengths, self.frames)
         w, h = (image_size, image_size) if image_size is not None else next(iter(sizes.values()))
         self._shape = (MODES[mode], self.frames, h, w)
-
-    def __len__(self) -> int:
-        return len(self.clips)
-
-    @property
-    def shape(self) -> tuple:
-        """``(C, frames, H, W)``."""
-        return self._shape
 
     def __getitem__(self, i):
         v, t0 = self.clips[i]
