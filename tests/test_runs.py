@@ -5,6 +5,7 @@ import ast
 import math
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -77,6 +78,12 @@ def runs(tmp_path_factory):
     made["angles"] = str(base / "ang")
     assert main(["train", "--data", str(base / "angles.npy"), "--periodic", "--width", "16", "--depth", "1",
                  "--out", made["angles"], *COMMON]) == 0
+    pdbs = base / "pdbs"
+    pdbs.mkdir()
+    shutil.copy(pathlib.Path(__file__).parent / "data" / "3a4rA.pdb.gz", pdbs)
+    made["backbones"] = str(base / "bb")
+    assert main(["train", "--data", str(pdbs), "--window", "8", "--width", "16", "--depth", "1", "--heads", "2",
+                 "--out", made["backbones"], *COMMON]) == 0
     made["video"] = str(base / "vid")
     assert main(["train", "--video", "--data", "moving-digits", "--frames", "4", "--image-size", "16", "--num-clips",
                  "16", "--base-channels", "8", "--channel-mult", "1,2", "--out", made["video"], *COMMON]) == 0

@@ -100,6 +100,28 @@ def plot_angles(panels: dict[str, torch.Tensor], path: str, title: str | None = 
     _save(fig, path)
 
 
+def plot_ramachandran(panels: dict[str, torch.Tensor], path: str, title: str | None = None) -> None:
+    """Ramachandran plots: 2-D histograms of ``(phi, psi)`` pairs (radians, ``(n, 2)``) in degrees over
+    ``[-180, 180)^2``, one panel per set (e.g. generated beside the data)."""
+    fig, axes = subplots(1, len(panels), figsize=(3.8 * len(panels), 3.8), squeeze=False)
+    ticks = [-180, -90, 0, 90, 180]
+    for ax, (name, pts) in zip(axes[0], panels.items()):
+        deg = torch.rad2deg(torch.remainder(pts.detach().cpu().double()[:, :2] + math.pi, 2 * math.pi) - math.pi)
+        ax.hist2d(deg[:, 0].numpy(), deg[:, 1].numpy(), bins=72, range=[[-180, 180], [-180, 180]], cmin=1,
+                  cmap="viridis", norm="log")
+        ax.set_title(name)
+        ax.set_aspect("equal")
+        ax.set_xticks(ticks)
+        ax.set_yticks(ticks)
+        ax.axhline(0, color="0.8", lw=0.5)
+        ax.axvline(0, color="0.8", lw=0.5)
+        ax.set_xlabel("\u03c6 (degrees)")
+        ax.set_ylabel("\u03c8 (degrees)")
+    if title:
+        fig.suptitle(title)
+    _save(fig, path)
+
+
 def plot_trajectory(forward: list[tuple[float, torch.Tensor]], reverse: list[tuple[float, torch.Tensor]],
                     path: str, scale=None) -> None:
     """Two rows of 2-D scatters: the forward noising and the reverse denoising, labelled by sigma.

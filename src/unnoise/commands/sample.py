@@ -38,6 +38,9 @@ def register(sub):
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     add_sampling_args(p)
     add_device_arg(p)
+    for kind in kinds.all_kinds():  # each kind's own options
+        if kind.sample is not None and kind.sample.add_args is not None:
+            kind.sample.add_args(p.add_argument_group(kind.what))
     g = p.add_argument_group("conditional runs")
     g.add_argument("--class-label", default=None,
                    help="class to generate (index or class name; default: every class in turn for a "
@@ -92,6 +95,11 @@ def _check_options(args, pipe, output) -> None:
     if args.guidance_scale != 1.0 and pipe.prompt_encoder is not None and not args.prompt:
         raise ValueError("--guidance-scale on a text-conditioned run needs --prompt (the guidance pushes towards it)")
     check_guidance_scale(args.guidance_scale)
+    for kind in kinds.all_kinds():
+        for option in kind.sample.options if kind.sample is not None and kind is not pipe.kind_entry else ():
+            if getattr(args, option, None) is not None:
+                raise ValueError(f"--{option.replace('_', '-')} applies to {kind.what} runs; {args.checkpoint!r} is "
+                                 f"a {pipe.kind} run")
     if args.plot is not None:
         if output.plot is None:
             plotted = [k.name for k in kinds.all_kinds() if k.sample is not None and k.sample.plot is not None]

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 # The built-in kinds, one module each, in the order ``unnoise train`` asks them to claim the data.
-BUILTIN = ("angles", "video", "text", "latent_images", "upscale", "audio", "images", "arrays", "vectors",
+BUILTIN = ("angles", "backbones", "video", "text", "latent_images", "upscale", "audio", "images", "arrays", "vectors",
            "classifier", "autoencoder")
 
 ABILITIES = frozenset({"inpaint", "restore", "img2img", "upscale", "export", "compare", "class_guidance"})
@@ -51,7 +51,8 @@ class TrainEntry:
 class SampleOutput:
     """How ``unnoise sample`` writes a kind: ``write(pipe, x, args, out) -> paths`` for an ``--out`` with one
     of ``extensions`` (``""`` = a folder), described in words by ``writes``; ``plot(pipe, x, args, path)``
-    draws the ``--plot`` picture where the kind has one."""
+    draws the ``--plot`` picture where the kind has one; ``add_args(parser)`` adds the kind's own ``unnoise sample``
+    options, whose destinations are ``options`` (given for a run of another kind, they are rejected)."""
 
     default_n: int
     default_out: str
@@ -59,6 +60,8 @@ class SampleOutput:
     write: Callable
     writes: str
     plot: Callable | None = None
+    add_args: Callable | None = None
+    options: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,14 @@ from .embeddings import NoiseLevelEmbedding, SinusoidalEmbedding
 from .dit import DiT
 from .diffwave import DiffWave
 from .mlp import MLP
+from .residue_transformer import ResidueTransformer
 from .unet import UNet
 from .video_unet import VideoUNet
 
 NETS: dict[str, type] = {"mlp": MLP, "unet": UNet, "dit": DiT}
 NETS["diffwave"] = DiffWave
 NETS["video_unet"] = VideoUNet
+NETS["residue_transformer"] = ResidueTransformer
 
 
 def register(name: str, cls: type) -> None:
@@ -72,5 +74,5 @@ def summary(net: nn.Module, max_depth: int = 1) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["DiT", "DiffWave", "MLP", "NETS", "NoiseLevelEmbedding", "SinusoidalEmbedding", "UNet", "VideoUNet", "build", "count_parameters",
+__all__ = ["DiT", "DiffWave", "MLP", "NETS", "NoiseLevelEmbedding", "ResidueTransformer", "SinusoidalEmbedding", "UNet", "VideoUNet", "build", "count_parameters",
            "name_of", "register", "summary"]
