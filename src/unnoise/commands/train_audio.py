@@ -72,8 +72,9 @@ def is_audio_request(args) -> bool:
         raise ValueError(f"{', '.join(given)} apply to audio, but {data!r} holds no .wav files; add WAV files "
                          "(other formats such as .mp3/.flac must be converted to .wav first)")
     if not wavs and not images:
-        raise ValueError(f"{data!r} holds neither .wav files nor images ({', '.join(IMAGE_EXTENSIONS)}); "
-                         "point --data at a folder of WAV files or images")
+        raise ValueError(f"{data!r} holds neither .wav files nor images ({', '.join(IMAGE_EXTENSIONS)}) nor "
+                         "protein structures (.pdb, .cif); point --data at a folder of WAV files, images or "
+                         "PDB/mmCIF files")
     return wavs > 0
 
 
