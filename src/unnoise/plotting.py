@@ -103,7 +103,8 @@ def plot_angles(panels: dict[str, torch.Tensor], path: str, title: str | None = 
 def plot_ramachandran(panels: dict[str, torch.Tensor], path: str, title: str | None = None) -> None:
     """Ramachandran plots: 2-D histograms of ``(phi, psi)`` pairs (radians, ``(n, 2)``) in degrees over
     ``[-180, 180)^2``, one panel per set (e.g. generated beside the data)."""
-    fig, axes = subplots(1, len(panels), figsize=(3.8 * len(panels), 3.8), squeeze=False)
+    fig, axes = subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False)
+    fig.subplots_adjust(wspace=0.35)
     ticks = [-180, -90, 0, 90, 180]
     for ax, (name, pts) in zip(axes[0], panels.items()):
         deg = torch.rad2deg(torch.remainder(pts.detach().cpu().double()[:, :2] + math.pi, 2 * math.pi) - math.pi)
