@@ -14,9 +14,10 @@ Two runs on windows of ``--window`` residues with all six angles, the same :clas
   v-prediction (the defaults of the ``vectors`` kind); samples wrapped into [-pi, pi) at the end.
 
 ``--n`` samples of each (default sampler, 50 steps) are rebuilt with ideal bond lengths and scored against the
-held-out windows: the total variation between (phi, psi) histograms on the torus (36 x 36 bins of 10 degrees; the
-first residue of a window is left out, its phi has no atoms in the window), beside the same distance from the
-training chains' residues (the data's own floor); the share of backbones without a clash (two CA atoms at least
+held-out windows: the total variation between (phi, psi) histograms on the torus (36 x 36 bins of 10 degrees, and
+12 x 12 bins of 30 degrees; the first residue of a window is left out, its phi has no atoms in the window), beside
+the same distance from as many training windows (the data's own floor); the share of samples with an angle off
+the torus (outside [-pi, pi) before wrapping); the share of backbones without a clash (two CA atoms at least
 two residues apart closer than 3 A); and the secondary structure of each window by biotite's P-SEA
 (``annotate_sse``: helix a, strand b, coil c).  Run: ``python benchmarks/backbones.py [--steps 1500]``.
 """
@@ -79,8 +80,8 @@ def sse_shares(coords: torch.Tensor) -> dict:
 
 
 def scores(x: torch.Tensor, coords: torch.Tensor, held_pairs: torch.Tensor) -> dict:
-    return {"tv": rama_tv(phi_psi(x), held_pairs), "clash_free": 1 - float(proteins.ca_clashes(coords).double().mean()),
-            **sse_shares(coords)}
+    return {"tv": rama_tv(phi_psi(x), held_pairs), "tv30": rama_tv(phi_psi(x), held_pairs, bins=12),
+            "clash_free": 1 - float(proteins.ca_clashes(coords).double().mean()), **sse_shares(coords)}
 
 
 def run(args) -> None:
@@ -121,20 +122,24 @@ def run(args) -> None:
                     info={"kind": "backbones", "backbones": {"angles": list(proteins.ANGLES),
                                                               "window": args.window}}, progress=False)
         rows.append(("Euclidean (same network)", time.perf_counter() - t0, euclid_run))
-        results, panels = [], {"held-out chains": held_pairs}
+        results, panels = [], {"held-out chains (each residue once)": held.all_angles()[:, :2]}
         for name, seconds, run_dir in rows:
             pipe = unnoise.load(run_dir)
-            x = wrap(pipe.sample(args.n, steps=50, generator=torch.Generator().manual_seed(3)))
+            raw = pipe.sample(args.n, steps=50, generator=torch.Generator().manual_seed(3))
+            x = wrap(raw)
             coords = proteins.rebuild(x.double())
-            results.append((name, seconds, scores(x, coords, held_pairs)))
+            outside = float(((raw < -math.pi) | (raw >= math.pi)).flatten(1).any(1).double().mean())
+            results.append((name, seconds, {**scores(x, coords, held_pairs), "outside": outside}))
             panels[name.split(" (")[0]] = phi_psi(x)
-        data = {"tv": rama_tv(train_pairs, held_pairs),
+        data = {"tv": rama_tv(train_pairs, held_pairs), "tv30": rama_tv(train_pairs, held_pairs, bins=12),
+                "outside": 0.0,
                 "clash_free": 1 - float(proteins.ca_clashes(held_coords).double().mean()), **sse_shares(held_coords)}
-    print(f"\n{'backbones':34} {'train s':>8} {'TV phi,psi':>11} {'clash-free':>11} {'helix':>6} {'strand':>7} "
-          f"{'coil':>6}")
+    print(f"\n{'backbones':34} {'train s':>8} {'TV 10 deg':>10} {'TV 30 deg':>10} {'off torus':>10} "
+          f"{'clash-free':>11} {'helix':>6} {'strand':>7} {'coil':>6}")
     for name, seconds, s in results + [("held-out chains (train chains: TV)", None, data)]:
         t = f"{seconds:8.1f}" if seconds is not None else " " * 8
-        print(f"{name:34} {t} {s['tv']:11.3f} {s['clash_free']:11.3f} {s['a']:6.3f} {s['b']:7.3f} {s['c']:6.3f}")
+        print(f"{name:34} {t} {s['tv']:10.3f} {s['tv30']:10.3f} {s['outside']:10.3f} {s['clash_free']:11.3f} "
+              f"{s['a']:6.3f} {s['b']:7.3f} {s['c']:6.3f}")
     if args.plot:
         plot_ramachandran(panels, args.plot)
         print(f"wrote {args.plot}")

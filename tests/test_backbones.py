@@ -16,6 +16,7 @@ import torch
 struc = pytest.importorskip("biotite.structure")
 from biotite.structure.io import pdb as biotite_pdb, pdbx as biotite_pdbx  # noqa: E402
 
+import unnoise  # noqa: E402
 from unnoise import proteins  # noqa: E402
 from unnoise.cli import main  # noqa: E402
 from unnoise.nets import ResidueTransformer  # noqa: E402
@@ -214,3 +215,14 @@ def test_train_and_sample_write_backbones_that_read_back(tmp_path, capsys):
         assert list(atoms.atom_name[:3]) == ["N", "CA", "C"] and atoms.array_length() == 36
         assert np.abs(atoms.coord.reshape(12, 3, 3) - expected[i].numpy()).max() < 1e-3  # PDB's 3 decimals
     assert (tmp_path / "rama.png").stat().st_size > 0
+
+
+def test_a_cache_trains_like_its_folder(tmp_path):
+    proteins.write_cache(proteins.read_segments([str(PDB)]), str(tmp_path / "chains.npz"))
+    run = str(tmp_path / "run")
+    assert main(["train", "--data", str(tmp_path / "chains.npz"), "--window", "8", "--width", "8", "--depth", "1",
+                 "--heads", "2", "--steps", "1", "--batch-size", "4", "--checkpoint-every", "0", "--device", "cpu",
+                 "--out", run]) == 0
+    pipe = unnoise.load(run)
+    assert pipe.kind == "backbones" and pipe.shape == (8, 6)
+    assert pipe.config["data"]["num_examples"] == 79 - 1 - 8

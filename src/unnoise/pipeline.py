@@ -8,6 +8,7 @@ kind                  model space                      data units (``pipe.sample
 ===================== ================================ ============================================
 ``vectors``/``arrays`` standardised examples           the user's units (statistics undone)
 ``angles``            angles in [-pi, pi) (torus)      angles in [-pi, pi)
+``backbones``         residues' angles (torus)         angles ``(n, window, A)`` in [-pi, pi)
 ``images``            pixels in [-1, 1]                images ``(n, C, H, W)`` clamped to [-1, 1]
 ``latent_images``     an autoencoder's scaled latents  decoded images ``(n, C, H, W)``
 ``text``              latents, conditioned on prompts  decoded images

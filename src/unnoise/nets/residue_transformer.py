@@ -18,7 +18,8 @@ class ResidueBlock(nn.Module):
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
         self.norm2 = nn.LayerNorm(width, elementwise_affine=False)
-        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Dropout(dropout), nn.Linear(4 * width, width))
+        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Dropout(dropout),
+                                 nn.Linear(4 * width, width))
         self.mod = nn.Linear(emb_dim, 6 * width)
         nn.init.zeros_(self.mod.weight)
         nn.init.zeros_(self.mod.bias)  # every block starts as the identity (adaLN-Zero)
