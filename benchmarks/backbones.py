@@ -17,7 +17,8 @@ Two runs on windows of ``--window`` residues with all six angles, the same :clas
 held-out windows: the total variation between (phi, psi) histograms on the torus (36 x 36 bins of 10 degrees, and
 12 x 12 bins of 30 degrees; the first residue of a window is left out, its phi has no atoms in the window), beside
 the same distance from as many training windows (the data's own floor); the share of samples with an angle off
-the torus (outside [-pi, pi) before wrapping); the share of backbones without a clash (two CA atoms at least
+the torus (outside [-pi, pi) before wrapping); the share of peptide bonds in the window with omega within 30
+degrees of trans (omega sits on the cut at +-pi); the share of backbones without a clash (two CA atoms at least
 two residues apart closer than 3 A); and the secondary structure of each window by biotite's P-SEA
 (``annotate_sse``: helix a, strand b, coil c).  Run: ``python benchmarks/backbones.py [--steps 1500]``.
 """
@@ -79,8 +80,13 @@ def sse_shares(coords: torch.Tensor) -> dict:
     return {k: float(np.mean(letters == k)) for k in "abc"}
 
 
+def trans(x: torch.Tensor) -> float:
+    """The share of peptide bonds within the window whose omega is within 30 degrees of trans (180)."""
+    return float((wrap(x[:, :-1, 2].double() - math.pi).abs() < math.radians(30)).double().mean())
+
+
 def scores(x: torch.Tensor, coords: torch.Tensor, held_pairs: torch.Tensor) -> dict:
-    return {"tv": rama_tv(phi_psi(x), held_pairs), "tv30": rama_tv(phi_psi(x), held_pairs, bins=12),
+    return {"tv": rama_tv(phi_psi(x), held_pairs), "tv30": rama_tv(phi_psi(x), held_pairs, bins=12), "trans": trans(x),
             "clash_free": 1 - float(proteins.ca_clashes(coords).double().mean()), **sse_shares(coords)}
 
 
@@ -132,14 +138,14 @@ def run(args) -> None:
             results.append((name, seconds, {**scores(x, coords, held_pairs), "outside": outside}))
             panels[name.split(" (")[0]] = phi_psi(x)
         data = {"tv": rama_tv(train_pairs, held_pairs), "tv30": rama_tv(train_pairs, held_pairs, bins=12),
-                "outside": 0.0,
+                "outside": 0.0, "trans": trans(held_x),
                 "clash_free": 1 - float(proteins.ca_clashes(held_coords).double().mean()), **sse_shares(held_coords)}
     print(f"\n{'backbones':34} {'train s':>8} {'TV 10 deg':>10} {'TV 30 deg':>10} {'off torus':>10} "
-          f"{'clash-free':>11} {'helix':>6} {'strand':>7} {'coil':>6}")
+          f"{'trans omega':>12} {'clash-free':>11} {'helix':>6} {'strand':>7} {'coil':>6}")
     for name, seconds, s in results + [("held-out chains (train chains: TV)", None, data)]:
         t = f"{seconds:8.1f}" if seconds is not None else " " * 8
-        print(f"{name:34} {t} {s['tv']:10.3f} {s['tv30']:10.3f} {s['outside']:10.3f} {s['clash_free']:11.3f} "
-              f"{s['a']:6.3f} {s['b']:7.3f} {s['c']:6.3f}")
+        print(f"{name:34} {t} {s['tv']:10.3f} {s['tv30']:10.3f} {s['outside']:10.3f} {s['trans']:12.3f} "
+              f"{s['clash_free']:11.3f} {s['a']:6.3f} {s['b']:7.3f} {s['c']:6.3f}")
     if args.plot:
         plot_ramachandran(panels, args.plot)
         print(f"wrote {args.plot}")
