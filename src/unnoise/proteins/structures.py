@@ -17,13 +17,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-try:  # the optional 'proteins' extra
-    import biotite.structure as struc
-    from biotite.structure.io import pdb as biotite_pdb
-    from biotite.structure.io import pdbx as biotite_pdbx
-except ImportError:  # pragma: no cover - exercised without the extra
-    struc = biotite_pdb = biotite_pdbx = None
-
 STRUCTURE_EXTENSIONS = (".pdb", ".ent", ".cif", ".mmcif", ".bcif")
 MAX_PEPTIDE_BOND = 2.0  # angstroms; a C-N peptide bond is 1.33
 CANONICAL = frozenset("ALA ARG ASN ASP CYS GLN GLU GLY HIS ILE LEU LYS MET PHE PRO SER THR TRP TYR VAL".split())
@@ -34,10 +27,15 @@ class BackboneWarning(UserWarning):
     """A structure file whose chain was cut or skipped (missing atoms, a chain break, a non-standard residue)."""
 
 
-def need_biotite() -> None:
-    """A one-line error when biotite (the 'proteins' extra) is not installed."""
-    if struc is None:
-        raise ValueError("protein backbones need biotite: pip install 'unnoise[proteins]'")
+def need_biotite():
+    """``(biotite.structure, its pdb module, its pdbx module)``, imported on first use (the optional 'proteins'
+    extra: importing unnoise does not load it); a one-line error when biotite is not installed."""
+    try:
+        import biotite.structure as struc
+        from biotite.structure.io import pdb, pdbx
+    except ImportError:
+        raise ValueError("protein backbones need biotite: pip install 'unnoise[proteins]'") from None
+    return struc, pdb, pdbx
 
 
 def is_structure_file(path: str) -> bool:
@@ -75,7 +73,7 @@ class Segment:
 
 def load_atoms(path: str):
     """The first model of a PDB/mmCIF/BinaryCIF file (optionally gzipped) as a biotite AtomArray."""
-    need_biotite()
+    _, biotite_pdb, biotite_pdbx = need_biotite()
     gz = path.lower().endswith(".gz")
     name = path.lower()[:-3] if gz else path.lower()
     with (gzip.open(path, "rb") if gz else open(path, "rb")) as f:
@@ -97,7 +95,7 @@ def _residue_name(atoms, start: int) -> str:
 
 def chain_segments(atoms, source: str) -> list[Segment]:
     """The followable stretches of every protein chain of ``atoms`` (see the module docstring); warns at each cut."""
-    need_biotite()
+    struc = need_biotite()[0]
     atoms = atoms[struc.filter_amino_acids(atoms)]
     segments = []
     for chain in struc.chain_iter(atoms):
@@ -161,7 +159,7 @@ def read_segments(paths, min_length: int = 1) -> list[Segment]:
 
 def backbone_atoms(coords, chain: str = "A", res_name: str = "GLY"):
     """A biotite AtomArray of one backbone ``(L, 3, 3)`` (atoms N, CA, C; residues named ``res_name``)."""
-    need_biotite()
+    struc = need_biotite()[0]
     coords = np.asarray(coords, dtype=np.float32)
     L = len(coords)
     atoms = struc.AtomArray(3 * L)
@@ -177,7 +175,7 @@ def backbone_atoms(coords, chain: str = "A", res_name: str = "GLY"):
 
 def write_pdb(coords, path: str) -> None:
     """One backbone ``(L, 3, 3)`` as a PDB file of glycine residues (N, CA, C atoms) that molecular viewers open."""
-    f = biotite_pdb.PDBFile()
+    f = need_biotite()[1].PDBFile()
     f.set_structure(backbone_atoms(coords))
     f.write(path)
 
@@ -185,4 +183,4 @@ def write_pdb(coords, path: str) -> None:
 def secondary_structure(coords) -> np.ndarray:
     """biotite's P-SEA assignment (``annotate_sse``) of one backbone ``(L, 3, 3)``: ``'a'`` helix, ``'b'`` strand,
     ``'c'`` coil, one letter per residue."""
-    return np.asarray(struc.annotate_sse(backbone_atoms(coords)))
+    return np.asarray(need_biotite()[0].annotate_sse(backbone_atoms(coords)))
