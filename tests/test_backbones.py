@@ -210,6 +210,9 @@ def test_train_and_sample_write_backbones_that_read_back(tmp_path, capsys):
     angles = torch.tensor(np.load(out / "angles.npy"), dtype=torch.float64)
     assert angles.shape == (3, 12, 3) and angles.min() >= -math.pi and angles.max() < math.pi
     expected = proteins.rebuild(proteins.complete(angles, ("phi", "psi", "omega")))
+    ideal = torch.tensor([proteins.IDEAL_LENGTHS[k] for k in ("n_ca", "ca_c", "c_n")], dtype=torch.float64)
+    lengths = proteins.bond_lengths(expected)  # the rebuild of sampled angles has the ideal bond lengths exactly
+    assert (lengths[:, :, :2] - ideal[:2]).abs().max() < 1e-12 and (lengths[:, :-1, 2] - ideal[2]).abs().max() < 1e-12
     for i in range(3):
         atoms = biotite_pdb.PDBFile.read(str(out / f"backbone_{i:03d}.pdb")).get_structure(model=1)
         assert list(atoms.atom_name[:3]) == ["N", "CA", "C"] and atoms.array_length() == 36

@@ -28,12 +28,14 @@ def register(sub):
     p.add_argument("--checkpoint", required=True, help="run directory written by 'unnoise train'")
     p.add_argument("--n", type=int, default=None,
                    help="number of samples (default: 1000 for vectors and arrays, 100 for images, 64 for latent "
-                        "runs, 8 clips for audio; one per prompt for images larger than 64x64)")
+                        "runs, 8 clips for audio, 10 backbones; one per prompt for images larger than 64x64)")
     p.add_argument("--out", default=None,
                    help="output: .npy or .csv (vectors, arrays; default samples.npy), .png grid or .npy (images; "
-                        "default samples.png), a folder or NAME.wav (audio; default samples/)")
+                        "default samples.png), a folder or NAME.wav (audio; default samples/), a folder of PDB files or "
+                        "a .npy of angles (backbones; default backbones/)")
     p.add_argument("--plot", default=None, help="also write a picture (PNG): a scatter plot of the first two "
-                                                "coordinates for vectors, spectrograms for audio")
+                                                "coordinates for vectors, spectrograms for audio, a "
+                                                "Ramachandran plot for backbones")
     p.add_argument("--raw-weights", action="store_true", help="use the raw weights instead of the EMA weights")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     add_sampling_args(p)
