@@ -31,8 +31,8 @@ def register(sub):
                         "runs, 8 clips for audio, 10 backbones; one per prompt for images larger than 64x64)")
     p.add_argument("--out", default=None,
                    help="output: .npy or .csv (vectors, arrays; default samples.npy), .png grid or .npy (images; "
-                        "default samples.png), a folder or NAME.wav (audio; default samples/), a folder of PDB files or "
-                        "a .npy of angles (backbones; default backbones/)")
+                        "default samples.png), a folder or NAME.wav (audio; default samples/), a folder of PDB "
+                        "files or a .npy of angles (backbones; default backbones/)")
     p.add_argument("--plot", default=None, help="also write a picture (PNG): a scatter plot of the first two "
                                                 "coordinates for vectors, spectrograms for audio, a "
                                                 "Ramachandran plot for backbones")

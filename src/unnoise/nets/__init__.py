@@ -74,5 +74,6 @@ def summary(net: nn.Module, max_depth: int = 1) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["DiT", "DiffWave", "MLP", "NETS", "NoiseLevelEmbedding", "ResidueTransformer", "SinusoidalEmbedding", "UNet", "VideoUNet", "build", "count_parameters",
+__all__ = ["DiT", "DiffWave", "MLP", "NETS", "NoiseLevelEmbedding", "ResidueTransformer", "SinusoidalEmbedding", "UNet",
+           "VideoUNet", "build", "count_parameters",
            "name_of", "register", "summary"]
