@@ -215,6 +215,8 @@ def test_cli_sample_honours_an_explicit_n_and_rejects_options_of_other_kinds(run
         (["--checkpoint", runs["vectors"], "--autoencoder", str(tmp_path)], "latent runs"),
         (["--checkpoint", runs["vectors"], "--n", "0"], "positive"),
         (["--checkpoint", runs["audio"], "--out", str(tmp_path / "x.mp3")], "WAV files"),
+        (["--checkpoint", runs["angles"], "--angles"], "--angles applies to protein backbones"),
+        (["--checkpoint", runs["backbones"], "--out", str(tmp_path / "x.csv")], "a folder of PDB files"),
     ]
     for extra, phrase in cases:
         assert main(["sample", "--out", str(out), "--device", "cpu", "--steps", "1", *extra]) != 0, extra
