@@ -148,3 +148,40 @@ def test_fno_agrees_across_grids_on_shared_points():
 
 def _max_rel(a, b):
     return float((a - b).abs().max() / b.abs().max())
+
+
+def test_function_runs_sample_at_any_resolution_and_bad_input_is_one_line(tmp_path, capsys):
+    from unnoise.cli import main
+    g = torch.Generator().manual_seed(0)
+    curves = analytic.GaussianProcessData(DATA, shape=(16,)).sample(32, g)[:, 0].numpy() * 2 + 1
+    np = pytest.importorskip("numpy")
+    np.save(tmp_path / "c.npy", curves)
+    run = str(tmp_path / "run")
+    common = ["--steps", "2", "--batch-size", "8", "--checkpoint-every", "0", "--device", "cpu"]
+    assert main(["train", "--data", str(tmp_path / "c.npy"), "--function-space", "--kernel", "matern52:0.1",
+                 "--width", "8", "--depth", "1", "--modes", "4", "--out", run, *common]) == 0
+    pipe = unnoise.load(run)
+    assert pipe.schedule.forward.kernel.spec == "matern52:0.1" and pipe.shape == (16,)
+    assert pipe.at_resolution(64).sample(3, steps=2).shape == (3, 64)
+    assert main(["sample", "--checkpoint", run, "--resolution", "48", "--n", "2", "--steps", "2",
+                 "--out", str(tmp_path / "s.npy"), "--plot", str(tmp_path / "s.png"), "--device", "cpu"]) == 0
+    assert np.load(tmp_path / "s.npy").shape == (2, 48) and (tmp_path / "s.png").exists()
+    ragged = np.empty(2, dtype=object)
+    ragged[0], ragged[1] = np.zeros(3), np.zeros(4)
+    np.save(tmp_path / "ragged.npy", ragged, allow_pickle=True)
+    nan = curves.copy()
+    nan[3, 2] = np.nan
+    np.save(tmp_path / "nan.npy", nan)
+    capsys.readouterr()
+    for argv, words in (
+            (["train", "--data", str(tmp_path / "ragged.npy"), "--function-space", "--out", str(tmp_path / "r")],
+             "ragged"),
+            (["train", "--data", str(tmp_path / "nan.npy"), "--function-space", "--out", str(tmp_path / "r")],
+             "NaN"),
+            (["train", "--data", str(tmp_path / "c.npy"), "--function-space", "--kernel", "gauss:1",
+              "--out", str(tmp_path / "r")], "unknown kernel"),
+            (["sample", "--checkpoint", run, "--resolution", "6", "--out", str(tmp_path / "x.npy")], "below twice"),
+            (["sample", "--checkpoint", run, "--resolution", "a", "--out", str(tmp_path / "x.npy")], "resolution")):
+        assert main([*argv, "--device", "cpu"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert words in err and len(err.splitlines()) == 1, err

@@ -99,6 +99,12 @@ class FNO(nn.Module):
         self.film = nn.ModuleList(nn.Linear(emb_dim, 2 * width) for _ in range(depth))
         self.project = nn.Sequential(conv(width, 2 * width, 1), nn.GELU(), conv(2 * width, self.channels, 1))
 
+    def check_resolution(self, shape) -> None:
+        """A one-line ValueError when this network cannot run on a grid of ``shape`` points per axis."""
+        if len(shape) != self.dims:
+            raise ValueError(f"this FNO works on {self.dims}-D grids, not {len(shape)}-D")
+        check_resolution(shape, self.modes)
+
     def forward(self, x, c_noise, cond=None):
         if x.ndim != self.dims + 2 or x.shape[1] != self.channels:
             raise ValueError(f"FNO built for {self.dims}-D functions with {self.channels} channel(s), "
