@@ -24,6 +24,7 @@ import torch
 from .. import data as data_mod
 from ..codecs import Standardizer
 from ..commands.train_common import command_record, finish, train_config
+from ..data.images import load_digits
 from ..data.memory import TensorDataset
 from ..gp import parse_kernel
 from ..nets.fno import check_resolution
@@ -34,7 +35,7 @@ from . import Kind, SampleOutput, TrainEntry, register
 from .common import config_file, data_shape, read_denoiser_run
 from .outputs import ARRAYS, write_arrays
 
-DEFAULT_KERNEL, MAX_MODES = "rbf:0.1", 12
+DEFAULT_KERNEL, MAX_MODES = "matern52:0.1", 12
 
 
 def add_args(p) -> None:
@@ -64,7 +65,7 @@ class FunctionCodec(Standardizer):
 def read_functions(spec: str) -> torch.Tensor:
     """``(N, L)`` or ``(N, H, W)`` functions from a file (or ``digits``: ``(1797, 8, 8)`` in ``[-1, 1]``)."""
     if spec == "digits":
-        return data_mod.load_digits()[0][:, 0]
+        return load_digits()[0][:, 0]
     if spec.lower().endswith(".npy") and os.path.exists(spec) and _is_object_npy(spec):
         raise ValueError(f"{spec}: the functions have different numbers of points (a ragged array); put them on "
                              "one regular grid, (N, L) or (N, H, W), e.g. by interpolation")
