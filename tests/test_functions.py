@@ -162,7 +162,15 @@ def test_function_runs_sample_at_any_resolution_and_bad_input_is_one_line(tmp_pa
                  "--width", "8", "--depth", "1", "--modes", "4", "--out", run, *common]) == 0
     pipe = unnoise.load(run)
     assert pipe.schedule.forward.kernel.spec == "matern52:0.1" and pipe.shape == (16,)
-    assert pipe.at_resolution(64).sample(3, steps=2).shape == (3, 64)
+    fine = pipe.at_resolution(64)
+    assert fine.shape == (64,) and fine.model_shape == (1, 64) and pipe.shape == (16,)
+    z = torch.randn(3, 1, 64, generator=g)  # the start is the process's prior: the GP noise on the finer grid
+    sigmas = pipe.schedule.sampling_sigmas(2)
+    want = unnoise.sample(pipe.denoiser, pipe.schedule.forward.prior(z, float(sigmas[0])), sigmas, sampler="ddim")
+    got = fine.sample(3, sampler="ddim", steps=2, noise=z)
+    stats = pipe.config["data"]["normalization"]  # one mean and one std for every point
+    assert stats["mean"] == [pytest.approx(float(curves.mean()), rel=1e-5)] and len(stats["std"]) == 1
+    assert torch.allclose(got, want[:, 0] * stats["std"][0] + stats["mean"][0], atol=1e-4)
     assert main(["sample", "--checkpoint", run, "--resolution", "48", "--n", "2", "--steps", "2",
                  "--out", str(tmp_path / "s.npy"), "--plot", str(tmp_path / "s.png"), "--device", "cpu"]) == 0
     assert np.load(tmp_path / "s.npy").shape == (2, 48) and (tmp_path / "s.png").exists()
