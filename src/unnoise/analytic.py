@@ -541,7 +541,7 @@ class GaussianProcessData:
         if (shape is None) == (points is None):
             raise ValueError("give the regular grid's shape or the points, not both or neither")
         self.shape = tuple(shape) if shape is not None else None
-        self.points = gp.grid_points(self.shape) if shape is not None else gp._points(points)
+        self.points = gp.grid_points(self.shape) if shape is not None else gp.as_points(points)
         n = self.points.shape[0]
         self.data_kernel = gp.parse_kernel(data_kernel)
         self.noise_kernel = None if noise_kernel is None else gp.parse_kernel(noise_kernel)

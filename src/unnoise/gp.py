@@ -111,8 +111,8 @@ class Kernel:
 
     def matrix(self, a: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
         """``K_ij = k(a_i, b_j)`` for points ``(n,)`` / ``(n, dims)`` (product over the axes), float64."""
-        a = _points(a)
-        b = a if b is None else _points(b)
+        a = as_points(a)
+        b = a if b is None else as_points(b)
         if a.shape[1] != b.shape[1]:
             raise ValueError(f"points of {a.shape[1]} and {b.shape[1]} dimensions")
         out = torch.ones(a.shape[0], b.shape[0], dtype=torch.float64)
@@ -178,7 +178,8 @@ def _grid_root(kernel: Kernel, n: int) -> torch.Tensor:
     return psd_sqrt(kernel.matrix(x))
 
 
-def _points(p) -> torch.Tensor:
+def as_points(p) -> torch.Tensor:
+    """Points ``(n,)`` or ``(n, dims)`` as a float64 ``(n, dims)`` tensor; a one-line ValueError otherwise."""
     p = torch.as_tensor(p, dtype=torch.float64)
     if p.ndim == 1:
         p = p[:, None]
