@@ -30,6 +30,10 @@ def test_kernels_are_exact_on_any_grid_and_their_operator_trace_converges():
         eig = [torch.linalg.eigvalsh(k.matrix(gp.grid(n)) / n).flip(0)[:4] for n in (32, 128, 512)]
         assert (eig[2] - eig[1]).abs().max() < (eig[1] - eig[0]).abs().max() + 1e-12
         assert (eig[2] - eig[1]).abs().max() < 1e-3
+    # irregular points: the same exact square root of the full matrix
+    pts = torch.rand(40, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    r = gp.parse_kernel("matern52:0.2").root_at(pts)
+    assert torch.allclose(r @ r, gp.parse_kernel("matern52:0.2").matrix(pts), atol=1e-12)
     # white noise: the identity operator, discretised as the cell averages' covariance I / h, has trace n
     assert [n * (1.0 / n) * n for n in (8, 64, 512)] == [8.0, 64.0, 512.0]
     assert torch.linalg.eigvalsh(torch.eye(64)).sum() == 64  # the unweighted trace grows with the grid too
