@@ -29,7 +29,6 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 import unnoise
 from unnoise import gp

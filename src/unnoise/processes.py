@@ -11,12 +11,13 @@ process     corruption of ``x_0`` at noise level sigma    prior at ``sigma_max``
 ``ve``      ``x = x_0 + sigma eps`` (``s = 1``)            ``N(0, sigma_max^2 I)``
 ``wrapped`` ``x = wrap(x_0 + sigma eps)`` on the torus     uniform on ``[-pi, pi)^d``
             ``[-pi, pi)^d`` (angles)
-``gp``      any of the first three with ``eps`` drawn from a  the same, with the correlated ``eps``
+``gp``      vp, ve or flow with ``eps`` drawn from a          the same, with the correlated ``eps``
             Gaussian process (functions on grids)
 =========== ============================================= ============================================
 
 The first three are :class:`Gaussian` (one class; the scale ``s`` is the only difference), then
-:class:`WrappedGaussian` and :class:`GaussianProcessNoise` (a schedule with a ``noise_kernel``).  Every implementation answers the same questions, and the Trainer,
+:class:`WrappedGaussian` and :class:`GaussianProcessNoise` (a schedule with a ``noise_kernel``).  Every
+implementation answers the same questions, and the Trainer,
 :func:`unnoise.sample`, the :class:`~unnoise.pipeline.Pipeline` and :func:`unnoise.likelihood.nll`
 ask them here instead of drawing ``torch.randn`` themselves:
 
