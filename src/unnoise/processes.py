@@ -11,7 +11,7 @@ process     corruption of ``x_0`` at noise level sigma    prior at ``sigma_max``
 ``ve``      ``x = x_0 + sigma eps`` (``s = 1``)            ``N(0, sigma_max^2 I)``
 ``wrapped`` ``x = wrap(x_0 + sigma eps)`` on the torus     uniform on ``[-pi, pi)^d``
             ``[-pi, pi)^d`` (angles)
-``gp``      vp, ve or flow with ``eps`` drawn from a          the same, with the correlated ``eps``
+``gp``      vp, ve or flow with ``eps`` drawn from a      the same, with the correlated ``eps``
             Gaussian process (functions on grids)
 =========== ============================================= ============================================
 
