@@ -84,6 +84,10 @@ def runs(tmp_path_factory):
     made["backbones"] = str(base / "bb")
     assert main(["train", "--data", str(pdbs), "--window", "8", "--width", "16", "--depth", "1", "--heads", "2",
                  "--out", made["backbones"], *COMMON]) == 0
+    np.save(base / "curves.npy", np.cumsum(np.random.default_rng(2).normal(size=(16, 24)), 1).astype(np.float32))
+    made["functions"] = str(base / "fn")
+    assert main(["train", "--data", str(base / "curves.npy"), "--function-space", "--width", "8", "--depth", "1",
+                 "--modes", "4", "--out", made["functions"], *COMMON]) == 0
     made["video"] = str(base / "vid")
     assert main(["train", "--video", "--data", "moving-digits", "--frames", "4", "--image-size", "16", "--num-clips",
                  "16", "--base-channels", "8", "--channel-mult", "1,2", "--out", made["video"], *COMMON]) == 0

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from .denoiser import expand_sigma
+from . import gp
 from .torus import TWO_PI, _wrapped_normal, wrap
 
 
@@ -508,3 +509,99 @@ class VonMisesMixture:
         ratio = bessel_ratios(self.concentrations, abs(k))[..., -1] * math.exp(-0.5 * k**2 * float(sigma) ** 2)
         phase = torch.polar(torch.ones_like(self.means), k * self.means)
         return (self.weights[:, None] * ratio * phase).sum(0)
+
+
+class GaussianProcessData:
+    """Functions drawn from a Gaussian process ``GP(m, C_d)``, observed at fixed points and noised by Gaussian-process
+    noise ``GP(0, C)`` (:class:`unnoise.processes.GaussianProcessNoise`); everything is closed form on any grid.
+
+    With ``x = x_0 + sigma eps``, ``x_0 ~ N(m, C_d)`` and ``eps ~ N(0, C)`` independent (the covariances are the
+    kernels' matrices at the points), ``x ~ N(m, C_d + sigma^2 C)`` and the exact denoiser is linear:
+
+        D(x, sigma) = E[x_0 | x] = m + C_d (C_d + sigma^2 C)^(-1) (x - m).
+
+    In the VP variable ``x_t = s x``, ``s^2 = gamma = 1 / (1 + sigma^2)``, the noised marginal is
+    ``GP(sqrt(gamma) m, gamma C_d + (1 - gamma) C)`` (:meth:`marginal`), the kernel form of DDPM's
+    ``sqrt(gamma) x_0 + sqrt(1 - gamma) eps``.  A smooth kernel's matrix on a fine grid is numerically singular,
+    so the inverse is the pseudo-inverse (eigenvalues below ``1e-12`` of the largest dropped): ``x - m`` has no
+    component along the dropped directions beyond round-off.
+
+    Args:
+        data_kernel: the data's kernel (a :class:`unnoise.gp.Kernel` or ``"matern52:0.2"``), scaled by ``scale^2``.
+        noise_kernel: the noise's kernel; None for white noise (``C = I``).
+        shape: the regular grid (``(n,)`` or ``(h, w)``, points ``i / n``), or ``points`` ``(n, dims)`` instead.
+        mean: the mean function ``m(points) -> (n,)``, or None for zero.
+        scale: the data's standard deviation at each point.
+
+    Tensors are ``(batch, ...)`` with the points' values in row-major order after the batch dimension
+    (``(batch, 1, n)`` or ``(batch, 1, h, w)`` as the process and the networks use them).
+    """
+
+    def __init__(self, data_kernel, noise_kernel=None, shape=None, points=None, mean=None, scale: float = 1.0):
+        if (shape is None) == (points is None):
+            raise ValueError("give the regular grid's shape or the points, not both or neither")
+        self.shape = tuple(shape) if shape is not None else None
+        self.points = gp.grid_points(self.shape) if shape is not None else gp.as_points(points)
+        n = self.points.shape[0]
+        self.data_kernel = gp.parse_kernel(data_kernel)
+        self.noise_kernel = None if noise_kernel is None else gp.parse_kernel(noise_kernel)
+        self.data_cov = float(scale) ** 2 * self.data_kernel.matrix(self.points)
+        self.noise_cov = torch.eye(n, dtype=torch.float64) if self.noise_kernel is None \
+            else self.noise_kernel.matrix(self.points)
+        self.mean = torch.zeros(n, dtype=torch.float64) if mean is None \
+            else torch.as_tensor(mean(self.points), dtype=torch.float64).reshape(n)
+        self._gains: dict[float, torch.Tensor] = {}
+
+    def covariance(self, sigma: float = 0.0) -> torch.Tensor:
+        """The covariance of ``x = x_0 + sigma eps`` at the points, ``C_d + sigma^2 C`` (float64)."""
+        return self.data_cov + float(sigma) ** 2 * self.noise_cov
+
+    def marginal(self, gamma: float):
+        """``(mean, covariance)`` of the VP variable ``sqrt(gamma) x_0 + sqrt(1 - gamma) eps``:
+        ``(sqrt(gamma) m, gamma C_d + (1 - gamma) C)``."""
+        gamma = float(gamma)
+        if not 0.0 < gamma <= 1.0:
+            raise ValueError(f"gamma (the signal's share of the variance) must lie in (0, 1], got {gamma}")
+        return math.sqrt(gamma) * self.mean, gamma * self.data_cov + (1 - gamma) * self.noise_cov
+
+    def gain(self, sigma: float) -> torch.Tensor:
+        """The denoiser's matrix ``C_d (C_d + sigma^2 C)^(-1)`` (float64, cached per sigma)."""
+        sigma = float(sigma)
+        if sigma not in self._gains:
+            if len(self._gains) > 256:
+                self._gains.clear()
+            self._gains[sigma] = self.data_cov @ torch.linalg.pinv(self.covariance(sigma), hermitian=True, rtol=1e-12)
+        return self._gains[sigma]
+
+    def denoise(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        """``E[x_0 | x]`` for ``x = x_0 + sigma eps`` (``sigma`` a float or a ``(batch,)`` tensor)."""
+        flat = x.reshape(x.shape[0], -1).double()
+        if flat.shape[1] != self.mean.shape[0]:
+            raise ValueError(f"x has {flat.shape[1]} values per example; this process lives on {self.mean.shape[0]} "
+                             "points")
+        sig = expand_sigma(sigma, x).reshape(-1)
+        out = torch.empty_like(flat)
+        for s in sig.unique().tolist():
+            rows = sig == s
+            if s == 0:
+                out[rows] = flat[rows]
+                continue
+            out[rows] = self.mean + (flat[rows] - self.mean) @ self.gain(s).T.to(flat.device)
+        return out.to(x.dtype).reshape(x.shape)
+
+    def _draw(self, cov: torch.Tensor, n: int, generator) -> torch.Tensor:
+        z = torch.randn(n, cov.shape[0], generator=generator, dtype=torch.float64)
+        out = z @ gp.psd_sqrt(cov)
+        shape = (1, *self.shape) if self.shape is not None else (cov.shape[0],)
+        return out.float().reshape(n, *shape)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` exact draws of ``x_0``, ``(n, 1, *shape)`` (``(n, points)`` for irregular points)."""
+        return self._draw(self.data_cov, n, generator) + self.mean.float().reshape(self._draw_shape())
+
+    def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` exact draws of the noise ``eps ~ N(0, C)``."""
+        return self._draw(self.noise_cov, n, generator)
+
+    def _draw_shape(self):
+        return (1, 1, *self.shape) if self.shape is not None else (1, -1)

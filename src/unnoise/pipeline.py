@@ -25,6 +25,7 @@ processes, uniform angles for the wrapped process.
 """
 from __future__ import annotations
 
+import copy
 import warnings
 
 import torch
@@ -190,6 +191,23 @@ class Pipeline:
                 warnings.warn(f"the run has tuned {sampler} grids for {sorted(mine)} steps, not {steps}: using the "
                               f"default grid (run 'unnoise tune-grid --steps {steps}' to tune one)", stacklevel=2)
         return self.schedule.sampling_sigmas(steps, spacing)
+
+    def at_resolution(self, resolution) -> "Pipeline":
+        """This run sampling on another regular grid: ``resolution`` points per axis (an int, ``"256"``, or
+        ``"HxW"`` / ``(h, w)`` for 2-D), for runs whose kind can ``resolution`` (functions, whose network is a neural
+        operator and whose noise a Gaussian process defined on every grid).  A one-line ValueError for a grid
+        the network cannot hold (fewer points than twice its Fourier modes)."""
+        self._require("resolution", "sampling at another resolution")
+        dims = len(self.model_shape) - 1
+        grid = parse_resolution(resolution, dims)
+        check = getattr(getattr(self.denoiser, "net", None), "check_resolution", None)
+        if check is not None:
+            check(grid)
+        out = copy.copy(self)
+        out.shape = (*self.shape[:len(self.shape) - dims], *grid)
+        out.model_shape = (*self.model_shape[:1], *grid)
+        out._warned_steps = set()
+        return out
 
     def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Standard-normal starting noise ``(n, *model_shape)`` (drawn on the CPU, from ``generator``)."""
@@ -409,3 +427,20 @@ class Pipeline:
                              f"got {tuple(low.shape)}")
         return self.sample(len(low), sampler=sampler, steps=steps, spacing=spacing, cond={"concat": low},
                            noise=noise, generator=generator, **options)
+
+
+def parse_resolution(resolution, dims: int) -> tuple:
+    """Points per axis of a regular grid with ``dims`` axes from ``256``, ``"256"``, ``"64x32"`` or ``(64, 32)``
+    (one number means the same on every axis); a one-line ValueError otherwise."""
+    parts = resolution if isinstance(resolution, (tuple, list)) else str(resolution).lower().split("x")
+    try:
+        grid = tuple(int(p) for p in parts)
+    except (TypeError, ValueError):
+        raise ValueError(f"a resolution is a number of points per axis (256, or 64x32 for 2-D), not {resolution!r}") \
+            from None
+    if len(grid) == 1:
+        grid = grid * dims
+    if len(grid) != dims or min(grid) < 1:
+        raise ValueError(f"a resolution for {dims}-D functions is {dims} positive number(s) of points, "
+                         f"not {resolution!r}")
+    return grid

@@ -178,3 +178,31 @@ def plot_spectrograms(rows: dict[str, torch.Tensor], sample_rate: int, path: str
                 ax.set_xlabel("ms")
     fig.suptitle(f"log-magnitude spectrograms (dB), {sample_rate} Hz clips")
     _save(fig, path)
+
+
+def plot_functions(panels: dict[str, torch.Tensor], path: str, title: str | None = None, max_curves: int = 8) -> None:
+    """Functions on grids, one panel per set: 1-D ``(n, L)`` as up to ``max_curves`` curves over ``[0, 1)``;
+    2-D ``(n, H, W)`` as a row of up to ``max_curves`` fields (shared colour scale per panel)."""
+    sets = {k: v.detach().cpu().float() for k, v in panels.items()}
+    if all(v.ndim == 2 for v in sets.values()):
+        fig, axes = subplots(1, len(sets), figsize=(4.2 * len(sets), 3.2), squeeze=False)
+        for ax, (name, f) in zip(axes[0], sets.items()):
+            x = torch.arange(f.shape[1]) / f.shape[1]
+            for curve in f[:max_curves]:
+                ax.plot(x, curve, lw=1)
+            ax.set_title(f"{name} ({f.shape[1]} points)")
+            ax.set_xlim(0, 1)
+            ax.tick_params(labelsize=7)
+    else:
+        k = min(max_curves, min(len(v) for v in sets.values()))
+        fig, axes = subplots(len(sets), k, figsize=(1.3 * k, 1.5 * len(sets)), squeeze=False)
+        for row, (name, f) in zip(axes, sets.items()):
+            lo, hi = float(f[:k].min()), float(f[:k].max())
+            for ax, field in zip(row, f[:k]):
+                ax.imshow(field, cmap="viridis", vmin=lo, vmax=hi, interpolation="nearest")
+                ax.set_xticks([])
+                ax.set_yticks([])
+            row[0].set_title(f"{name} ({f.shape[1]}x{f.shape[2]})", fontsize=8, loc="left")
+    if title:
+        fig.suptitle(title)
+    _save(fig, path)

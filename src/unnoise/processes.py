@@ -11,10 +11,13 @@ process     corruption of ``x_0`` at noise level sigma    prior at ``sigma_max``
 ``ve``      ``x = x_0 + sigma eps`` (``s = 1``)            ``N(0, sigma_max^2 I)``
 ``wrapped`` ``x = wrap(x_0 + sigma eps)`` on the torus     uniform on ``[-pi, pi)^d``
             ``[-pi, pi)^d`` (angles)
+``gp``      vp, ve or flow with ``eps`` drawn from a      the same, with the correlated ``eps``
+            Gaussian process (functions on grids)
 =========== ============================================= ============================================
 
-The first three are :class:`Gaussian` (one class; the scale ``s`` is the only difference), the last is
-:class:`WrappedGaussian`.  Every implementation answers the same questions, and the Trainer,
+The first three are :class:`Gaussian` (one class; the scale ``s`` is the only difference), then
+:class:`WrappedGaussian` and :class:`GaussianProcessNoise` (a schedule with a ``noise_kernel``).  Every
+implementation answers the same questions, and the Trainer,
 :func:`unnoise.sample`, the :class:`~unnoise.pipeline.Pipeline` and :func:`unnoise.likelihood.nll`
 ask them here instead of drawing ``torch.randn`` themselves:
 
@@ -26,6 +29,8 @@ ask them here instead of drawing ``torch.randn`` themselves:
 * ``prior_log_prob(x, sigma_max)``: the prior's log density, which closes the likelihood integral;
 * ``loss(denoiser, x0, sigma, noise, cond, ...)``: the per-example training loss;
 * ``project(x)``: maps a finished sample onto the data's space (identity for Euclidean data);
+* ``colour(z)``: the process's noise from a standard-normal draw of the data's shape (identity for white
+  noise); the stochastic samplers inject their fresh noise through it (:func:`unnoise.samplers.noise_like`);
 * ``config()``: the JSON description stored with the schedule.
 
 Why ``project`` is applied once, to the finished sample, and not between sampler steps: on the torus
@@ -40,7 +45,7 @@ import math
 
 import torch
 
-from . import torus
+from . import gp, torus
 from .losses import denoising_loss
 from .scales import signal_scale
 
@@ -79,6 +84,10 @@ class ForwardProcess:
     def project(self, x: torch.Tensor) -> torch.Tensor:
         """A finished sample on the data's space (identity unless the space is not Euclidean)."""
         return x
+
+    def colour(self, z: torch.Tensor) -> torch.Tensor:
+        """The process's noise from a standard-normal draw ``z`` shaped like the data (white noise: ``z``)."""
+        return z
 
     def config(self) -> dict:
         return {"name": self.name}
@@ -162,8 +171,68 @@ class WrappedGaussian(ForwardProcess):
         return torus.wrap(x)
 
 
-def for_schedule(process: str) -> ForwardProcess:
-    """The forward process of a schedule whose ``process`` is ``vp``, ``ve``, ``flow`` or ``wrapped``."""
+class GaussianProcessNoise(Gaussian):
+    """Noise from a Gaussian process for functions on regular grids (:mod:`unnoise.gp`): ``x = x_0 + sigma eps``
+    with ``eps ~ GP(0, C)``, ``C`` the covariance of ``kernel`` on the grid, scaled as ``family`` (vp, ve, flow).
+
+    Data are ``(batch, channels, n)`` (1-D) or ``(batch, channels, h, w)`` (2-D) values on the regular grid
+    ``i / n`` of the unit interval or square (each channel its own independent draw).  The process is
+    driven by standard-normal draws like the white-noise one (``noise`` is unchanged, so the Trainer's and
+    the Pipeline's random streams are the same); :meth:`colour` turns a draw into ``eps = R z`` with ``R``
+    the kernel matrix's square root along each axis, exactly on any grid, so a model sampled at 4x its
+    training resolution starts from (and injects) the same Gaussian process restricted to the finer grid.
+
+    Nothing else changes: since ``eps`` has mean zero given ``x``'s law, ``E[eps | x] = (x - D) / sigma``
+    still holds, so the probability-flow ODE ``dx/dsigma = (x - D) / sigma`` and every deterministic sampler
+    run unchanged; stochastic samplers inject ``colour(z)``.
+
+    The loss is the denoising loss with the correlated ``eps``: the squared error of ``D`` against ``x_0``
+    averaged over the grid points, i.e. ``(1 / |domain|) h sum_i (D - x_0)_i^2``, a Riemann sum of the
+    ``L^2`` norm of the error function, which converges as the grid refines (the minimiser is ``E[x_0 | x]``
+    for any positive weighting).  The norm the likelihood would suggest, the Cameron-Martin norm
+    ``|C^(-1/2) e|``, is not used: a draw of the noise has infinite Cameron-Martin norm in the limit, and on a
+    fine grid ``C`` is numerically singular.
+    """
+
+    name = "gp"
+
+    def __init__(self, family: str = "ve", kernel="rbf:0.1"):
+        super().__init__(family)
+        self.kernel = gp.parse_kernel(kernel)
+
+    def colour(self, z):
+        if z.ndim not in (3, 4):
+            raise ValueError(f"Gaussian-process noise colours functions of shape (batch, channels, n) or "
+                             f"(batch, channels, h, w), not {tuple(z.shape)}")
+        return self.kernel.colour(z, z.ndim - 2)
+
+    def corrupt(self, x0, sigma, noise):
+        return super().corrupt(x0, sigma, self.colour(noise))
+
+    def prior(self, noise, sigma_max):
+        return super().prior(self.colour(noise), sigma_max)
+
+    def prior_log_prob(self, x, sigma_max, sigma_data=0.0):
+        raise ValueError("likelihoods of function runs are not defined: a density on a grid has no limit as the "
+                         "grid refines (use the samples' covariance instead)")
+
+    def loss(self, denoiser, x0, sigma, noise, cond=None, weighting="uniform", min_snr_gamma=5.0):
+        return super().loss(denoiser, x0, sigma, self.colour(noise), cond, weighting, min_snr_gamma)
+
+    def config(self):
+        return {"name": self.name, "family": self.family, "kernel": self.kernel.spec}
+
+    def __repr__(self):
+        return f"GaussianProcessNoise({self.family!r}, {self.kernel.spec!r})"
+
+
+def for_schedule(process: str, noise_kernel=None) -> ForwardProcess:
+    """The forward process of a schedule whose ``process`` is ``vp``, ``ve``, ``flow`` or ``wrapped``; with a
+    ``noise_kernel`` (``vp``/``ve``/``flow`` only) the Gaussian-process noise of that kernel."""
+    if noise_kernel is not None:
+        if process not in ("vp", "ve", "flow"):
+            raise ValueError(f"Gaussian-process noise needs a vp, ve or flow schedule, not a {process} one")
+        return GaussianProcessNoise(process, noise_kernel)
     if process == "wrapped":
         return WrappedGaussian()
     return Gaussian(process)

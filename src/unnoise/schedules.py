@@ -104,6 +104,7 @@ class Schedule:
 
     name = "schedule"
     process = "ve"
+    noise_kernel = None  # a kernel spec ("rbf:0.1"): the noise is that Gaussian process (functions; see unnoise.gp)
 
     def scale(self, sigma):
         """Signal scale ``s(sigma)`` of this schedule's process."""
@@ -111,8 +112,9 @@ class Schedule:
 
     @property
     def forward(self) -> ForwardProcess:
-        """The forward process (:mod:`unnoise.processes`) this schedule trains and samples under."""
-        return for_schedule(self.process)
+        """The forward process (:mod:`unnoise.processes`) this schedule trains and samples under (Gaussian-process
+        noise when the schedule has a ``noise_kernel``)."""
+        return for_schedule(self.process, self.noise_kernel)
 
     @property
     def sigma_min(self) -> float:  # pragma: no cover - overridden
@@ -144,7 +146,8 @@ class Schedule:
 
     def config(self) -> dict:
         """JSON-serialisable description; ``get(**config)`` rebuilds the schedule."""
-        return {"name": self.name, **self._kwargs}
+        extra = {"noise_kernel": self.noise_kernel} if self.noise_kernel is not None else {}
+        return {"name": self.name, **self._kwargs, **extra}
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self._kwargs.items())
@@ -430,14 +433,19 @@ def available() -> list[str]:
 
 
 def get(name: str, **kwargs) -> Schedule:
-    """Build a schedule by name, e.g. ``get("cosine", num_steps=1000)``."""
+    """Build a schedule by name, e.g. ``get("cosine", num_steps=1000)``; ``noise_kernel="rbf:0.1"`` (any schedule
+    of the vp, ve or flow process) makes its noise that Gaussian process (:class:`unnoise.processes.GaussianProcessNoise`)."""
     if isinstance(name, Schedule):
         return name
+    kernel = kwargs.pop("noise_kernel", None)
     try:
         cls = _SCHEDULES[name]
     except KeyError:
         raise ValueError(f"unknown schedule {name!r}; choose one of {', '.join(available())}") from None
     try:
-        return cls(**kwargs)
+        schedule = cls(**kwargs)
     except TypeError as err:
         raise ValueError(f"bad options for schedule {name!r}: {err}") from None
+    if kernel is not None:
+        schedule.noise_kernel = for_schedule(schedule.process, kernel).kernel.spec  # checked, in its canonical spelling
+    return schedule

@@ -38,6 +38,9 @@ def register(sub):
                                                 "Ramachandran plot for backbones")
     p.add_argument("--raw-weights", action="store_true", help="use the raw weights instead of the EMA weights")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--resolution", default=None, metavar="N|HxW",
+                   help="functions (runs trained with --function-space): sample on a regular grid of N points per "
+                        "axis (or HxW), whatever the training grid")
     add_sampling_args(p)
     add_device_arg(p)
     for kind in kinds.all_kinds():  # each kind's own options
@@ -159,8 +162,13 @@ def check_size(pipe, n: int, out: str) -> None:
 def run(args):
     device = resolve_device(args.device)
     pipe = load(args.checkpoint, device=device, ema=not args.raw_weights, autoencoder=args.autoencoder)
+    if args.resolution is not None and not pipe.kind_entry.can("resolution"):
+        raise ValueError(f"--resolution applies to runs of {kinds.able('resolution')}; {args.checkpoint!r} is a "
+                         f"{pipe.kind} run")
     threads_for_small_model([pipe.denoiser, getattr(pipe.codec, "autoencoder", None)], device)
     output = sample_output(pipe)
+    if args.resolution is not None:
+        pipe = pipe.at_resolution(args.resolution)
     _check_options(args, pipe, output)
     n = args.n if args.n is not None else default_n(output, pipe, args.prompt)
     out = args.out if args.out is not None else output.default_out

@@ -6,7 +6,7 @@ An entry (:class:`Kind`) says everything that differs between kinds:
   prompt encoder), and which forward process it trains and samples under (``process``, see
   :mod:`unnoise.processes`);
 * what it can do (``abilities``: ``inpaint``, ``restore``, ``img2img``, ``upscale``, ``export``, ``compare``,
-  ``class_guidance``); runs that are a plain network rather than a denoiser (``denoiser=False``: the noisy
+  ``class_guidance``, ``resolution``: sample on grids of any resolution); runs that are a plain network rather than a denoiser (``denoiser=False``: the noisy
   classifier, the autoencoder) do not sample;
 * its ``unnoise train`` entry (:class:`TrainEntry`: which ``--data`` it claims, its own options with their
   defaults, the function that trains it, its command-line arguments);
@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 # The built-in kinds, one module each, in the order ``unnoise train`` asks them to claim the data.
-BUILTIN = ("angles", "backbones", "video", "text", "latent_images", "upscale", "audio", "images", "arrays", "vectors",
-           "classifier", "autoencoder")
+BUILTIN = ("angles", "backbones", "functions", "video", "text", "latent_images", "upscale", "audio", "images",
+           "arrays", "vectors", "classifier", "autoencoder")
 
-ABILITIES = frozenset({"inpaint", "restore", "img2img", "upscale", "export", "compare", "class_guidance"})
+ABILITIES = frozenset({"inpaint", "restore", "img2img", "upscale", "export", "compare", "class_guidance",
+                       "resolution"})
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from torch import nn
 
 from .embeddings import NoiseLevelEmbedding, SinusoidalEmbedding
 from .dit import DiT
+from .fno import FNO
 from .diffwave import DiffWave
 from .mlp import MLP
 from .residue_transformer import ResidueTransformer
@@ -16,6 +17,7 @@ NETS: dict[str, type] = {"mlp": MLP, "unet": UNet, "dit": DiT}
 NETS["diffwave"] = DiffWave
 NETS["video_unet"] = VideoUNet
 NETS["residue_transformer"] = ResidueTransformer
+NETS["fno"] = FNO
 
 
 def register(name: str, cls: type) -> None:
@@ -74,6 +76,6 @@ def summary(net: nn.Module, max_depth: int = 1) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["DiT", "DiffWave", "MLP", "NETS", "NoiseLevelEmbedding", "ResidueTransformer", "SinusoidalEmbedding", "UNet",
-           "VideoUNet", "build", "count_parameters",
+__all__ = ["DiT", "DiffWave", "FNO", "MLP", "NETS", "NoiseLevelEmbedding", "ResidueTransformer", "SinusoidalEmbedding",
+           "UNet", "VideoUNet", "build", "count_parameters",
            "name_of", "register", "summary"]

@@ -2,6 +2,8 @@
 registry, and :func:`sample`, which runs one (see the package docstring, :mod:`unnoise.samplers`)."""
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import inspect
 import math
 from typing import Callable
@@ -12,6 +14,7 @@ from numpy.polynomial import polynomial as P
 from tqdm.auto import tqdm
 
 from ..ode import odeint_adaptive
+from ..processes import ForwardProcess
 
 _REGISTRY: dict[str, Callable] = {}
 # The sampler unnoise.sample uses when none is named: chosen with the schedules' default grids by
@@ -20,6 +23,9 @@ DEFAULT_SAMPLER = "ipndm"
 
 
 _READS_EVERY_STEP: set[str] = set()
+# The forward process's colour(z) while sample() runs a process whose noise is not white (Gaussian-process noise
+# on functions): the fresh noise of the stochastic samplers goes through it (see noise_like).
+_COLOUR: contextvars.ContextVar = contextvars.ContextVar("unnoise_noise_colour", default=None)
 
 
 def register(name: str, reads_every_step: bool = False):
@@ -173,7 +179,7 @@ def sample(denoiser, x: torch.Tensor, sigmas, sampler: str = DEFAULT_SAMPLER, ge
         kwargs["callback"] = callback
     if "progress" in allowed:
         kwargs["progress"] = progress
-    with torch.no_grad():
+    with torch.no_grad(), process_noise(process):
         out = fn(counted, x, sigmas, **kwargs)
     counted.check()
     if process is not None:
@@ -186,10 +192,29 @@ def _steps(sigmas, progress):
     return tqdm(range(n), desc="sampling", leave=False) if progress else range(n)
 
 
+@contextlib.contextmanager
+def process_noise(process):
+    """Within the block, :func:`noise_like` draws the noise of ``process`` (its ``colour`` of a standard-normal
+    draw) when the process's noise is not white; white-noise processes and None leave it unchanged."""
+    white = process is None or getattr(type(process), "colour", ForwardProcess.colour) is ForwardProcess.colour
+    token = None if white else _COLOUR.set(process.colour)
+    try:
+        yield
+    finally:
+        if token is not None:
+            _COLOUR.reset(token)
+
+
 def noise_like(x, generator=None):
-    """Standard normal noise shaped like ``x``, drawn from ``generator`` (which may live on the CPU)."""
+    """Noise shaped like ``x``, drawn from ``generator`` (which may live on the CPU): standard normal, or the
+    forward process's noise from that draw inside :func:`sample` for a process with correlated noise
+    (:func:`process_noise`; e.g. Gaussian-process noise on functions), so the stochastic samplers inject the
+    noise the model was trained under."""
     device = generator.device if generator is not None else x.device
     z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=device)
+    colour = _COLOUR.get()
+    if colour is not None:
+        z = colour(z)
     if z.device.type == "cpu" and x.device.type == "cuda":  # from pinned memory: no wait for the GPU
         return z.pin_memory().to(x.device, non_blocking=True)
     return z.to(x.device)

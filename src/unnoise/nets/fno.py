@@ -1,0 +1,119 @@
+"""Fourier neural operator (Li et al. 2021): a network on functions that can be evaluated on any regular grid.
+
+A layer maps a function ``h`` with ``width`` channels to ``act(K h + W h + b(sigma))``:
+
+* ``K`` is a *spectral convolution*: the Fourier series of ``h`` truncated to its lowest ``modes`` frequencies
+  (per axis; in 2-D both signs of the first axis' frequency), each frequency's channels mixed by a learned complex
+  matrix, then summed back.  It is a convolution with a kernel of ``modes`` Fourier coefficients, so it does not
+  depend on how finely ``h`` is sampled: with the transform normalised by the number of points
+  (``norm="forward"``), the coefficients of a band-limited function are the same on every grid with more than
+  ``2 * modes`` points per axis, and so is the output at the shared points.
+* ``W`` is a pointwise linear map (a 1x1 convolution), which adds back what the truncation removed.
+* ``b(sigma)`` is a per-channel scale and shift from the noise-level embedding.
+
+The input is the function's values (``channels``) plus its coordinates on the grid ``i / n`` of ``[0, 1)``, as
+``cos(2 pi x), sin(2 pi x)`` per axis (smooth and periodic, so the lifting does not add the jump of a raw
+coordinate at the wrap-around, which would alias in the spectral layers); a lifting and a projection layer map
+between the data's channels and ``width``.  Inputs are ``(batch, channels, n)`` (``dims = 1``) or
+``(batch, channels, h, w)`` (``dims = 2``) at any resolution with at least ``2 * modes`` points per axis.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .embeddings import NoiseLevelEmbedding, labels_only
+
+
+def check_resolution(shape, modes: int) -> None:
+    """A one-line ValueError when a grid of ``shape`` (points per axis) cannot hold ``modes`` Fourier modes."""
+    low = [n for n in shape if n < 2 * modes]
+    if low:
+        raise ValueError(f"a resolution of {'x'.join(map(str, shape))} points is below twice the network's {modes} "
+                         f"Fourier modes: use at least {2 * modes} points per axis")
+
+
+class SpectralConv(nn.Module):
+    """``K h``: the lowest ``modes`` Fourier coefficients of each channel mixed by learned complex matrices."""
+
+    def __init__(self, width: int, modes: int, dims: int):
+        super().__init__()
+        self.modes, self.dims = modes, dims
+        blocks = 1 if dims == 1 else 2  # 2-D: the frequencies (+k1, k2) and (-k1, k2), k2 >= 0
+        shape = (blocks, width, width) + (modes,) * dims + (2,)
+        self.weight = nn.Parameter(torch.randn(shape) / (width * math.sqrt(2)))
+
+    def forward(self, h):
+        h = h.float() if h.dtype in (torch.float16, torch.bfloat16) else h  # the FFT needs float32 or float64
+        m, w = self.modes, torch.view_as_complex(self.weight.to(h.dtype))
+        if self.dims == 1:
+            coef = torch.fft.rfft(h, norm="forward")
+            out = torch.zeros_like(coef)
+            out[..., :m] = torch.einsum("bik,iok->bok", coef[..., :m], w[0])
+            return torch.fft.irfft(out, n=h.shape[-1], norm="forward")
+        coef = torch.fft.rfft2(h, norm="forward")
+        out = torch.zeros_like(coef)
+        out[..., :m, :m] = torch.einsum("bixy,ioxy->boxy", coef[..., :m, :m], w[0])
+        out[..., -m:, :m] = torch.einsum("bixy,ioxy->boxy", coef[..., -m:, :m], w[1])
+        return torch.fft.irfft2(out, s=h.shape[-2:], norm="forward")
+
+
+def grid_features(shape, device, dtype) -> torch.Tensor:
+    """``(2 * dims, *shape)``: ``cos(2 pi x), sin(2 pi x)`` of each axis' coordinate ``i / n``."""
+    axes = [torch.arange(n, device=device, dtype=torch.float64) / n for n in shape]
+    mesh = torch.meshgrid(*axes, indexing="ij")
+    feats = [f(2 * math.pi * x) for x in mesh for f in (torch.cos, torch.sin)]
+    return torch.stack(feats).to(dtype)
+
+
+class FNO(nn.Module):
+    """Time-conditioned Fourier neural operator ``F(x_in, c_noise, cond)`` (see the module docstring).
+
+    Args:
+        shape: one training example ``(channels, n)`` or ``(channels, h, w)``: fixes the channels and the number
+            of grid axes, not the resolution.
+        width: channels of the hidden functions.  modes: Fourier modes kept per axis.  depth: spectral layers.
+        emb_dim: noise-level embedding size.  num_classes: > 0 adds a class embedding.
+    """
+
+    def __init__(self, shape=(1, 64), width: int = 32, modes: int = 12, depth: int = 4, emb_dim: int = 64,
+                 num_classes: int = 0):
+        super().__init__()
+        self.shape = tuple(int(s) for s in shape)
+        if len(self.shape) not in (2, 3):
+            raise ValueError(f"FNO works on (channels, n) or (channels, h, w) functions, not shape {self.shape}")
+        if modes < 1 or width < 1 or depth < 1:
+            raise ValueError("FNO needs positive width, modes and depth")
+        self.config = dict(shape=list(self.shape), width=width, modes=modes, depth=depth, emb_dim=emb_dim,
+                           num_classes=num_classes)
+        self.channels, self.dims, self.modes = self.shape[0], len(self.shape) - 1, modes
+        self.num_classes = num_classes
+        conv = nn.Conv1d if self.dims == 1 else nn.Conv2d
+        self.embed = NoiseLevelEmbedding(emb_dim, num_classes)
+        self.lift = conv(self.channels + 2 * self.dims, width, 1)
+        self.spectral = nn.ModuleList(SpectralConv(width, modes, self.dims) for _ in range(depth))
+        self.pointwise = nn.ModuleList(conv(width, width, 1) for _ in range(depth))
+        self.film = nn.ModuleList(nn.Linear(emb_dim, 2 * width) for _ in range(depth))
+        self.project = nn.Sequential(conv(width, 2 * width, 1), nn.GELU(), conv(2 * width, self.channels, 1))
+
+    def check_resolution(self, shape) -> None:
+        """A one-line ValueError when this network cannot run on a grid of ``shape`` points per axis."""
+        if len(shape) != self.dims:
+            raise ValueError(f"this FNO works on {self.dims}-D grids, not {len(shape)}-D")
+        check_resolution(shape, self.modes)
+
+    def forward(self, x, c_noise, cond=None):
+        if x.ndim != self.dims + 2 or x.shape[1] != self.channels:
+            raise ValueError(f"FNO built for {self.dims}-D functions with {self.channels} channel(s), "
+                             f"got input of shape {tuple(x.shape)}")
+        check_resolution(x.shape[2:], self.modes)
+        emb = self.embed(c_noise, labels_only(cond, "FNO"))
+        coords = grid_features(x.shape[2:], x.device, x.dtype).expand(x.shape[0], -1, *x.shape[2:])
+        h = self.lift(torch.cat([x, coords], 1))
+        for spectral, pointwise, film in zip(self.spectral, self.pointwise, self.film):
+            scale, shift = film(emb).reshape(x.shape[0], 2, -1, *([1] * self.dims)).unbind(1)
+            h = F.gelu((spectral(h) + pointwise(h)) * (1 + scale) + shift)
+        return self.project(h)
