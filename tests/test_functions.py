@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -178,6 +179,22 @@ def test_function_runs_sample_at_any_resolution_and_bad_input_is_one_line(tmp_pa
     assert main(["sample", "--checkpoint", run, "--resolution", "48", "--n", "2", "--steps", "2",
                  "--out", str(tmp_path / "s.npy"), "--plot", str(tmp_path / "s.png"), "--device", "cpu"]) == 0
     assert np.load(tmp_path / "s.npy").shape == (2, 48) and (tmp_path / "s.png").exists()
+    pts = torch.rand(20, generator=g, dtype=torch.float64)  # sampling at given irregular points
+    np.save(tmp_path / "pts.npy", pts.numpy())
+    at = pipe.at_points(pts)
+    z = torch.randn(3, 1, 20, generator=g)
+    proc = pipe.schedule.forward.at_points(pts)
+    want = unnoise.sample(pipe.denoiser, proc.prior(z, float(sigmas[0])), sigmas, sampler="ddim",
+                          cond={"points": pts.reshape(1, 20, 1).expand(3, 20, 1)})
+    assert torch.equal(proc.colour(z), gp.Kernel("matern52", 0.1).colour_at(z, pts))  # the GP at the points
+    got = at.sample(3, sampler="ddim", steps=2, noise=z)
+    assert got.shape == (3, 20) and torch.allclose(got, want[:, 0] * stats["std"][0] + stats["mean"][0], atol=1e-4)
+    assert main(["sample", "--checkpoint", run, "--points", str(tmp_path / "pts.npy"), "--n", "2", "--steps", "2",
+                 "--out", str(tmp_path / "p.npy"), "--plot", str(tmp_path / "p.png"), "--device", "cpu"]) == 0
+    assert np.load(tmp_path / "p.npy").shape == (2, 20) and (tmp_path / "p.png").exists()
+    for name, value in (("out.npy", pts.numpy() + 1), ("nan.npy", np.where(pts.numpy() > 0.5, np.nan, 0.2)),
+                        ("two.npy", np.zeros((20, 2)))):
+        np.save(tmp_path / name, value)
     ragged = np.empty(2, dtype=object)
     ragged[0], ragged[1] = np.zeros(3), np.zeros(4)
     np.save(tmp_path / "ragged.npy", ragged, allow_pickle=True)
@@ -193,7 +210,82 @@ def test_function_runs_sample_at_any_resolution_and_bad_input_is_one_line(tmp_pa
             (["train", "--data", str(tmp_path / "c.npy"), "--function-space", "--kernel", "gauss:1",
               "--out", str(tmp_path / "r")], "unknown kernel"),
             (["sample", "--checkpoint", run, "--resolution", "6", "--out", str(tmp_path / "x.npy")], "below twice"),
-            (["sample", "--checkpoint", run, "--resolution", "a", "--out", str(tmp_path / "x.npy")], "resolution")):
+            (["sample", "--checkpoint", run, "--resolution", "a", "--out", str(tmp_path / "x.npy")], "resolution"),
+            (["sample", "--checkpoint", run, "--points", str(tmp_path / "out.npy")], "[0, 1)"),
+            (["sample", "--checkpoint", run, "--points", str(tmp_path / "nan.npy")], "NaN"),
+            (["sample", "--checkpoint", run, "--points", str(tmp_path / "two.npy")], "(P, 1)"),
+            (["sample", "--checkpoint", run, "--points", str(tmp_path / "pts.npy"), "--resolution", "32"],
+             "not both")):
         assert main([*argv, "--device", "cpu"]) == 2
         err = capsys.readouterr().err.strip()
         assert words in err and len(err.splitlines()) == 1, err
+
+
+def test_fno_at_points_is_the_fft_route_on_the_regular_grid():
+    torch.manual_seed(0)
+    for shape, grid in (((1, 32), (32,)), ((1, 16, 20), (16, 20))):
+        net = FNO(shape, width=8, modes=6, depth=2)
+        x, c = torch.randn(3, *shape), torch.randn(3)
+        with torch.no_grad():
+            on_grid = net(x, c).reshape(3, 1, -1)
+            at_points = net(x.reshape(3, 1, -1), c, {"points": gp.grid_points(grid)[None].expand(3, -1, -1)})
+        assert _max_rel(at_points, on_grid) < 1e-6  # float32: the same sums, in another order
+    w = gp.quadrature_weights(gp.grid_points((10,)))
+    assert torch.allclose(w, torch.full((10,), 0.1, dtype=torch.float64), atol=1e-15)
+    w = gp.quadrature_weights(torch.tensor([[0.1], [0.9], [0.3]], dtype=torch.float64))
+    assert torch.allclose(w, torch.tensor([0.2, 0.4, 0.4], dtype=torch.float64))  # cells on the circle
+
+
+def test_fno_at_random_points_converges_to_the_fine_grid_output():
+    torch.manual_seed(0)
+    net = FNO((1, 64), width=16, modes=8, depth=3).double()
+    c = torch.zeros(1, dtype=torch.float64)
+    f = lambda x: torch.sin(2 * math.pi * x) + 0.5 * torch.cos(6 * math.pi * x)  # noqa: E731
+    n = 4096
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        ref = net(f(torch.arange(n, dtype=torch.float64) / n).reshape(1, 1, n), c)[0, 0]
+        errors = []
+        for p in (32, 128, 512):
+            pts = torch.rand(p, generator=g, dtype=torch.float64)
+            out = net(f(pts).reshape(1, 1, p), c, {"points": pts.reshape(1, p, 1)})[0, 0]
+            i = (pts * n).floor().long()  # the fine-grid output linearly interpolated at the points
+            t = pts * n - i
+            want = (1 - t) * ref[i] + t * ref[(i + 1) % n]
+            errors.append(float((out - want).abs().max() / ref.abs().max()))
+        # 1-D cell weights: the coefficients' quadrature error falls fast (observed ~5e-2, ~5e-3, ~1e-4)
+        assert errors[0] > errors[1] > errors[2] and errors[2] < 1e-3
+        net2 = FNO((1, 16, 16), width=8, modes=4, depth=2).double()
+        m = 96
+        ref2 = net2((torch.sin(2 * math.pi * gp.grid(m))[:, None] * torch.cos(2 * math.pi * gp.grid(m))[None])
+                    .reshape(1, 1, m, m), c).reshape(-1)
+        errors = []
+        for p in (64, 4096):  # random points of the fine grid: the reference is exact there
+            idx = torch.randperm(m * m, generator=g)[:p]
+            pts = gp.grid_points((m, m))[idx]
+            f2 = torch.sin(2 * math.pi * pts[:, 0]) * torch.cos(2 * math.pi * pts[:, 1])
+            out = net2(f2.reshape(1, 1, p), c, {"points": pts[None]})[0, 0]
+            errors.append(float((out - ref2[idx]).abs().max() / ref2.abs().max()))
+        assert errors[1] < errors[0] / 2 and errors[1] < 0.06  # 2-D weights 1/P: a Monte-Carlo rule, ~P^(-1/2)
+
+
+def test_exact_denoiser_samples_at_irregular_points_have_the_data_covariance():
+    g = torch.Generator().manual_seed(1)
+    pts = torch.rand(24, 1, generator=g, dtype=torch.float64)
+    sched = unnoise.schedules.get("karras", noise_kernel=NOISE)
+    proc = sched.forward.at_points(pts)
+    gpd = analytic.GaussianProcessData(DATA, NOISE, points=pts)
+    n, sig = 24, sched.sampling_sigmas(40).double()
+    z = torch.cat([torch.eye(n), torch.zeros(1, n)]).double().reshape(n + 1, 1, n)
+    out = unnoise.sample(gpd.denoise, proc.prior(z, float(sig[0])), sig, sampler="heun",
+                         process=proc).reshape(n + 1, n)
+    a = out[:n] - out[n:]  # the linear sampler applied to the prior's square root at the points
+    assert _rel(a.T @ a, gpd.data_cov) < 0.02
+    pipe = unnoise.Pipeline(lambda x, s, cond=None: gpd.denoise(x, s), sched, "functions", (16,), model_shape=(1, 16))
+    at = pipe.at_points(pts)
+    assert at.shape == (24,) and at.model_shape == (1, 24) and at.at_resolution(32).points is None
+    x = at.sample(4000, sampler="euler_maruyama", steps=60, generator=torch.Generator().manual_seed(0))
+    assert _rel(torch.cov(x.reshape(4000, n).T.double()), gpd.data_cov) < 0.15  # injected noise: the GP at the points
+    for bad, words in ((pts + 1, "[0, 1)"), (pts * float("nan"), "NaN"), (torch.rand(5, 2), "(P, 1)")):
+        with pytest.raises(ValueError, match=re.escape(words)):
+            pipe.at_points(bad)

@@ -129,6 +129,20 @@ class Kernel:
         """The symmetric square root of the kernel matrix at arbitrary points (irregular grids)."""
         return psd_sqrt(self.matrix(points))
 
+    def colour_at(self, z: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+        """Standard-normal ``z`` ``(batch, channels, P)`` turned into draws of the Gaussian process at ``points``:
+        ``R z`` with ``R`` the square root of the kernel matrix at the points.  ``points`` is ``(P, dims)`` (the
+        same points for every example, one decomposition) or ``(batch, P, dims)`` (each example its own points,
+        one decomposition per example; ``(P,)`` is read as 1-D points)."""
+        p = as_points(points) if torch.as_tensor(points).ndim < 3 else torch.as_tensor(points, dtype=torch.float64)
+        if z.ndim != 3:
+            raise ValueError(f"values at points are (batch, channels, P), not {tuple(z.shape)}")
+        if p.ndim == 2:
+            r = _points_root(self, p.cpu()).to(device=z.device, dtype=z.dtype)
+            return z @ r  # R symmetric: (R z)^T = z^T R
+        roots = torch.stack([self.root_at(q) for q in p.cpu()]).to(device=z.device, dtype=z.dtype)
+        return z @ roots
+
     def colour(self, z: torch.Tensor, dims: int) -> torch.Tensor:
         """Standard-normal ``z`` of shape ``(..., n)`` (``dims = 1``) or ``(..., h, w)`` (``dims = 2``) on the regular
         grid, turned into a draw of the Gaussian process there: ``R z`` along each grid axis."""
@@ -170,6 +184,52 @@ def psd_sqrt(k: torch.Tensor) -> torch.Tensor:
     k = k.double()
     vals, vecs = torch.linalg.eigh(0.5 * (k + k.T))
     return (vecs * vals.clamp_min(0).sqrt()) @ vecs.T
+
+
+_POINT_ROOTS: dict = {}
+
+
+def _points_root(kernel: Kernel, points: torch.Tensor) -> torch.Tensor:
+    """:meth:`Kernel.root_at`, cached for the last few point sets (sampling colours the same points every step)."""
+    key = (kernel, tuple(points.shape), hash(points.numpy().tobytes()))
+    if key not in _POINT_ROOTS:
+        if len(_POINT_ROOTS) > 8:
+            _POINT_ROOTS.clear()
+        _POINT_ROOTS[key] = kernel.root_at(points)
+    return _POINT_ROOTS[key]
+
+
+def check_points(points, dims: int, what: str = "points") -> torch.Tensor:
+    """Coordinates of functions' points as a float64 ``(P, dims)`` or ``(batch, P, dims)`` tensor (``(P,)`` is
+    accepted in 1-D): finite and inside ``[0, 1)`` on every axis; a one-line ValueError otherwise."""
+    p = torch.as_tensor(points, dtype=torch.float64)
+    if dims == 1 and p.ndim == 1:
+        p = p[:, None]
+    if p.ndim not in (2, 3) or p.shape[-1] != dims or p.shape[-2] < 1:
+        raise ValueError(f"{what}: coordinates of {dims}-D functions are (P, {dims}) or (N, P, {dims}), got shape "
+                         f"{tuple(p.shape)}")
+    if not torch.isfinite(p).all():
+        raise ValueError(f"{what}: the coordinates contain NaN or infinite values")
+    if p.min() < 0 or p.max() >= 1:
+        raise ValueError(f"{what}: coordinates must lie in [0, 1) (functions live on the unit interval or square), "
+                         f"got values in [{float(p.min()):g}, {float(p.max()):g}]")
+    return p
+
+
+def quadrature_weights(points: torch.Tensor) -> torch.Tensor:
+    """Weights ``w_j`` with ``sum_j w_j f(x_j) ~ int f`` over the unit interval or square, for points
+    ``(..., P, dims)`` in ``[0, 1)``: in 1-D the length of each point's cell on the circle (half the gap to the
+    previous point plus half the gap to the next, wrapping around), which is exactly ``1 / n`` on the regular
+    grid and makes the sum a trapezoid-like rule on irregular points; in 2-D ``1 / P`` (exact on the regular
+    grid and a Monte-Carlo rule for uniformly scattered points).  The weights sum to 1."""
+    if points.shape[-1] != 1:
+        return torch.full(points.shape[:-1], 1.0 / points.shape[-2], dtype=points.dtype, device=points.device)
+    x = points[..., 0]
+    order = x.argsort(-1)
+    xs = x.gather(-1, order)
+    gap = torch.diff(xs, dim=-1, append=xs[..., :1] + 1)  # gap to the next point, wrapping around
+    cell = 0.5 * (gap + gap.roll(1, -1))
+    return torch.empty_like(x).scatter_(-1, order, cell)
 
 
 @lru_cache(maxsize=32)

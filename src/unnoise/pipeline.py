@@ -71,6 +71,7 @@ class Pipeline:
         self.config = config or {}
         self.source = source
         self.classifier = classifier
+        self.points = None  # (P, dims) coordinates when sampling at given points (at_points)
 
     def __repr__(self):
         return (f"Pipeline(kind={self.kind!r}, shape={self.shape}, model_shape={self.model_shape}, "
@@ -144,6 +145,8 @@ class Pipeline:
             out.update(self.prompt_encoder(prompts))
         elif self.prompt_encoder is not None and "context" not in out:
             out.update(self._null_context(n))
+        if self.points is not None:
+            out["points"] = self.points[None].expand(n, -1, -1)
         out = {k: v.to(self.device) for k, v in out.items()}
         return out or None
 
@@ -169,7 +172,7 @@ class Pipeline:
     # -------------------------------------------------------------- sampling
     def start(self, noise: torch.Tensor, sigma_max: float) -> torch.Tensor:
         """The scale-free start at ``sigma_max`` for standard-normal ``noise``: the forward process's prior."""
-        return self.schedule.forward.prior(noise, sigma_max)
+        return self.forward.prior(noise, sigma_max)
 
     def grid(self, steps: int | None = None, spacing: str | None = None, sampler: str | None = None) -> torch.Tensor:
         """The sampling grid for ``steps`` (default 50) and ``sampler`` (default: unnoise's default sampler).
@@ -206,12 +209,40 @@ class Pipeline:
         out = copy.copy(self)
         out.shape = (*self.shape[:len(self.shape) - dims], *grid)
         out.model_shape = (*self.model_shape[:1], *grid)
+        out.points = None
+        out._warned_steps = set()
+        return out
+
+    @property
+    def forward(self):
+        """The forward process sampling runs under: the schedule's, restricted to :attr:`points` when set."""
+        process = self.schedule.forward
+        return process if self.points is None else process.at_points(self.points)
+
+    def at_points(self, points) -> "Pipeline":
+        """This run sampling at given coordinates: ``points`` ``(P, dims)`` in ``[0, 1)`` (``(P,)`` in 1-D), any
+        number, irregular or not, for runs whose kind can ``resolution`` (functions).  Samples are ``(n, P)``, the
+        values at the points in their order: the start and every injected noise are the Gaussian process at
+        exactly those points (:meth:`unnoise.gp.Kernel.colour_at`) and the network is the neural operator
+        evaluated there (its non-uniform Fourier route, :class:`unnoise.nets.FNO`).  A one-line ValueError for
+        points outside ``[0, 1)``, NaN, or of the wrong dimension."""
+        from .gp import check_points
+        self._require("resolution", "sampling at given points")
+        dims = len(self.model_shape) - 1
+        pts = check_points(points, dims, "points")
+        if pts.ndim != 2:
+            raise ValueError(f"points: give one set of coordinates (P, {dims}) for all samples, got shape "
+                             f"{tuple(pts.shape)}")
+        out = copy.copy(self)
+        out.points = pts
+        out.shape = (*self.shape[:len(self.shape) - dims], pts.shape[0])
+        out.model_shape = (*self.model_shape[:1], pts.shape[0])
         out._warned_steps = set()
         return out
 
     def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Standard-normal starting noise ``(n, *model_shape)`` (drawn on the CPU, from ``generator``)."""
-        return self.schedule.forward.noise((n, *self.model_shape), generator)
+        return self.forward.noise((n, *self.model_shape), generator)
 
     @torch.no_grad()
     def sample(self, n: int, sampler: str | None = None, steps: int | None = None, spacing: str | None = None,
@@ -257,7 +288,7 @@ class Pipeline:
         if sampler is not None:
             kwargs["sampler"] = sampler
         out = run_sampler(den, x, sigmas, generator=generator, cond=cond, progress=progress,
-                          process=self.schedule.forward, **kwargs)
+                          process=self.forward, **kwargs)
         data = self.decode(out)
         return (data, out.cpu()) if return_model_space else data
 

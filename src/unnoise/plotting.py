@@ -180,16 +180,32 @@ def plot_spectrograms(rows: dict[str, torch.Tensor], sample_rate: int, path: str
     _save(fig, path)
 
 
-def plot_functions(panels: dict[str, torch.Tensor], path: str, title: str | None = None, max_curves: int = 8) -> None:
+def plot_functions(panels: dict[str, torch.Tensor], path: str, title: str | None = None, max_curves: int = 8,
+                   points=None) -> None:
     """Functions on grids, one panel per set: 1-D ``(n, L)`` as up to ``max_curves`` curves over ``[0, 1)``;
-    2-D ``(n, H, W)`` as a row of up to ``max_curves`` fields (shared colour scale per panel)."""
+    2-D ``(n, H, W)`` as a row of up to ``max_curves`` fields (shared colour scale per panel).  With ``points``
+    ``(P, dims)``, values ``(n, P)`` at those coordinates: curves through the sorted points (1-D), or the points
+    coloured by value (2-D)."""
     sets = {k: v.detach().cpu().float() for k, v in panels.items()}
-    if all(v.ndim == 2 for v in sets.values()):
+    if points is not None and points.shape[1] == 2:
+        k = min(max_curves, min(len(v) for v in sets.values()))
+        fig, axes = subplots(len(sets), k, figsize=(1.5 * k, 1.6 * len(sets)), squeeze=False)
+        for row, (name, f) in zip(axes, sets.items()):
+            lo, hi = float(f[:k].min()), float(f[:k].max())
+            for ax, values in zip(row, f[:k]):
+                ax.scatter(points[:, 1], points[:, 0], c=values, s=6, cmap="viridis", vmin=lo, vmax=hi)
+                ax.set_xlim(0, 1)
+                ax.set_ylim(1, 0)
+                ax.set_xticks([])
+                ax.set_yticks([])
+            row[0].set_title(f"{name} ({f.shape[1]} points)", fontsize=8, loc="left")
+    elif points is not None or all(v.ndim == 2 for v in sets.values()):
         fig, axes = subplots(1, len(sets), figsize=(4.2 * len(sets), 3.2), squeeze=False)
         for ax, (name, f) in zip(axes[0], sets.items()):
-            x = torch.arange(f.shape[1]) / f.shape[1]
+            x = torch.arange(f.shape[1]) / f.shape[1] if points is None else points[:, 0].float()
+            order = x.argsort()
             for curve in f[:max_curves]:
-                ax.plot(x, curve, lw=1)
+                ax.plot(x[order], curve[order], lw=1, marker="." if points is not None else None, ms=2)
             ax.set_title(f"{name} ({f.shape[1]} points)")
             ax.set_xlim(0, 1)
             ax.tick_params(labelsize=7)

@@ -196,11 +196,23 @@ class GaussianProcessNoise(Gaussian):
 
     name = "gp"
 
-    def __init__(self, family: str = "ve", kernel="rbf:0.1"):
+    def __init__(self, family: str = "ve", kernel="rbf:0.1", points=None):
         super().__init__(family)
         self.kernel = gp.parse_kernel(kernel)
+        self.points = None if points is None else torch.as_tensor(points, dtype=torch.float64)
 
-    def colour(self, z):
+    def at_points(self, points) -> "GaussianProcessNoise":
+        """This process for values at fixed irregular ``points`` ``(P, dims)``: data ``(batch, channels, P)``, the
+        noise ``R z`` with ``R`` the kernel matrix's square root at the points (:meth:`unnoise.gp.Kernel.colour_at`),
+        exactly the Gaussian process restricted to them."""
+        return GaussianProcessNoise(self.family, self.kernel, points)
+
+    def colour(self, z, points=None):
+        """``z`` coloured on the regular grid, or at ``points`` (``(P, dims)`` or per example ``(batch, P, dims)``;
+        default: the points this process was made for, if any)."""
+        points = self.points if points is None else points
+        if points is not None:
+            return self.kernel.colour_at(z, points)
         if z.ndim not in (3, 4):
             raise ValueError(f"Gaussian-process noise colours functions of shape (batch, channels, n) or "
                              f"(batch, channels, h, w), not {tuple(z.shape)}")
@@ -217,7 +229,8 @@ class GaussianProcessNoise(Gaussian):
                          "grid refines (use the samples' covariance instead)")
 
     def loss(self, denoiser, x0, sigma, noise, cond=None, weighting="uniform", min_snr_gamma=5.0):
-        return super().loss(denoiser, x0, sigma, self.colour(noise), cond, weighting, min_snr_gamma)
+        points = cond.get("points") if isinstance(cond, dict) else None  # examples given at their own points
+        return super().loss(denoiser, x0, sigma, self.colour(noise, points), cond, weighting, min_snr_gamma)
 
     def config(self):
         return {"name": self.name, "family": self.family, "kernel": self.kernel.spec}

@@ -15,7 +15,9 @@ import torch
 from PIL import Image
 
 from .. import io, kinds
+from ..data.arrays import load_array
 from ..devices import resolve_device, threads_for_small_model
+from ..gp import check_points
 from ..runs import load
 from .common import add_device_arg, add_sampling_args, check_guidance_scale, parse_options
 
@@ -41,6 +43,9 @@ def register(sub):
     p.add_argument("--resolution", default=None, metavar="N|HxW",
                    help="functions (runs trained with --function-space): sample on a regular grid of N points per "
                         "axis (or HxW), whatever the training grid")
+    p.add_argument("--points", default=None, metavar="FILE",
+                   help="functions: sample at these coordinates in [0, 1) instead of a grid, a .npy/.csv of shape "
+                        "(P,) or (P, 1) for 1-D runs, (P, 2) for 2-D; samples are (n, P), the values at the points")
     add_sampling_args(p)
     add_device_arg(p)
     for kind in kinds.all_kinds():  # each kind's own options
@@ -162,13 +167,19 @@ def check_size(pipe, n: int, out: str) -> None:
 def run(args):
     device = resolve_device(args.device)
     pipe = load(args.checkpoint, device=device, ema=not args.raw_weights, autoencoder=args.autoencoder)
-    if args.resolution is not None and not pipe.kind_entry.can("resolution"):
-        raise ValueError(f"--resolution applies to runs of {kinds.able('resolution')}; {args.checkpoint!r} is a "
-                         f"{pipe.kind} run")
+    for option in ("resolution", "points"):
+        if getattr(args, option) is not None and not pipe.kind_entry.can("resolution"):
+            raise ValueError(f"--{option} applies to runs of {kinds.able('resolution')}; {args.checkpoint!r} is a "
+                             f"{pipe.kind} run")
+    if args.resolution is not None and args.points is not None:
+        raise ValueError("give --resolution (a regular grid) or --points (given coordinates), not both")
     threads_for_small_model([pipe.denoiser, getattr(pipe.codec, "autoencoder", None)], device)
     output = sample_output(pipe)
     if args.resolution is not None:
         pipe = pipe.at_resolution(args.resolution)
+    if args.points is not None:
+        points = check_points(load_array(args.points, min_ndim=1), len(pipe.model_shape) - 1, f"--points {args.points}")
+        pipe = pipe.at_points(points)
     _check_options(args, pipe, output)
     n = args.n if args.n is not None else default_n(output, pipe, args.prompt)
     out = args.out if args.out is not None else output.default_out

@@ -113,7 +113,7 @@ def run_functions(args) -> int:
 
 def plot(pipe, x, args, path):
     """The first samples as curves (1-D) or fields (2-D)."""
-    plot_functions({f"{args.sampler or 'default sampler'}, {args.steps} steps": x}, path)
+    plot_functions({f"{args.sampler or 'default sampler'}, {args.steps} steps": x}, path, points=pipe.points)
 
 
 def load(path, config, device, ema=True, autoencoder=None):
