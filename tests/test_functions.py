@@ -289,3 +289,41 @@ def test_exact_denoiser_samples_at_irregular_points_have_the_data_covariance():
     for bad, words in ((pts + 1, "[0, 1)"), (pts * float("nan"), "NaN"), (torch.rand(5, 2), "(P, 1)")):
         with pytest.raises(ValueError, match=re.escape(words)):
             pipe.at_points(bad)
+
+
+def test_function_runs_train_on_coordinates_given_per_example(tmp_path, capsys):
+    from unnoise.cli import main
+    np = pytest.importorskip("numpy")
+    g = torch.Generator().manual_seed(0)
+    pts = torch.rand(24, 16, generator=g, dtype=torch.float64)  # each example its own 16 points
+    kernel = gp.Kernel("matern52", 0.2)
+    values = kernel.colour_at(torch.randn(24, 1, 16, generator=g, dtype=torch.float64), pts[..., None])[:, 0]
+    np.savez(tmp_path / "f.npz", values=values.numpy(), points=pts.numpy())
+    proc = GaussianProcessNoise("vp", "rbf:0.1")
+    z = torch.randn(3, 1, 16, generator=g)
+    per_example = proc.colour(z, pts[:3, :, None])  # the training noise: the GP at each example's own points
+    for i in range(3):
+        assert torch.allclose(per_example[i], proc.kernel.colour_at(z[i:i + 1], pts[i])[0], atol=1e-6)
+    run = str(tmp_path / "run")
+    assert main(["train", "--data", str(tmp_path / "f.npz"), "--function-space", "--kernel", "rbf:0.1", "--width", "8",
+                 "--depth", "1", "--modes", "4", "--out", run, "--steps", "2", "--batch-size", "8",
+                 "--checkpoint-every", "0", "--device", "cpu"]) == 0
+    pipe = unnoise.load(run)
+    assert pipe.shape == (16,) and pipe.sample(2, steps=2).shape == (2, 16)  # by default: the grid of P points
+    assert pipe.at_points(pts[0]).sample(2, steps=2).shape == (2, 16)
+    bad = {"twod": dict(values=values.numpy(), points=np.zeros((24, 16, 2))),
+           "outside": dict(values=values.numpy(), points=pts.numpy() + 1),
+           "shape": dict(values=values.numpy(), points=pts.numpy()[:, :8]),
+           "extra": dict(values=values.numpy(), points=pts.numpy(), labels=np.zeros(24))}
+    for name, arrays in bad.items():
+        np.savez(tmp_path / f"{name}.npz", **arrays)
+    ragged = np.empty(2, dtype=object)
+    ragged[0], ragged[1] = np.zeros(3), np.zeros(4)
+    np.savez(tmp_path / "ragged.npz", values=ragged, points=ragged)
+    capsys.readouterr()
+    for name, words in (("twod", "2-D points"), ("outside", "[0, 1)"), ("shape", "same N and P"),
+                        ("extra", "exactly two arrays"), ("ragged", "same count")):
+        assert main(["train", "--data", str(tmp_path / f"{name}.npz"), "--function-space", "--out",
+                     str(tmp_path / "r"), "--device", "cpu"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert words in err and len(err.splitlines()) == 1, err

@@ -12,7 +12,18 @@ data's units.
 
 Points are ``i / n`` along each axis (:func:`unnoise.gp.grid`), so a grid refined by an integer factor contains
 the training grid.  Functions of different lengths in one file (a ragged array) are refused: resample them onto
-one grid first.
+one grid first, or give their coordinates.
+
+Coordinates.  ``--data F.npz`` holding two arrays, ``values`` ``(N, P)`` and ``points`` ``(N, P)`` (or
+``(N, P, 1)``), gives each 1-D function at its own ``P`` points of ``[0, 1)``, irregular and different per
+example; every example has the same number ``P`` of points (batches are plain ``(B, 1, P)`` tensors, no padding
+or mask), so functions observed at different counts must be subsampled to a common ``P`` (or split into runs).
+The points travel as the condition ``{"points": (B, P, 1)}``: the training noise is the Gaussian process at each
+example's own points (:meth:`unnoise.gp.Kernel.colour_at`) and the FNO evaluates its spectral layers by the
+non-uniform Fourier transform at them.  Such a run samples on a regular grid of ``P`` points by default, at any
+``--resolution``, or at given coordinates (``unnoise sample --points pts.npy``, :meth:`Pipeline.at_points
+<unnoise.pipeline.Pipeline.at_points>`; also for runs trained on grids, 1-D or 2-D).  Training on scattered 2-D
+points is not supported (2-D fields train on grids).
 """
 from __future__ import annotations
 
@@ -26,7 +37,7 @@ from ..codecs import Standardizer
 from ..commands.train_common import command_record, finish, train_config
 from ..data.images import load_digits
 from ..data.memory import TensorDataset
-from ..gp import parse_kernel
+from ..gp import check_points, parse_kernel
 from ..nets.fno import check_resolution
 from ..pipeline import Pipeline
 from ..plotting import plot_functions
@@ -42,7 +53,8 @@ def add_args(p) -> None:
     """The options of ``unnoise train`` for functions."""
     g = p.add_argument_group("functions (--function-space: values on a regular 1-D or 2-D grid)")
     g.add_argument("--function-space", action="store_true", default=None,
-                   help="the data are functions on a grid, (N, L) or (N, H, W): train a Fourier neural operator "
+                   help="the data are functions on a grid, (N, L) or (N, H, W), or an .npz of values (N, P) at "
+                        "points (N, P) in [0, 1) (1-D, P points per example): train a Fourier neural operator "
                         "under Gaussian-process noise, so the model samples at any resolution")
     g.add_argument("--kernel", default=None, metavar="NAME:PARAMETER",
                    help=f"covariance of the noise: rbf:LENGTH, matern52:LENGTH or spectral:DECAY on the unit "
@@ -60,6 +72,36 @@ class FunctionCodec(Standardizer):
 
     def encode(self, x):
         return super().encode(x[:, None])
+
+
+def read_function_points(spec: str):
+    """``(values (N, P), points (N, P, 1))`` from a ``.npz`` with arrays ``values`` and ``points`` (functions given
+    with their coordinates), or None when ``spec`` is not such a file; one-line ValueErrors for bad content."""
+    if not (spec.lower().endswith(".npz") and os.path.exists(spec)):
+        return None
+    try:
+        with np.load(spec, allow_pickle=False) as z:
+            if "points" not in z.files:
+                return None
+            if sorted(z.files) != ["points", "values"]:
+                raise ValueError(f"{spec}: functions with coordinates are an .npz of exactly two arrays, 'values' "
+                                 f"(N, P) and 'points' (N, P), found {sorted(z.files)}")
+            values, points = z["values"], z["points"]
+    except ValueError as err:
+        if "allow_pickle" in str(err) or "Object arrays" in str(err):
+            raise ValueError(f"{spec}: the functions have different numbers of points; every example needs the same "
+                             "count P (subsample them to a common P)") from None
+        raise
+    values = torch.as_tensor(values).double()
+    if values.ndim != 2 or points.shape[:2] != values.shape:
+        raise ValueError(f"{spec}: 'values' must be (N, P) and 'points' (N, P) with the same N and P, got "
+                         f"{tuple(values.shape)} and {tuple(points.shape)}")
+    if points.ndim == 3 and points.shape[2] != 1:
+        raise ValueError(f"{spec}: training on scattered {points.shape[2]}-D points is not supported; give 1-D "
+                         "coordinates (N, P), or fields on a regular grid (N, H, W)")
+    data_mod.check_finite(values, spec)
+    pts = check_points(torch.as_tensor(points).reshape(*values.shape, 1), 1, f"{spec} 'points'")
+    return values.float(), pts
 
 
 def read_functions(spec: str) -> torch.Tensor:
@@ -92,15 +134,16 @@ def run_functions(args) -> int:
     """``unnoise train --function-space``: an FNO under Gaussian-process noise; the exit status."""
     kernel = parse_kernel(args.kernel)
     torch.manual_seed(args.seed)
-    x = read_functions(args.data)
-    grid = tuple(x.shape[1:])
+    given = read_function_points(args.data)
+    x, points = given if given is not None else (read_functions(args.data), None)
+    grid = tuple(x.shape[1:])  # with coordinates: the regular grid of P points the run samples on by default
     modes = args.modes if args.modes is not None else max(1, min(MAX_MODES, min(grid) // 2))
     if modes < 1:
         raise ValueError(f"--modes must be a positive integer, got {modes}")
     check_resolution(grid, modes)
     mean, std = float(x.mean()), max(float(x.std()), 1e-8)
     stats = {"mean": [mean], "std": [std]}
-    dataset = TensorDataset(((x - mean) / std)[:, None])
+    dataset = TensorDataset(((x - mean) / std)[:, None], None if points is None else {"points": points})
     trainer = train_model(dataset, args.out, net="fno",
                           net_config={"width": args.width, "depth": args.depth, "modes": modes},
                           parameterization=args.parameterization, schedule=args.schedule,
