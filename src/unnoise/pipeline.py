@@ -32,6 +32,7 @@ import torch
 
 from . import editing, guidance, inverse, kinds
 from .denoiser import as_cond
+from .gp import check_points
 from .samplers import DEFAULT_SAMPLER
 from .samplers import sample as run_sampler
 
@@ -226,7 +227,6 @@ class Pipeline:
         exactly those points (:meth:`unnoise.gp.Kernel.colour_at`) and the network is the neural operator
         evaluated there (its non-uniform Fourier route, :class:`unnoise.nets.FNO`).  A one-line ValueError for
         points outside ``[0, 1)``, NaN, or of the wrong dimension."""
-        from .gp import check_points
         self._require("resolution", "sampling at given points")
         dims = len(self.model_shape) - 1
         pts = check_points(points, dims, "points")
