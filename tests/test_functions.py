@@ -193,7 +193,7 @@ def test_function_runs_sample_at_any_resolution_and_bad_input_is_one_line(tmp_pa
                  "--out", str(tmp_path / "p.npy"), "--plot", str(tmp_path / "p.png"), "--device", "cpu"]) == 0
     assert np.load(tmp_path / "p.npy").shape == (2, 20) and (tmp_path / "p.png").exists()
     for name, value in (("out.npy", pts.numpy() + 1), ("nan.npy", np.where(pts.numpy() > 0.5, np.nan, 0.2)),
-                        ("two.npy", np.zeros((20, 2)))):
+                        ("two.npy", np.zeros((20, 2))), ("few.npy", pts.numpy()[:5])):
         np.save(tmp_path / name, value)
     ragged = np.empty(2, dtype=object)
     ragged[0], ragged[1] = np.zeros(3), np.zeros(4)
@@ -214,6 +214,7 @@ def test_function_runs_sample_at_any_resolution_and_bad_input_is_one_line(tmp_pa
             (["sample", "--checkpoint", run, "--points", str(tmp_path / "out.npy")], "[0, 1)"),
             (["sample", "--checkpoint", run, "--points", str(tmp_path / "nan.npy")], "NaN"),
             (["sample", "--checkpoint", run, "--points", str(tmp_path / "two.npy")], "(P, 1)"),
+            (["sample", "--checkpoint", run, "--points", str(tmp_path / "few.npy")], "fewer than the 8"),
             (["sample", "--checkpoint", run, "--points", str(tmp_path / "pts.npy"), "--resolution", "32"],
              "not both")):
         assert main([*argv, "--device", "cpu"]) == 2

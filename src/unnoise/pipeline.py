@@ -233,6 +233,9 @@ class Pipeline:
         if pts.ndim != 2:
             raise ValueError(f"points: give one set of coordinates (P, {dims}) for all samples, got shape "
                              f"{tuple(pts.shape)}")
+        check = getattr(getattr(self.denoiser, "net", None), "check_point_count", None)
+        if check is not None:
+            check(pts.shape[0])
         out = copy.copy(self)
         out.points = pts
         out.shape = (*self.shape[:len(self.shape) - dims], pts.shape[0])

@@ -30,6 +30,9 @@ lifting, pointwise maps and projection act point by point.  On the regular grid 
 ``1 / n`` and both sums are exactly what the FFT computes, so the two routes agree to round-off; on scattered
 points the coefficients are quadrature approximations whose error shrinks as the points fill the domain.  The
 cost is ``O(P * modes^dims)`` per channel pair, fine for the hundreds to a few thousand points of a function.
+Like a grid, a set of points must be able to hold the modes: at least ``(2 * modes)^dims`` points
+(:meth:`FNO.check_point_count`), and the more evenly they fill the domain the closer the output is to the
+operator's on a fine grid (its restriction to the points is what a sample at the points estimates).
 """
 from __future__ import annotations
 
@@ -147,6 +150,14 @@ class FNO(nn.Module):
         if len(shape) != self.dims:
             raise ValueError(f"this FNO works on {self.dims}-D grids, not {len(shape)}-D")
         check_resolution(shape, self.modes)
+
+    def check_point_count(self, count: int) -> None:
+        """A one-line ValueError when ``count`` scattered points are fewer than the regular grid this network needs
+        (``2 * modes`` per axis): the quadrature could not tell its Fourier modes apart."""
+        need = (2 * self.modes) ** self.dims
+        if count < need:
+            raise ValueError(f"{count} points are fewer than the {need} a grid of twice the network's {self.modes} "
+                             f"Fourier modes per axis holds: give at least {need} points")
 
     def forward(self, x, c_noise, cond=None):
         if isinstance(cond, dict) and cond.get("points") is not None:
