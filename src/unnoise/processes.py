@@ -192,6 +192,10 @@ class GaussianProcessNoise(Gaussian):
     for any positive weighting).  The norm the likelihood would suggest, the Cameron-Martin norm
     ``|C^(-1/2) e|``, is not used: a draw of the noise has infinite Cameron-Martin norm in the limit, and on a
     fine grid ``C`` is numerically singular.
+
+    At irregular points the data are ``(batch, channels, P)`` and the noise is ``R z`` with ``R`` the square root
+    of the kernel matrix at those points: fixed points for sampling (:meth:`at_points`), or each example's own
+    points during training, read from the condition ``cond["points"]`` ``(batch, P, dims)`` by :meth:`loss`.
     """
 
     name = "gp"
