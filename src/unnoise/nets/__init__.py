@@ -8,12 +8,14 @@ from .embeddings import NoiseLevelEmbedding, SinusoidalEmbedding
 from .dit import DiT
 from .diffwave import DiffWave
 from .mlp import MLP
+from .transformer import SequenceTransformer
 from .unet import UNet
 from .video_unet import VideoUNet
 
 NETS: dict[str, type] = {"mlp": MLP, "unet": UNet, "dit": DiT}
 NETS["diffwave"] = DiffWave
 NETS["video_unet"] = VideoUNet
+NETS["transformer"] = SequenceTransformer
 
 
 def register(name: str, cls: type) -> None:
