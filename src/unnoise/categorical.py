@@ -136,15 +136,18 @@ def _draw(probs: torch.Tensor, generator) -> torch.Tensor:
     return (cdf < u * cdf[..., -1:]).sum(-1).clamp(max=probs.shape[-1] - 1)
 
 
-def sample(denoiser, process: CategoricalProcess, shape, steps: int, generator: torch.Generator | None = None,
+def sample(denoiser, process: CategoricalProcess, shape, steps, generator: torch.Generator | None = None,
            cond=None, known: torch.Tensor | None = None, known_mask: torch.Tensor | None = None,
            guidance_scale: float = 1.0, null_cond=None, cached: bool = True, device=None,
-           return_calls: bool = False):
+           return_calls: bool = False, start: torch.Tensor | None = None):
     """Ancestral sampling of ``shape = (B, *dims)`` tokens in ``steps`` steps (see the module docstring).
 
     Args:
         denoiser: ``D(x_t, sigma, cond) -> (B, *dims, K)`` log-probabilities of ``x_0``.
         process: the forward process the denoiser belongs to.
+        steps: the number of steps (the grid :func:`sampling_sigmas`), or a decreasing grid of levels from
+            ``inf`` to ``0``.
+        start: the tokens at ``sigma = inf`` (default: drawn from the prior with ``generator``).
         known, known_mask: tokens ``(B, *dims)`` to keep where the bool ``known_mask`` is True.
         guidance_scale, null_cond: classifier-free guidance (:func:`guided`) when the scale is not 1.
         cached: reuse the last prediction when no token changed (masked process only; exact there).
@@ -153,8 +156,19 @@ def sample(denoiser, process: CategoricalProcess, shape, steps: int, generator: 
     """
     shape = tuple(int(s) for s in shape)
     device = torch.device(device) if device is not None else (known.device if known is not None else None)
-    sigmas = sampling_sigmas(process, steps)
-    x = process.prior(process.noise(shape, generator, device))
+    if isinstance(steps, int) and not isinstance(steps, bool):
+        sigmas = sampling_sigmas(process, steps)
+    else:
+        sigmas = torch.as_tensor(steps, dtype=torch.float64).flatten().cpu()
+        if len(sigmas) < 2 or not math.isinf(float(sigmas[0])) or float(sigmas[-1]) != 0 or \
+                not bool((sigmas[1:] < sigmas[:-1]).all()):
+            raise ValueError("a categorical sampling grid decreases from inf to 0 (sampling_sigmas(process, steps))")
+    if start is not None:
+        x = process._check_tokens(start)
+        if tuple(x.shape) != shape:
+            raise ValueError(f"the start must have the sample shape {shape}, got {tuple(x.shape)}")
+    else:
+        x = process.prior(process.noise(shape, generator, device))
     if known is not None or known_mask is not None:
         if known is None or known_mask is None:
             raise ValueError("pass both known (the tokens) and known_mask (where they apply)")
