@@ -47,6 +47,7 @@ def add_args(p) -> None:
 
 
 def claims(args) -> bool:
+    """Whether ``unnoise train`` was given a ``.txt`` corpus (``--data FILE.txt``)."""
     return isinstance(getattr(args, "data", None), str) and args.data.lower().endswith(".txt")
 
 
