@@ -438,7 +438,9 @@ class Categorical(Schedule):
     sigma_max = property(lambda self: math.inf)
 
     def sample_training_sigmas(self, n, generator=None):
-        t = torch.rand(n, generator=generator, dtype=torch.float64)
+        """``sigma_t`` at ``t ~ U[0, 1]`` (``t`` kept above ``1e-7``: at ``sigma = 0`` nothing is corrupted and the
+        NELBO density of the marginal process is ``0 / 0``)."""
+        t = torch.rand(n, generator=generator, dtype=torch.float64).clamp_min(1e-7)
         return self._process.levels.sigma(t).float()
 
     def sampling_sigmas(self, steps, spacing=None):
