@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .denoiser import Denoiser, as_cond
+from .denoiser import Denoiser
 from .processes import CategoricalProcess, Marginal, Masked, NoiseLevels
 
 __all__ = ["CategoricalDenoiser", "CategoricalProcess", "Marginal", "Masked", "NoiseLevels", "bits_per_token",
