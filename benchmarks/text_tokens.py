@@ -18,7 +18,7 @@ Both scored on the same validation windows with their EMA weights; perplexity pe
 the time per sample of ancestral sampling at 10 / 50 / 100 / 500 steps (batch 1: cached and uncached, the
 network calls counted; batch 32 uncached up to 100 steps), beside the autoregressive model's ``seq_len`` network calls.
 
-Run: ``python benchmarks/text_tokens.py [--steps 1200] [--hidden 96] [--layers 3] [--seq-len 64]``
+Run: ``python benchmarks/text_tokens.py [--steps 2000] [--hidden 96] [--layers 3] [--seq-len 64]``
 (single-threaded; the defaults are a CPU budget of minutes).
 """
 from __future__ import annotations
@@ -116,7 +116,7 @@ def sampling_speed(denoiser, process, seq_len, steps_list, causal_net=None, bos=
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=1200)
+    ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seq-len", type=int, default=64)
