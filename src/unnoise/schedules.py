@@ -19,7 +19,7 @@ import math
 
 import torch
 
-from .processes import ForwardProcess, for_schedule
+from .processes import CategoricalProcess, ForwardProcess, for_schedule
 from .scales import PROCESSES, signal_scale  # noqa: F401  (the process algebra, re-exported)
 
 SPACINGS = ("default", "leading", "trailing", "linspace", "karras")
@@ -415,6 +415,56 @@ class Flow(Schedule):
         return _append_zero(self.t_to_sigma(t))
 
 
+class Categorical(Schedule):
+    """The schedule of a categorical run (tokens, atom and bond types): it owns its forward process,
+    :class:`~unnoise.processes.Masked` or :class:`~unnoise.processes.Marginal`, with the process's parameters
+    (classes, marginals, :class:`~unnoise.processes.NoiseLevels`) stored in its config.  Training levels are
+    ``sigma_t`` at ``t ~ U[0, 1]``; sampling levels start at ``sigma = inf`` (:func:`unnoise.categorical.sampling_sigmas`).
+    """
+
+    name = "categorical"
+    process = "categorical"
+
+    def __init__(self, process: dict | None = None, stratified: bool = True, t_min: float = 1e-3):
+        if isinstance(process, CategoricalProcess):
+            process = process.config()
+        if not isinstance(process, dict):
+            raise ValueError("a categorical schedule needs its process: {'name': 'masked' | 'marginal', ...}")
+        self._process = CategoricalProcess.from_config(process)
+        if not 0.0 <= float(t_min) < 1.0:
+            raise ValueError(f"t_min must be in [0, 1), got {t_min}")
+        self.stratified, self.t_min = bool(stratified), float(t_min)
+        self._kwargs = dict(process=self._process.config(), stratified=self.stratified, t_min=self.t_min)
+
+    @property
+    def forward(self):
+        return self._process
+
+    sigma_min = property(lambda self: 0.0)
+    sigma_max = property(lambda self: math.inf)
+
+    def sample_training_sigmas(self, n, generator=None):
+        """``sigma_t`` at ``t ~ U[t_min, 1]``.
+
+        Why ``t_min`` (``1e-3``, as MDLM's training): the loss of one example is ``d sigma / d t ~ 1 / t`` times the
+        cross-entropy of its ``~ t L`` corrupted tokens, an estimator whose variance grows like ``log(1 / t_min)``
+        and is infinite for ``t_min = 0``: a rare tiny ``t`` gives one token a weight of ``1 / t`` and its gradient
+        swamps the batch's.  The part of the NELBO left out, ``t < t_min``, is about ``t_min L`` times the
+        cross-entropy with all but one token visible (``unnoise.categorical.nelbo`` integrates all of it).
+        ``stratified`` (the default): one uniform ``u`` per batch and ``t_i = t_min + (1 - t_min) ((u + i / n) mod 1)``,
+        each still uniform, the batch spread evenly over the interval."""
+        if self.stratified:
+            u = torch.rand(1, generator=generator, dtype=torch.float64)
+            t = torch.remainder(u + torch.arange(n, dtype=torch.float64) / n, 1.0)
+        else:
+            t = torch.rand(n, generator=generator, dtype=torch.float64)
+        t = self.t_min + (1 - self.t_min) * t
+        return self._process.levels.sigma(t.clamp_min(1e-7)).float()
+
+    def sampling_sigmas(self, steps, spacing=None):
+        return self._process.levels.sampling_sigmas(steps).float()
+
+
 _SCHEDULES = {
     "ddpm": DDPM, "linear": DDPM,
     "cosine": Cosine,
@@ -424,6 +474,7 @@ _SCHEDULES = {
     "wrapped": Wrapped,
     "karras": Karras, "edm": Karras,
     "flow": Flow,
+    "categorical": Categorical,
 }
 
 

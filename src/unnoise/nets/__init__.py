@@ -10,6 +10,7 @@ from .fno import FNO
 from .diffwave import DiffWave
 from .mlp import MLP
 from .residue_transformer import ResidueTransformer
+from .transformer import SequenceTransformer
 from .unet import UNet
 from .video_unet import VideoUNet
 
@@ -18,6 +19,7 @@ NETS["diffwave"] = DiffWave
 NETS["video_unet"] = VideoUNet
 NETS["residue_transformer"] = ResidueTransformer
 NETS["fno"] = FNO
+NETS["transformer"] = SequenceTransformer
 
 
 def register(name: str, cls: type) -> None:
@@ -76,6 +78,6 @@ def summary(net: nn.Module, max_depth: int = 1) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["DiT", "DiffWave", "FNO", "MLP", "NETS", "NoiseLevelEmbedding", "ResidueTransformer", "SinusoidalEmbedding",
-           "UNet", "VideoUNet", "build", "count_parameters",
+__all__ = ["DiT", "DiffWave", "FNO", "MLP", "NETS", "NoiseLevelEmbedding", "ResidueTransformer",
+           "SequenceTransformer", "SinusoidalEmbedding", "UNet", "VideoUNet", "build", "count_parameters",
            "name_of", "register", "summary"]
