@@ -7,6 +7,7 @@ from torch import nn
 from .embeddings import NoiseLevelEmbedding, SinusoidalEmbedding
 from .dit import DiT
 from .diffwave import DiffWave
+from .graph_transformer import GraphTransformer
 from .mlp import MLP
 from .unet import UNet
 from .video_unet import VideoUNet
@@ -14,6 +15,7 @@ from .video_unet import VideoUNet
 NETS: dict[str, type] = {"mlp": MLP, "unet": UNet, "dit": DiT}
 NETS["diffwave"] = DiffWave
 NETS["video_unet"] = VideoUNet
+NETS["graph_transformer"] = GraphTransformer
 
 
 def register(name: str, cls: type) -> None:
@@ -72,5 +74,5 @@ def summary(net: nn.Module, max_depth: int = 1) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["DiT", "DiffWave", "MLP", "NETS", "NoiseLevelEmbedding", "SinusoidalEmbedding", "UNet", "VideoUNet", "build", "count_parameters",
+__all__ = ["DiT", "DiffWave", "GraphTransformer", "MLP", "NETS", "NoiseLevelEmbedding", "SinusoidalEmbedding", "UNet", "VideoUNet", "build", "count_parameters",
            "name_of", "register", "summary"]
