@@ -148,7 +148,7 @@ class GraphTransformer(nn.Module):
 
 def _certain(logits: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
     """Log-probabilities, with class 0 certain where ``fixed``."""
-    logp = torch.log_softmax(logits.float(), -1)
+    logp = torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), -1)
     pad = torch.full_like(logp, NEG)
     pad[..., 0] = 0.0
     return torch.where(fixed[..., None], pad, logp)

@@ -1,0 +1,160 @@
+"""Molecules: the SMILES <-> graph codec, the streamed data set, the graph transformer, the graph process and the
+``molecules`` kind (RDKit is a test dependency: none of these are skipped; only the MOSES metric check needs the
+benchmark-only ``molsets``)."""
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from unnoise import molecules, nets
+
+# real molecules: aromatic rings (benzene, pyridine, pyrrole NH, thiophene, fused rings), charges, triple bonds
+MOLECULES = [
+    "CC(=O)Oc1ccccc1C(=O)O",  # aspirin
+    "Cn1cnc2c1c(=O)n(C)c(=O)n2C",  # caffeine
+    "CC(C)Cc1ccc(C(C)C(=O)O)cc1",  # ibuprofen
+    "CC(=O)Nc1ccc(O)cc1",  # paracetamol
+    "c1ccc2[nH]ccc2c1",  # indole
+    "O=[N+]([O-])c1ccc(Cl)cc1",  # 4-chloronitrobenzene
+    "c1ccsc1",
+    "N#Cc1ccncc1",
+    "CC1(C)SC2C(NC(=O)Cc3ccccc3)C(=O)N2C1C(=O)O",  # penicillin G core (no stereo)
+    "COc1ccc2nc(S(=O)Cc3ncc(C)c(OC)c3C)[nH]c2c1",  # omeprazole
+    "CN1CCC23c4c5ccc(O)c4OC2C(O)C=CC3C1C5",  # morphine skeleton
+    "O=C(O)c1ccccc1O",
+    "Brc1ccc(-c2nnc(o2)-c2ccccc2)cc1",
+    "CCOC(=O)c1ncn2c1CN(C)C(=O)c1cc(F)ccc1-2",
+]
+
+
+def write_smi(path, lines):
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return str(path)
+
+
+# ---------------------------------------------------------------- codec
+@pytest.mark.parametrize("smiles", MOLECULES)
+def test_smiles_graph_smiles_round_trip_gives_the_same_canonical_smiles(smiles):
+    tokens, bonds = molecules.graph_from_smiles(smiles)
+    assert np.array_equal(bonds, bonds.T) and not np.diag(bonds).any()
+    assert set(np.unique(bonds)) <= {0, 1, 2, 3}  # kekulised: no aromatic bond class
+    assert molecules.smiles_from_graph(tokens, bonds) == molecules.canonical(smiles)
+
+
+def test_kekulised_benzene_has_alternating_single_and_double_bonds():
+    tokens, bonds = molecules.graph_from_smiles("c1ccccc1")
+    assert tokens == ["C"] * 6
+    assert sorted(bonds.sum(1).tolist()) == [3] * 6  # every carbon: one single + one double ring bond
+    assert (bonds == 2).sum() // 2 == 3 and (bonds == 1).sum() // 2 == 3
+
+
+def test_charged_atoms_are_tokens_of_their_own():
+    tokens, _ = molecules.graph_from_smiles("C[N+](C)(C)C.[O-]C")
+    assert "N+" in tokens and "O-" in tokens
+    assert molecules.parse_token("N+") == ("N", 1) and molecules.parse_token("O-") == ("O", -1)
+    assert molecules.parse_token("Fe+2") == ("Fe", 2) and molecules.parse_token("Cl") == ("Cl", 0)
+
+
+def test_an_impossible_graph_decodes_to_none():
+    bonds = np.zeros((5, 5), np.uint8)
+    bonds[0, 1:] = bonds[1:, 0] = 2  # a carbon with four double bonds: valence 8
+    assert molecules.smiles_from_graph(["C"] * 5, bonds) is None
+
+
+# ---------------------------------------------------------------- data set
+def test_dataset_streams_padded_graphs_and_records_sizes_and_marginals(tmp_path):
+    path = write_smi(tmp_path / "m.smi", ["SMILES", *MOLECULES[:6]])
+    ds = molecules.SmilesDataset(path)
+    assert len(ds) == 6 and ds.vocabulary.tokens[0] == "C"  # most frequent first
+    n_max = max(len(molecules.graph_from_smiles(s)[0]) for s in MOLECULES[:6])
+    assert ds.vocabulary.max_atoms == n_max
+    assert int(ds.sizes.sum()) == 6 and int(ds.sizes[n_max]) >= 1
+    assert abs(float(ds.atom_marginals.sum()) - 1) < 1e-9 and abs(float(ds.bond_marginals.sum()) - 1) < 1e-9
+    x, cond = ds[1]
+    n = int(cond["node_mask"].sum())
+    assert x["atoms"].shape == (n_max,) and x["bonds"].shape == (n_max, n_max)
+    assert not x["bonds"][n:].any() and not x["atoms"][n:].any()  # padding: atom 0, no bonds
+    assert ds.vocabulary.decode(x["atoms"], x["bonds"], cond["node_mask"]) == molecules.canonical(MOLECULES[1])
+    assert not hasattr(ds, "graphs")  # only line offsets are kept
+
+
+def test_dataset_warns_naming_unreadable_lines_and_fails_when_none_is_left(tmp_path):
+    path = write_smi(tmp_path / "m.smi", [MOLECULES[0], "C1CC(", MOLECULES[1], "not-a-smiles"])
+    with pytest.warns(UserWarning, match=r"skipped 2 line\(s\) \(RDKit cannot read them\): 2, 4"):
+        ds = molecules.SmilesDataset(path)
+    assert len(ds) == 2 and ds.skipped == [2, 4]
+    with pytest.raises(ValueError, match="no usable molecule"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        molecules.SmilesDataset(write_smi(tmp_path / "bad.smi", ["C1CC(", "xyz"]))
+    with pytest.raises(ValueError, match="no usable molecule"):
+        molecules.SmilesDataset(write_smi(tmp_path / "empty.smi", [""]))
+
+
+def test_molecules_over_the_maximum_or_outside_the_vocabulary_are_named(tmp_path):
+    path = write_smi(tmp_path / "m.smi", ["CCO", "c1ccccc1CCCCCC", "CCS"])
+    with pytest.warns(UserWarning, match=r"more than 6 heavy atoms\): 2"):
+        ds = molecules.SmilesDataset(path, max_atoms=6)
+    assert len(ds) == 2
+    vocab = molecules.Vocabulary(["C", "O"], 6)
+    with pytest.warns(UserWarning, match=r"atoms outside the vocabulary\): 3"):
+        molecules.SmilesDataset(path, max_atoms=6, vocabulary=vocab)
+    with pytest.raises(ValueError, match=r"has atoms S outside the run's atom vocabulary \(C O\)"):
+        vocab.encode("CCS")
+    with pytest.raises(ValueError, match="12 heavy atoms, more than the run's maximum of 6"):
+        vocab.encode("c1ccccc1CCCCCC")
+
+
+# ---------------------------------------------------------------- network
+def test_graph_transformer_is_permutation_equivariant_and_symmetric():
+    torch.manual_seed(0)
+    net = nets.build("graph_transformer", atom_classes=5, in_atom_classes=6, bond_classes=4, in_bond_classes=5,
+                     width=32, edge_width=16, global_width=16, heads=4, depth=2).double()
+    g = torch.Generator().manual_seed(1)
+    b, n = 3, 9
+    atoms = torch.randint(0, 6, (b, n), generator=g)
+    bonds = torch.triu(torch.randint(0, 5, (b, n, n), generator=g), 1)
+    bonds = bonds + bonds.transpose(1, 2)
+    mask = torch.arange(n)[None] < torch.tensor([9, 6, 4])[:, None]
+    c = torch.rand(b, dtype=torch.float64, generator=g)
+    out = net({"atoms": atoms, "bonds": bonds}, c, {"node_mask": mask})
+    perm = torch.randperm(n, generator=g)
+    pout = net({"atoms": atoms[:, perm], "bonds": bonds[:, perm][:, :, perm]}, c, {"node_mask": mask[:, perm]})
+    torch.testing.assert_close(pout["atoms"], out["atoms"][:, perm], rtol=0, atol=1e-12)
+    torch.testing.assert_close(pout["bonds"], out["bonds"][:, perm][:, :, perm], rtol=0, atol=1e-12)
+    assert torch.equal(out["bonds"], out["bonds"].transpose(1, 2))
+    # padded nodes and the diagonal are certain class 0; real positions are distributions
+    assert torch.all(out["atoms"][1, 6:, 0] == 0) and torch.all(torch.diagonal(out["bonds"], 0, 1, 2)[:, 0] == 0)
+    torch.testing.assert_close(out["atoms"].exp().sum(-1), torch.ones(b, n, dtype=torch.float64))
+    # padded nodes send nothing: changing them changes no real node's output
+    atoms2 = atoms.clone()
+    atoms2[2, 4:] = (atoms2[2, 4:] + 1) % 6
+    out2 = net({"atoms": atoms2, "bonds": bonds}, c, {"node_mask": mask})
+    torch.testing.assert_close(out2["atoms"][2, :4], out["atoms"][2, :4], rtol=0, atol=1e-12)
+
+
+# ---------------------------------------------------------------- MOSES's own metrics (benchmark-only install)
+def _moses():
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+    try:
+        import molecules_moses
+        return molecules_moses.import_moses()
+    except ImportError as err:
+        pytest.skip(f"molsets is a benchmark-only install (make install-bench): {err}")
+    finally:
+        sys.path.pop(0)
+
+
+def test_moses_validity_and_uniqueness_of_known_lists_match_rdkit():
+    moses = _moses()
+    from moses.metrics import fraction_unique, fraction_valid
+    gen = ["CCO", "OCC", "c1ccccc1", "C1CC", "CC(C)(C)(C)(C)C", "c1ccccc1"]
+    assert fraction_valid(gen, n_jobs=1) == pytest.approx(4 / 6)  # an open ring and a 5-valent carbon
+    assert fraction_unique(["CCO", "OCC", "c1ccccc1", "C1=CC=CC=C1"], n_jobs=1) == pytest.approx(2 / 4)
+    ours = [molecules.canonical(s) for s in gen]
+    assert sum(s is not None for s in ours) / len(gen) == pytest.approx(fraction_valid(gen, n_jobs=1))
