@@ -508,3 +508,102 @@ class VonMisesMixture:
         ratio = bessel_ratios(self.concentrations, abs(k))[..., -1] * math.exp(-0.5 * k**2 * float(sigma) ** 2)
         phase = torch.polar(torch.ones_like(self.means), k * self.means)
         return (self.weights[:, None] * ratio * phase).sum(0)
+
+
+# ----------------------------------------------------------------------------- categorical ground truths
+def _check_probs(p: torch.Tensor, what: str) -> torch.Tensor:
+    p = torch.as_tensor(p, dtype=torch.float64)
+    if not torch.isfinite(p).all() or (p < 0).any():
+        raise ValueError(f"{what} must be finite and non-negative")
+    s = p.sum(-1, keepdim=True)
+    if (s <= 0).any():
+        raise ValueError(f"{what}: every distribution needs a positive total")
+    return p / s
+
+
+class ProductCategorical:
+    """Independent categorical tokens: ``p(x) = prod_l p_l(x_l)`` with ``probs`` ``(*dims, K)``.
+
+    Under a categorical forward process (:class:`unnoise.processes.CategoricalProcess`) the tokens stay
+    independent, and the exact denoiser is, token by token,
+
+        p(x_0 = c | x_t) = p_l(c) q(x_t | c) / sum_c' p_l(c') q(x_t | c'),   q(x_t | c) = Q-bar_sigma[c, x_t],
+
+    returned as log-probabilities ``(B, *dims, K)`` by :meth:`denoiser`.
+    """
+
+    def __init__(self, probs):
+        self.probs = _check_probs(probs, "probs")
+        self.dims, self.num_classes = tuple(self.probs.shape[:-1]), self.probs.shape[-1]
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """``log p(x)`` per example, nats, ``(B,)``."""
+        logp = torch.log(self.probs).expand(x.shape[0], *self.probs.shape)
+        return logp.gather(-1, x.long().unsqueeze(-1)).reshape(x.shape[0], -1).sum(1)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` exact samples ``(n, *dims)`` (long)."""
+        flat = self.probs.reshape(-1, self.num_classes)
+        draws = torch.multinomial(flat, int(n), replacement=True, generator=generator)  # (L, n)
+        return draws.T.reshape(int(n), *self.dims)
+
+    def denoiser(self, process):
+        """The exact ``D(x_t, sigma, cond) = log p(x_0 | x_t)`` under ``process``."""
+        def d(x_t, sigma, cond=None):
+            return torch.log_softmax(torch.log(self.probs) + process.log_likelihood(x_t, sigma), -1)
+        return d
+
+
+class MarkovChain:
+    """A stationary-free Markov chain of ``length`` tokens: ``p(x) = initial(x_1) prod_l transition[x_{l-1}, x_l]``.
+
+    The tokens of a noisy sequence are conditionally independent given the clean ones, so ``x_t`` is a hidden
+    Markov model's observation sequence with emissions ``q(x_t,l | x_0,l = c) = Q-bar_sigma[c, x_t,l]``; the exact
+    denoiser ``E[onehot(x_0) | x_t]`` is that model's posterior marginals, computed by forward-backward in log
+    space (:meth:`denoiser`).  :meth:`conditionals` gives ``p(x_l | x_{-l})`` of the clean chain.
+    """
+
+    def __init__(self, initial, transition, length: int):
+        self.initial = _check_probs(initial, "initial")
+        self.transition = _check_probs(transition, "transition")
+        k = self.initial.numel()
+        if self.transition.shape != (k, k):
+            raise ValueError(f"transition must be ({k}, {k}) for {k} classes, got {tuple(self.transition.shape)}")
+        if int(length) < 1:
+            raise ValueError(f"length must be at least 1, got {length}")
+        self.length, self.num_classes = int(length), k
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """``log p(x)`` per example, nats, ``(B,)``."""
+        x = x.long()
+        out = torch.log(self.initial)[x[:, 0]]
+        logt = torch.log(self.transition)
+        for i in range(1, self.length):
+            out = out + logt[x[:, i - 1], x[:, i]]
+        return out
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` exact samples ``(n, length)`` (long)."""
+        x = torch.empty(int(n), self.length, dtype=torch.long)
+        x[:, 0] = torch.multinomial(self.initial, int(n), replacement=True, generator=generator)
+        for i in range(1, self.length):
+            x[:, i] = torch.multinomial(self.transition[x[:, i - 1]], 1, generator=generator).squeeze(1)
+        return x
+
+    def posterior_marginals(self, log_emission: torch.Tensor) -> torch.Tensor:
+        """``log p(x_l = c | observations)`` ``(B, L, K)`` for per-token log emissions ``(B, L, K)``."""
+        logt, b = torch.log(self.transition), log_emission.shape[0]
+        fwd = [torch.log(self.initial).expand(b, -1) + log_emission[:, 0]]
+        for i in range(1, self.length):
+            fwd.append(torch.logsumexp(fwd[-1].unsqueeze(-1) + logt, 1) + log_emission[:, i])
+        bwd = [torch.zeros_like(fwd[0])]
+        for i in range(self.length - 1, 0, -1):
+            bwd.append(torch.logsumexp(logt + (log_emission[:, i] + bwd[-1]).unsqueeze(1), -1))
+        post = torch.stack(fwd, 1) + torch.stack(bwd[::-1], 1)
+        return torch.log_softmax(post, -1)
+
+    def denoiser(self, process):
+        """The exact ``D(x_t, sigma, cond) = log E[onehot(x_0) | x_t]`` under ``process`` (forward-backward)."""
+        def d(x_t, sigma, cond=None):
+            return self.posterior_marginals(process.log_likelihood(x_t, sigma))
+        return d

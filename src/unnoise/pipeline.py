@@ -13,6 +13,7 @@ kind                  model space                      data units (``pipe.sample
 ``text``              latents, conditioned on prompts  decoded images
 ``audio``             standardised clips               clips ``(n, channels, length)``
 ``upscale``           high-resolution pixels           images, given ``low`` images (``concat``)
+``tokens``            token ids (categorical process)  strings (one per sample; see :meth:`Pipeline.complete`)
 ``classifier``        (no sampling: a noisy classifier, ``pipe.classifier``)
 ``autoencoder``       (no sampling: ``pipe.codec`` encodes and decodes)
 ===================== ================================ ============================================
@@ -20,7 +21,8 @@ kind                  model space                      data units (``pipe.sample
 Sampling starts from standard-normal ``noise`` ``(n, *model_shape)``, turned into the start of sampling by
 the schedule's forward process (``schedule.forward.prior``): ``noise / s(sigma_max)`` for VP and flow
 processes (so the process variable ``x_T = s x = noise``, diffusers' start), ``noise * sigma_max`` for VE
-processes, uniform angles for the wrapped process.
+processes, uniform angles for the wrapped process, uniform draws ``[0, 1)`` per token for the categorical processes
+(whose samples come from :func:`unnoise.categorical.sample`: ancestral steps from all-``[MASK]`` or the marginals).
 """
 from __future__ import annotations
 
@@ -28,8 +30,9 @@ import warnings
 
 import torch
 
-from . import editing, guidance, inverse, kinds
+from . import categorical, editing, guidance, inverse, kinds
 from .denoiser import as_cond
+from .processes import CategoricalProcess
 from .samplers import DEFAULT_SAMPLER
 from .samplers import sample as run_sampler
 
@@ -190,6 +193,60 @@ class Pipeline:
                               f"default grid (run 'unnoise tune-grid --steps {steps}' to tune one)", stacklevel=2)
         return self.schedule.sampling_sigmas(steps, spacing)
 
+    @property
+    def is_categorical(self) -> bool:
+        """True for runs of a categorical process (tokens): samples are class indices, decoded by the codec."""
+        return isinstance(getattr(self.schedule, "forward", None), CategoricalProcess)
+
+    def _sample_tokens(self, n, steps, guidance_scale, class_label, cond, generator, noise=None, prompt=None,
+                       known=None, known_mask=None, classifier=None, sampler=None):
+        """:meth:`sample` for a categorical run: ancestral sampling (:func:`unnoise.categorical.sample`), with the
+        codec's known tokens of a ``prompt`` (prefix) kept."""
+        if classifier is not None:
+            raise ValueError("classifier guidance applies to Gaussian runs; a token run is guided by its labels "
+                             "(--guidance-scale with --class-label)")
+        if sampler not in (None, "ancestral"):
+            raise ValueError(f"token runs sample with ancestral steps (sampler 'ancestral'), not {sampler!r}")
+        process = self.schedule.forward
+        shape = (n, *self.model_shape)
+        if prompt is not None:
+            if not hasattr(self.codec, "prefix"):
+                raise ValueError(f"a {self.kind} run cannot complete a prompt")
+            known, known_mask = self.codec.prefix([prompt] * n if isinstance(prompt, str) else list(prompt), n)
+        cond = self.make_cond(n, class_label, None, cond)
+        scale = float(guidance_scale)
+        if scale != 1.0 and cond is None:
+            raise ValueError("guidance needs a condition to guide towards (a class label)")
+        start = None
+        if noise is not None:
+            if tuple(noise.shape) != shape:
+                raise ValueError(f"noise must have shape {shape}, got {tuple(noise.shape)}")
+            start = process.prior(noise.to(self.device))
+        return categorical.sample(self.denoiser, process, shape, DEFAULT_STEPS if steps is None else steps,
+                                  generator=generator, cond=cond, known=known, known_mask=known_mask,
+                                  guidance_scale=scale, null_cond=self.denoiser.null_cond(cond) if scale != 1.0 else None,
+                                  device=self.device, start=start)
+
+    @torch.no_grad()
+    def complete(self, prompt, n: int = 1, steps: int | None = None, generator: torch.Generator | None = None,
+                 **kwargs) -> list:
+        """``n`` samples of a token run that begin with ``prompt`` (a string, or one per sample): the prompt's
+        tokens are kept and the rest of the window is sampled (the same as ``sample(n, prompt=prompt)``)."""
+        return self.sample(n, steps=steps, prompt=prompt, generator=generator, **kwargs)
+
+    @torch.no_grad()
+    def infill(self, template: str, n: int = 1, placeholder: str = "_", steps: int | None = None,
+               generator: torch.Generator | None = None, **kwargs) -> list:
+        """``n`` fillings of ``template``: every ``placeholder`` character is one token to sample, everything else
+        is kept; returns the filled templates (the window beyond the template is sampled too, then cut off)."""
+        if not hasattr(self.codec, "template"):
+            raise ValueError(f"a {self.kind} run cannot fill a template")
+        self._require_sampling("sample")
+        known, known_mask, length = self.codec.template(template, placeholder, n)
+        x = self._sample_tokens(n, steps, kwargs.pop("guidance_scale", 1.0), kwargs.pop("class_label", None),
+                                kwargs.pop("cond", None), generator, known=known, known_mask=known_mask, **kwargs)
+        return self.codec.decode(x[:, :length])
+
     def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Standard-normal starting noise ``(n, *model_shape)`` (drawn on the CPU, from ``generator``)."""
         return self.schedule.forward.noise((n, *self.model_shape), generator)
@@ -214,6 +271,13 @@ class Pipeline:
         self._require_sampling("sample")
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ValueError(f"the number of samples must be a positive integer, got {n!r}")
+        if self.is_categorical:
+            if options or spacing is not None:
+                raise ValueError("token runs sample with ancestral steps, which take no sampler options or spacing")
+            out = self._sample_tokens(n, steps, guidance_scale, class_label, cond, generator, noise, prompt,
+                                      classifier=classifier, sampler=sampler)
+            data = self.decode(out)
+            return (data, out.cpu()) if return_model_space else data
         if classifier is not None and class_label is None:
             raise ValueError("classifier guidance needs class_label")
         if classifier is not None:
@@ -244,7 +308,8 @@ class Pipeline:
 
     def decode(self, x: torch.Tensor) -> torch.Tensor:
         """Model space -> data units (on the CPU)."""
-        return (self.codec.decode(x) if self.codec is not None else x).cpu()
+        out = self.codec.decode(x) if self.codec is not None else x
+        return out.cpu() if isinstance(out, torch.Tensor) else out  # token runs decode to strings
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Data units -> model space (on the pipeline's device)."""

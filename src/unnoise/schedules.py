@@ -19,7 +19,7 @@ import math
 
 import torch
 
-from .processes import ForwardProcess, for_schedule
+from .processes import CategoricalProcess, ForwardProcess, for_schedule
 from .scales import PROCESSES, signal_scale  # noqa: F401  (the process algebra, re-exported)
 
 SPACINGS = ("default", "leading", "trailing", "linspace", "karras")
@@ -412,6 +412,39 @@ class Flow(Schedule):
         return _append_zero(self.t_to_sigma(t))
 
 
+class Categorical(Schedule):
+    """The schedule of a categorical run (tokens, atom and bond types): it owns its forward process,
+    :class:`~unnoise.processes.Masked` or :class:`~unnoise.processes.Marginal`, with the process's parameters
+    (classes, marginals, :class:`~unnoise.processes.NoiseLevels`) stored in its config.  Training levels are
+    ``sigma_t`` at ``t ~ U[0, 1]``; sampling levels start at ``sigma = inf`` (:func:`unnoise.categorical.sampling_sigmas`).
+    """
+
+    name = "categorical"
+    process = "categorical"
+
+    def __init__(self, process: dict | None = None):
+        if isinstance(process, CategoricalProcess):
+            process = process.config()
+        if not isinstance(process, dict):
+            raise ValueError("a categorical schedule needs its process: {'name': 'masked' | 'marginal', ...}")
+        self._process = CategoricalProcess.from_config(process)
+        self._kwargs = dict(process=self._process.config())
+
+    @property
+    def forward(self):
+        return self._process
+
+    sigma_min = property(lambda self: 0.0)
+    sigma_max = property(lambda self: math.inf)
+
+    def sample_training_sigmas(self, n, generator=None):
+        t = torch.rand(n, generator=generator, dtype=torch.float64)
+        return self._process.levels.sigma(t).float()
+
+    def sampling_sigmas(self, steps, spacing=None):
+        return self._process.levels.sampling_sigmas(steps).float()
+
+
 _SCHEDULES = {
     "ddpm": DDPM, "linear": DDPM,
     "cosine": Cosine,
@@ -421,6 +454,7 @@ _SCHEDULES = {
     "wrapped": Wrapped,
     "karras": Karras, "edm": Karras,
     "flow": Flow,
+    "categorical": Categorical,
 }
 
 

@@ -9,6 +9,7 @@ import os
 import torch
 
 from .. import kinds, nets, schedules
+from ..categorical import CategoricalDenoiser
 from ..denoiser import Denoiser
 from .files import (CONFIG_NAME, FORMAT, FORMAT_VERSION, WEIGHTS_NAME, _write_json, load_state_checked,
                     read_tensors, save_tensors)
@@ -94,7 +95,8 @@ def build_from_config(config: dict):
                          "network); this version conditions through the data: retrain the run")
     try:
         net = nets.build(config["net"]["name"], **config["net"]["config"])
-        denoiser = Denoiser.from_description(net, config["denoiser"])
+        wrapper = CategoricalDenoiser if config["denoiser"].get("parameterization") == "logits" else Denoiser
+        denoiser = wrapper.from_description(net, config["denoiser"])
         sched_cfg = dict(config["schedule"])
         schedule = schedules.get(sched_cfg.pop("name"), **sched_cfg)
     except TypeError as err:

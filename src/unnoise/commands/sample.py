@@ -43,7 +43,12 @@ def register(sub):
                    help="class to generate (index or class name; default: every class in turn for a "
                         "class-conditional run)")
     g.add_argument("--prompt", action="append", default=None,
-                   help="text prompt for a text-conditioned run (repeatable: samples cycle through the prompts)")
+                   help="text prompt for a text-conditioned run, or for a token (text) run the text every sample "
+                        "begins with (repeatable: samples cycle through the prompts)")
+    g.add_argument("--infill", default=None, metavar="TEMPLATE",
+                   help="token (text) runs: fill the template, one sampled token per placeholder character "
+                        "(e.g. 'the ____ sat'); the rest of the template is kept")
+    g.add_argument("--placeholder", default="_", help="the placeholder character of --infill (default: _)")
     g.add_argument("--guidance-scale", type=float, default=1.0,
                    help="classifier-free guidance scale: 0 = unconditional, 1 = conditional, >1 = stronger "
                         "(default: 1); with --classifier, the classifier guidance weight")
@@ -78,8 +83,14 @@ def _check_options(args, pipe, output) -> None:
         raise ValueError(f"--steps must be a positive integer, got {args.steps}")
     if args.guidance_scale != args.guidance_scale or abs(args.guidance_scale) == float("inf"):
         raise ValueError(f"--guidance-scale must be a finite number, got {args.guidance_scale}")
-    if args.prompt and pipe.prompt_encoder is None:
-        raise ValueError(f"--prompt needs a text-conditioned run; {args.checkpoint!r} is a {pipe.kind} run")
+    completes = hasattr(pipe.codec, "prefix")  # token runs: --prompt is the beginning of the samples
+    if args.prompt and pipe.prompt_encoder is None and not completes:
+        raise ValueError(f"--prompt needs a text-conditioned run or a token run; {args.checkpoint!r} is a "
+                         f"{pipe.kind} run")
+    if args.infill is not None and not hasattr(pipe.codec, "template"):
+        raise ValueError(f"--infill needs a token (text) run; {args.checkpoint!r} is a {pipe.kind} run")
+    if args.infill is not None and args.prompt:
+        raise ValueError("give --prompt (the beginning of the samples) or --infill (a template), not both")
     if args.classifier and not pipe.kind_entry.can("class_guidance"):
         raise ValueError(f"--classifier applies to runs of {kinds.able('class_guidance')}; "
                          f"{args.checkpoint!r} is a {pipe.kind} run")
@@ -181,6 +192,9 @@ def run(args):
             labels = [i % classes for i in range(start, start + count)]
         args._labels = None if labels is None else ([labels] * count if isinstance(labels, str) else labels)
         prompts = None if not args.prompt else [args.prompt[i % len(args.prompt)] for i in range(start, start + count)]
+        if args.infill is not None:
+            return pipe.infill(args.infill, count, placeholder=args.placeholder, steps=args.steps,
+                               guidance_scale=args.guidance_scale, class_label=labels, generator=generator)
         return pipe.sample(count, sampler=args.sampler, steps=args.steps, spacing=args.spacing,
                            guidance_scale=args.guidance_scale, class_label=labels, prompt=prompts,
                            generator=generator, progress=True, classifier=classifier, **options)
@@ -193,7 +207,8 @@ def run(args):
         x = write_batches(out, n, batch, draw)
         paths = [out]
     where = paths[0] if len(paths) == 1 else f"{paths[0]} ... {paths[-1]}"
-    print(f"wrote {n} samples of shape {tuple(x.shape[1:])} to {where}")
+    shape = f" of shape {tuple(x.shape[1:])}" if hasattr(x, "shape") else ""
+    print(f"wrote {n} samples{shape} to {where}")
     if args.plot:
         output.plot(pipe, x, args, args.plot)
         print(f"wrote {args.plot}" + (f" (the first {len(x)} samples)" if streamed else ""))

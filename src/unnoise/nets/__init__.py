@@ -9,12 +9,14 @@ from .dit import DiT
 from .diffwave import DiffWave
 from .graph_transformer import GraphTransformer
 from .mlp import MLP
+from .transformer import SequenceTransformer
 from .unet import UNet
 from .video_unet import VideoUNet
 
 NETS: dict[str, type] = {"mlp": MLP, "unet": UNet, "dit": DiT}
 NETS["diffwave"] = DiffWave
 NETS["video_unet"] = VideoUNet
+NETS["transformer"] = SequenceTransformer
 NETS["graph_transformer"] = GraphTransformer
 
 

@@ -11,7 +11,9 @@ import torch
 from numpy.polynomial import polynomial as P
 from tqdm.auto import tqdm
 
+from .. import categorical
 from ..ode import odeint_adaptive
+from ..processes import CategoricalProcess
 
 _REGISTRY: dict[str, Callable] = {}
 # The sampler unnoise.sample uses when none is named: chosen with the schedules' default grids by
@@ -147,8 +149,13 @@ def sample(denoiser, x: torch.Tensor, sigmas, sampler: str = DEFAULT_SAMPLER, ge
         process: the model's forward process (``schedule.forward``, :mod:`unnoise.processes`): its
             ``project`` maps the finished sample onto the data's space (angles wrapped to ``[-pi, pi)``).
             The steps themselves run in the lifted Euclidean space, where they are exact (see there).
+            A categorical process (tokens) samples by :func:`unnoise.categorical.sample` from the tokens
+            ``x`` at ``sigmas[0] = inf``, whatever ``sampler`` says.
         **options: sampler-specific options (see :func:`sampler_options`).
     """
+    if isinstance(process, CategoricalProcess):  # tokens: ancestral steps (unnoise.categorical), whatever sampler
+        return categorical.sample(denoiser, process, tuple(x.shape), sigmas, generator=generator, cond=cond,
+                                  return_calls=return_nfe, start=x)
     fn = _get(sampler)
     if callable(getattr(sigmas, "grid", None)):  # an AutoSigmas: the grid is tuned for this denoiser
         if cond is not None:
