@@ -19,7 +19,8 @@ import math
 
 import torch
 
-from .processes import CategoricalProcess, ForwardProcess, for_schedule
+from .processes import CategoricalProcess, ForwardProcess, GraphProcess, for_schedule
+from .processes import from_config as process_from_config
 from .scales import PROCESSES, signal_scale  # noqa: F401  (the process algebra, re-exported)
 
 SPACINGS = ("default", "leading", "trailing", "linspace", "karras")
@@ -414,7 +415,8 @@ class Flow(Schedule):
 
 class Categorical(Schedule):
     """The schedule of a categorical run (tokens, atom and bond types): it owns its forward process,
-    :class:`~unnoise.processes.Masked` or :class:`~unnoise.processes.Marginal`, with the process's parameters
+    :class:`~unnoise.processes.Masked` or :class:`~unnoise.processes.Marginal` (or a
+    :class:`~unnoise.processes.GraphProcess` of two of them, for molecules), with the process's parameters
     (classes, marginals, :class:`~unnoise.processes.NoiseLevels`) stored in its config.  Training levels are
     ``sigma_t`` at ``t ~ U[0, 1]``; sampling levels start at ``sigma = inf`` (:func:`unnoise.categorical.sampling_sigmas`).
     """
@@ -423,11 +425,11 @@ class Categorical(Schedule):
     process = "categorical"
 
     def __init__(self, process: dict | None = None):
-        if isinstance(process, CategoricalProcess):
+        if isinstance(process, (CategoricalProcess, GraphProcess)):
             process = process.config()
         if not isinstance(process, dict):
-            raise ValueError("a categorical schedule needs its process: {'name': 'masked' | 'marginal', ...}")
-        self._process = CategoricalProcess.from_config(process)
+            raise ValueError("a categorical schedule needs its process: {'name': 'masked' | 'marginal' | 'graph', ...}")
+        self._process = process_from_config(process)
         self._kwargs = dict(process=self._process.config())
 
     @property
