@@ -102,8 +102,9 @@ def test_molecules_over_the_maximum_or_outside_the_vocabulary_are_named(tmp_path
         ds = molecules.SmilesDataset(path, max_atoms=6)
     assert len(ds) == 2
     vocab = molecules.Vocabulary(["C", "O"], 6)
-    with pytest.warns(UserWarning, match=r"atoms outside the vocabulary\): 3"):
+    with pytest.warns(UserWarning) as record:
         molecules.SmilesDataset(path, max_atoms=6, vocabulary=vocab)
+    assert any("atoms outside the vocabulary): 3" in str(w.message) for w in record)
     with pytest.raises(ValueError, match=r"has atoms S outside the run's atom vocabulary \(C O\)"):
         vocab.encode("CCS")
     with pytest.raises(ValueError, match="12 heavy atoms, more than the run's maximum of 6"):
@@ -158,3 +159,140 @@ def test_moses_validity_and_uniqueness_of_known_lists_match_rdkit():
     assert fraction_unique(["CCO", "OCC", "c1ccccc1", "C1=CC=CC=C1"], n_jobs=1) == pytest.approx(2 / 4)
     ours = [molecules.canonical(s) for s in gen]
     assert sum(s is not None for s in ours) / len(gen) == pytest.approx(fraction_valid(gen, n_jobs=1))
+
+
+# ---------------------------------------------------------------- the graph process
+def graph_process(atom_classes=4):
+    from unnoise.processes import GraphProcess, Marginal
+    return GraphProcess(Marginal(torch.arange(1.0, atom_classes + 1)), Marginal([0.7, 0.2, 0.08, 0.02]))
+
+
+def random_graphs(b, n, g):
+    atoms = torch.randint(0, 4, (b, n), generator=g)
+    bonds = torch.triu(torch.randint(0, 4, (b, n, n), generator=g), 1)
+    return {"atoms": atoms, "bonds": bonds + bonds.transpose(1, 2)}
+
+
+def test_graph_process_keeps_bonds_symmetric_with_an_empty_diagonal():
+    process = graph_process()
+    g = torch.Generator().manual_seed(0)
+    x0 = random_graphs(16, 7, g)
+    shapes = {"atoms": (16, 7), "bonds": (16, 7, 7)}
+    for sigma in (0.05, 0.7, 3.0, torch.linspace(0.01, 5.0, 16)):
+        x_t = process.corrupt(x0, sigma, process.noise(shapes, g))
+        assert torch.equal(x_t["bonds"], x_t["bonds"].transpose(1, 2))
+        assert not torch.diagonal(x_t["bonds"], 0, 1, 2).any()
+        assert x_t["atoms"].dtype == torch.long and int(x_t["bonds"].max()) <= 3
+    prior = process.prior(process.noise(shapes, g))
+    assert torch.equal(prior["bonds"], prior["bonds"].transpose(1, 2)) and not torch.diagonal(prior["bonds"], 0, 1, 2).any()
+    # at a high noise level the off-diagonal bonds follow the marginals
+    big = process.prior(process.noise({"atoms": (400, 7), "bonds": (400, 7, 7)}, g))["bonds"]
+    i, j = torch.triu_indices(7, 7, 1)
+    freq = torch.bincount(big[:, i, j].flatten(), minlength=4).double() / big[:, i, j].numel()
+    torch.testing.assert_close(freq, torch.tensor([0.7, 0.2, 0.08, 0.02], dtype=torch.float64), atol=0.02, rtol=0)
+
+
+def test_graph_loss_is_the_atom_nelbo_plus_the_bond_nelbo_over_pairs():
+    process = graph_process()
+    g = torch.Generator().manual_seed(1)
+    x0 = random_graphs(6, 5, g)
+    noise = process.noise({"atoms": (6, 5), "bonds": (6, 5, 5)}, g)
+    sigma = torch.tensor([0.1, 0.4, 0.9, 1.5, 2.5, 4.0])
+    logits = {"atoms": torch.randn(6, 5, 4, generator=g), "bonds": torch.randn(6, 5, 5, 4, generator=g)}
+    logits["bonds"] = logits["bonds"] + logits["bonds"].transpose(1, 2)
+
+    def denoiser(x, s, cond=None):
+        return {k: torch.log_softmax(v, -1) for k, v in logits.items()}
+
+    loss = process.loss(denoiser, x0, sigma, noise)
+    x_t = process.corrupt(x0, sigma, noise)
+    i, j = torch.triu_indices(5, 5, 1)
+    lp = denoiser(x_t, sigma)
+    atoms, bonds = process.parts["atoms"], process.parts["bonds"]
+    expected = atoms.integrand(x0["atoms"], x_t["atoms"], lp["atoms"], sigma) + \
+        bonds.integrand(x0["bonds"][:, i, j], x_t["bonds"][:, i, j], lp["bonds"][:, i, j], sigma)
+    expected = expected * process.levels.rate(process.levels.time(sigma.double())).float()
+    torch.testing.assert_close(loss, expected)
+    assert (loss > 0).all()
+
+    def exact(x, s, cond=None):  # certain of the clean graph: nothing to pay
+        return {k: torch.where(torch.nn.functional.one_hot(x0[k], 4) > 0, 0.0, -1e4) for k in x0}
+
+    assert float(process.loss(exact, x0, sigma, noise).abs().max()) < 1e-4
+
+
+# ---------------------------------------------------------------- the kind, end to end
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    from unnoise.cli import main
+    base = tmp_path_factory.mktemp("mol")
+    data = write_smi(base / "train.smi", MOLECULES)
+    out = str(base / "run")
+    assert main(["train", "--data", data, "--out", out, "--steps", "4", "--batch-size", "8", "--width", "16",
+                 "--depth", "1", "--checkpoint-every", "0", "--log-every", "2", "--num-workers", "0",
+                 "--device", "cpu"]) == 0
+    return out
+
+
+def test_a_molecules_run_samples_smiles_and_the_command_reports_invalid_ones(run, tmp_path, capsys):
+    import unnoise
+    from unnoise.cli import main
+    pipe = unnoise.load(run)
+    assert pipe.kind == "molecules" and pipe.vocabulary.tokens[0] == "C"
+    smiles = pipe.sample(5, steps=3, generator=torch.Generator().manual_seed(0))
+    assert len(smiles) == 5 and all(s is None or molecules.canonical(s) == s for s in smiles)
+    again = unnoise.load(run).sample(5, steps=3, generator=torch.Generator().manual_seed(0))
+    assert again == smiles  # reproducible from the generator
+    graphs = pipe.sample_graphs(6, steps=2, generator=torch.Generator().manual_seed(1))
+    sizes = graphs["node_mask"].sum(1)
+    seen = {len(molecules.graph_from_smiles(s)[0]) for s in MOLECULES}
+    assert set(sizes.tolist()) <= seen  # atom counts come from the data's size histogram
+    b = graphs["bonds"]
+    assert torch.equal(b, b.transpose(1, 2)) and not torch.diagonal(b, 0, 1, 2).any()
+    pad = ~graphs["node_mask"]
+    assert not graphs["atoms"][pad].any() and not b[pad].any()
+    out = tmp_path / "mols.smi"
+    capsys.readouterr()
+    assert main(["sample", "--checkpoint", run, "--n", "4", "--steps", "2", "--out", str(out), "--device", "cpu"]) == 0
+    said = capsys.readouterr().out
+    lines = out.read_text().splitlines()
+    assert f"{4 - len(lines)} of 4 sampled molecules were invalid" in said
+    assert all(molecules.canonical(s) is not None for s in lines)
+    with pytest.raises(ValueError, match="sampler does not apply"):
+        pipe.sample(2, sampler="ddim")
+
+
+def test_scaffold_atoms_and_bonds_come_back_unchanged(run):
+    import unnoise
+    pipe = unnoise.load(run)
+    scaffold = "c1ccc2[nH]ccc2c1"
+    atoms, bonds, mask = pipe.vocabulary.encode(scaffold)
+    k = int(mask.sum())
+    graphs = pipe.sample_graphs(5, steps=3, generator=torch.Generator().manual_seed(2), scaffold=scaffold)
+    assert (graphs["node_mask"].sum(1) >= k).all()
+    assert torch.equal(graphs["atoms"][:, :k], atoms[:k].expand(5, k))
+    assert torch.equal(graphs["bonds"][:, :k, :k], bonds[:k, :k].expand(5, k, k))
+    with pytest.raises(ValueError, match="outside the run's atom vocabulary"):
+        pipe.sample(2, scaffold="c1ccccc1[Si](C)(C)C")
+    with pytest.raises(ValueError, match="more than the run's maximum"):
+        pipe.sample(2, scaffold="C" * (pipe.vocabulary.max_atoms + 1))
+
+
+def test_bad_molecule_files_are_one_line(tmp_path, capsys):
+    from unnoise.cli import main
+    empty = write_smi(tmp_path / "empty.smi", [""])
+    capsys.readouterr()
+    assert main(["train", "--data", empty, "--out", str(tmp_path / "r"), "--steps", "1", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no usable molecule" in err and len(err.splitlines()) == 1
+    bad = write_smi(tmp_path / "bad.smi", ["C1CC(", "xyz"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["train", "--data", bad, "--out", str(tmp_path / "r"), "--steps", "1", "--device", "cpu"]) == 2
+    assert "no usable molecule" in capsys.readouterr().err
+
+
+def test_a_missing_rdkit_is_one_line_naming_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "rdkit", None)
+    with pytest.raises(ImportError, match=r"unnoise\[molecules\]"):
+        molecules.rdkit()
