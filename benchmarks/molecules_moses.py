@@ -66,12 +66,11 @@ def score(moses, smiles: list, n_jobs: int = 1) -> dict:
     return {("unique" if k.startswith("unique") else k): float(v) for k, v in metrics.items()}
 
 
-def write_subset(path: str, train: list, n: int, seed: int = 0) -> None:
-    """``n`` SMILES of the MOSES training set, a seeded random subset, one per line."""
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(train), generator=g)[:n].tolist()
-    with open(path, "w") as f:
-        f.write("\n".join(train[i] for i in idx) + "\n")
+def split(train: list, subset: int, n: int, seed: int = 0) -> tuple[list, list]:
+    """A seeded random ``subset`` of the MOSES training set to train on, and ``n`` other training molecules (the
+    file is ordered, so neither may be a slice of it)."""
+    idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed)).tolist()
+    return [train[i] for i in idx[:subset]], [train[i] for i in idx[subset:subset + n]]
 
 
 def table(rows: dict) -> str:
@@ -92,12 +91,14 @@ def main_(args) -> None:
     budgets = [int(b) for b in args.budgets.split(",")]
     rows, curve = {}, []
     t0 = time.perf_counter()
-    floor = score(moses, train[-args.n:])  # the last n training SMILES: never in the subset drawn below
+    subset, others = split(train, args.subset, args.n)
+    floor = score(moses, others)
     rows[f"MOSES train, {args.n} molecules (floor at this n)"] = floor
     print(f"floor in {time.perf_counter() - t0:.0f} s: {json.dumps({k: floor.get(k) for k in SHOWN})}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         data = os.path.join(tmp, "train.smi")
-        write_subset(data, train[:-args.n], args.subset)
+        with open(data, "w") as f:
+            f.write("\n".join(subset) + "\n")
         run = os.path.join(tmp, "run")
         seen, train_s = 0, 0.0
         for budget in budgets:
