@@ -40,6 +40,7 @@ def add_args(p) -> None:
 
 
 def claims(args) -> bool:
+    """Whether ``unnoise train`` was given a SMILES file (``--data FILE.smi``)."""
     return isinstance(args.data, str) and args.data.lower().endswith(SMILES_FILES)
 
 
