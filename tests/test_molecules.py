@@ -290,6 +290,11 @@ def test_bad_molecule_files_are_one_line(tmp_path, capsys):
         warnings.simplefilter("ignore")
         assert main(["train", "--data", bad, "--out", str(tmp_path / "r"), "--steps", "1", "--device", "cpu"]) == 2
     assert "no usable molecule" in capsys.readouterr().err
+    good = write_smi(tmp_path / "good.smi", MOLECULES[:2])
+    assert main(["train", "--data", good, "--out", str(tmp_path / "r"), "--parameterization", "eps", "--steps", "1",
+                 "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "omit --parameterization eps" in err and len(err.splitlines()) == 1
 
 
 def test_a_missing_rdkit_is_one_line_naming_the_extra(monkeypatch):

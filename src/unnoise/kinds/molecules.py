@@ -58,6 +58,11 @@ def run_molecules(args) -> int:
     if args.schedule != SCHEDULE:
         raise ValueError(f"molecules train under a categorical process: use --schedule {SCHEDULE} (or omit it), "
                          f"not {args.schedule}")
+    if args.parameterization != "logits":
+        raise ValueError(f"molecule runs predict the clean atoms' and bonds' log-probabilities: omit --parameterization "
+                         f"{args.parameterization}")
+    if args.weighting != "uniform":
+        raise ValueError(f"molecule runs train on their NELBO: omit --weighting {args.weighting}")
     if args.max_atoms is not None and args.max_atoms < 1:
         raise ValueError(f"--max-atoms must be a positive integer, got {args.max_atoms}")
     torch.manual_seed(args.seed)
@@ -162,6 +167,7 @@ def write_smiles(pipe, x, args, out):
 
 register(Kind(
     name="molecules", what="molecules (--data FILE.smi)", load=load, process="graph",
-    train=TrainEntry(claims, run_molecules, {"max_atoms": None, "width": 64, "depth": 4, "schedule": SCHEDULE},
+    train=TrainEntry(claims, run_molecules, {"max_atoms": None, "width": 64, "depth": 4, "schedule": SCHEDULE,
+                                               "parameterization": "logits"},
                      "molecules (--data FILE.smi)", add_args),
     sample=SampleOutput(1000, "samples.smi", (".smi", ".txt"), write_smiles, "a .smi file of SMILES, one per line")))
