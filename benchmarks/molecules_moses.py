@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -122,6 +123,8 @@ def main_(args) -> None:
                                             "FCD/TestSF", "unique", "Novelty")
                           if k in r})
             print(json.dumps(curve[-1]), flush=True)
+        if args.keep:
+            shutil.copytree(run, args.keep, dirs_exist_ok=True)
     print(table(rows))
     print(json.dumps(curve, indent=1))
 
@@ -136,4 +139,5 @@ if __name__ == "__main__":
     p.add_argument("--width", type=int, default=64)
     p.add_argument("--depth", type=int, default=4)
     p.add_argument("--steps", type=int, default=100, help="sampling steps")
+    p.add_argument("--keep", default=None, metavar="DIR", help="copy the trained run here at the end")
     main_(p.parse_args())
