@@ -130,3 +130,16 @@ def test_marginal_runs_redraw_from_the_corpus_frequencies_and_a_tokenizer_can_en
     pipe = unnoise.load(str(out))
     assert pipe.codec.codec.decode(pipe.codec.codec.encode("the dog sat")) == "the dog sat"
     assert pipe.complete("the dog", n=2, steps=3)[0].startswith("the dog")
+
+
+def test_a_numeric_txt_table_stays_vectors_unless_a_text_option_is_given(tmp_path):
+    from types import SimpleNamespace
+    claims = unnoise.kinds.get("tokens").train.claims
+    table, prose = tmp_path / "points.txt", tmp_path / "prose.txt"
+    table.write_text("1.0, 2.0\n3.0 4.0\n")
+    prose.write_text("1984 was a year.\n")
+    none = dict(seq_len=None, tokenizer=None, process=None, hidden=None, layers=None, heads=None)
+    assert not claims(SimpleNamespace(data=str(table), **none))
+    assert claims(SimpleNamespace(data=str(prose), **none))
+    assert claims(SimpleNamespace(data=str(table), **{**none, "process": "masked"}))
+    assert not claims(SimpleNamespace(data=str(tmp_path / "x.npy"), **none))

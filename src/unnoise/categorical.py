@@ -131,7 +131,8 @@ def guided(denoiser, scale: float, null_cond):
 
 def _draw(probs: torch.Tensor, generator) -> torch.Tensor:
     """One state per row of ``probs`` (the last axis), by the inverse distribution function at uniform draws."""
-    u = torch.rand(probs.shape[:-1] + (1,), generator=generator, device=probs.device, dtype=probs.dtype)
+    where = generator.device if generator is not None else probs.device
+    u = torch.rand(probs.shape[:-1] + (1,), generator=generator, device=where, dtype=probs.dtype).to(probs.device)
     cdf = torch.cumsum(probs, -1)
     return (cdf < u * cdf[..., -1:]).sum(-1).clamp(max=probs.shape[-1] - 1)
 
@@ -168,7 +169,8 @@ def sample(denoiser, process: CategoricalProcess, shape, steps, generator: torch
         if tuple(x.shape) != shape:
             raise ValueError(f"the start must have the sample shape {shape}, got {tuple(x.shape)}")
     else:
-        x = process.prior(process.noise(shape, generator, device))
+        where = generator.device if generator is not None else device
+        x = process.prior(process.noise(shape, generator, where).to(device))
     if known is not None or known_mask is not None:
         if known is None or known_mask is None:
             raise ValueError("pass both known (the tokens) and known_mask (where they apply)")
@@ -236,14 +238,14 @@ def nelbo(denoiser, process: CategoricalProcess, x0: torch.Tensor, cond=None, po
     if method == "quadrature":
         for alpha, w in zip(*quadrature(points)):
             sig = torch.full((b,), -math.log(alpha), dtype=torch.float64, device=x0.device)
-            x_t = process.corrupt(x0, sig, process.noise(x0.shape, generator, x0.device))
+            x_t = process.corrupt(x0, sig, process.noise(x0.shape, generator, generator.device).to(x0.device))
             logp = denoiser(x_t, sig.float(), cond).double()
             total += w * process.integrand(x0, x_t, logp, sig)
         return total
     for _ in range(int(points)):
-        t = torch.rand(b, generator=generator, dtype=torch.float64, device=x0.device)
+        t = torch.rand(b, generator=generator, dtype=torch.float64, device=generator.device).to(x0.device)
         sig = process.levels.sigma(t)
-        x_t = process.corrupt(x0, sig, process.noise(x0.shape, generator, x0.device))
+        x_t = process.corrupt(x0, sig, process.noise(x0.shape, generator, generator.device).to(x0.device))
         logp = denoiser(x_t, sig.float(), cond).double()
         total += process.levels.rate(t) * process.integrand(x0, x_t, logp, sig)
     return total / int(points)

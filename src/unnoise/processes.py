@@ -388,7 +388,7 @@ class CategoricalProcess(ForwardProcess):
         x0 = self._check_tokens(x0)
         x_t = self.corrupt(x0, sigma, noise)
         log_probs = denoiser(x_t, sigma, cond)
-        weight = self.levels.rate(self.levels.time(torch.as_tensor(sigma).detach().cpu().double()))
+        weight = self.levels.rate(self.levels.time(torch.as_tensor(sigma, device=log_probs.device).detach().double()))
         return self.integrand(x0, x_t, log_probs, sigma) * weight.to(log_probs.device, log_probs.dtype)
 
     def config(self) -> dict:
@@ -444,7 +444,7 @@ class Masked(CategoricalProcess):
         masked = x_t == self.mask
         nll = -log_probs.gather(-1, x0.unsqueeze(-1)).squeeze(-1)
         sig = _expand(sigma, nll)
-        ratio = torch.exp(-sig) / -torch.expm1(-sig)  # alpha / (1 - alpha)
+        ratio = torch.exp(-sig) / (-torch.expm1(-sig)).clamp_min(torch.finfo(nll.dtype).tiny)  # alpha / (1 - alpha)
         per_token = torch.where(masked, ratio * nll, torch.zeros_like(nll))
         return per_token.reshape(x0.shape[0], -1).sum(1)
 

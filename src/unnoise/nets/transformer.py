@@ -41,6 +41,8 @@ class SequenceTransformer(nn.Module):
         self.num_classes = num_classes  # labels 0..num_classes-1; num_classes is the null class
         self.tokens = nn.Embedding(vocab_size, hidden)
         self.positions = nn.Parameter(torch.zeros(seq_len, hidden))
+        # tokens and positions on one scale: a bidirectional network knows where a token is only from its position
+        nn.init.normal_(self.tokens.weight, std=0.02)
         nn.init.normal_(self.positions, std=0.02)
         self.embed = NoiseLevelEmbedding(hidden, num_classes)
         layer = nn.TransformerEncoderLayer(hidden, heads, int(hidden * mlp_ratio), dropout, activation="gelu",
