@@ -59,8 +59,8 @@ def run_molecules(args) -> int:
         raise ValueError(f"molecules train under a categorical process: use --schedule {SCHEDULE} (or omit it), "
                          f"not {args.schedule}")
     if args.parameterization != "logits":
-        raise ValueError(f"molecule runs predict the clean atoms' and bonds' log-probabilities: omit --parameterization "
-                         f"{args.parameterization}")
+        raise ValueError(f"molecule runs predict the clean atoms' and bonds' log-probabilities: omit "
+                         f"--parameterization {args.parameterization}")
     if args.weighting != "uniform":
         raise ValueError(f"molecule runs train on their NELBO: omit --weighting {args.weighting}")
     if args.max_atoms is not None and args.max_atoms < 1:
