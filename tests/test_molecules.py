@@ -302,3 +302,15 @@ def test_a_missing_rdkit_is_one_line_naming_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "rdkit", None)
     with pytest.raises(ImportError, match=r"unnoise\[molecules\]"):
         molecules.rdkit()
+
+
+def test_a_csv_with_a_smiles_column_is_read_like_moses_train_csv(tmp_path):
+    from types import SimpleNamespace
+
+    from unnoise.kinds import molecules as kind
+    path = write_smi(tmp_path / "train.csv", ["SMILES,SPLIT", *(f"{s},train" for s in MOLECULES[:4])])
+    ds = molecules.SmilesDataset(path)
+    assert len(ds) == 4 and ds.smiles(2) == MOLECULES[2]
+    assert kind.claims(SimpleNamespace(data=path))
+    numbers = write_smi(tmp_path / "numbers.csv", ["1.0,2.0", "3.0,4.0"])
+    assert not kind.claims(SimpleNamespace(data=numbers))  # a table of numbers stays vectors

@@ -17,9 +17,9 @@ RDKit is an optional dependency (``pip install 'unnoise[molecules]'``); without 
 line naming the extra.
 
 :class:`SmilesDataset` reads a ``.smi`` file (one SMILES per line, optionally followed by whitespace and a
-name; a ``SMILES`` header line, as in MOSES's CSV, is skipped): one pass parses every line to build the
-vocabulary, the size histogram and the class marginals, and keeps only the byte offsets of the usable lines,
-so the graphs are never all held in memory; items are parsed again when read.
+name; a ``SMILES`` header line is skipped), or a CSV file with a ``SMILES`` column (MOSES's ``train.csv``): one
+pass parses every line to build the vocabulary, the size histogram and the class marginals, and keeps only the
+byte offsets of the usable lines, so the graphs are never all held in memory; items are parsed again when read.
 """
 from __future__ import annotations
 
@@ -160,12 +160,25 @@ class Vocabulary:
         return {"atoms": self.tokens, "max_atoms": self.max_atoms}
 
 
-def _split_line(line: bytes) -> str:
-    return line.decode("utf-8", "replace").strip().split()[0] if line.strip() else ""
+def _split_line(line: bytes, column: int | None = None) -> str:
+    """The SMILES of one line: its first whitespace-separated field, or field ``column`` of a comma-separated line."""
+    text = line.decode("utf-8", "replace").strip()
+    if column is not None:
+        fields = text.split(",")
+        return fields[column].strip() if len(fields) > column else ""
+    return text.split()[0] if text else ""
+
+
+def smiles_column(path: str) -> int | None:
+    """The SMILES column of a CSV file whose header names one (MOSES's ``SMILES,SPLIT``), else None."""
+    with open(path, "rb") as f:
+        header = f.readline().decode("utf-8", "replace").strip().lower().split(",")
+    return header.index("smiles") if len(header) > 1 and "smiles" in header else None
 
 
 class SmilesDataset(torch.utils.data.Dataset):
-    """A ``.smi`` file of one SMILES per line as a data set of padded graphs (see the module docstring).
+    """A ``.smi`` file of one SMILES per line as a data set of padded graphs (see the module docstring), or a CSV
+    file with a ``SMILES`` column (the MOSES data sets' ``SMILES,SPLIT``).
 
     Items are ``({"atoms": (N,), "bonds": (N, N)}, {"node_mask": (N,)})`` with ``N = vocabulary.max_atoms``.
 
@@ -187,12 +200,13 @@ class SmilesDataset(torch.utils.data.Dataset):
         if not os.path.isfile(path):
             raise ValueError(f"{path}: no such file (give a .smi file of one SMILES per line)")
         self.path = path
+        self.column = smiles_column(path)
         offsets, graphs, bad, big, foreign = [], [], [], [], []
         with open(path, "rb") as f:
             number, pos = 0, f.tell()
             for line in iter(f.readline, b""):
                 number += 1
-                smiles = _split_line(line)
+                smiles = _split_line(line, self.column)
                 start, pos = pos, pos + len(line)
                 if not smiles or (number == 1 and smiles.lower() == "smiles"):
                     continue
@@ -243,7 +257,7 @@ class SmilesDataset(torch.utils.data.Dataset):
         if self._file is None:  # opened lazily: each DataLoader worker opens its own
             self._file = open(self.path, "rb")
         self._file.seek(int(self.offsets[i]))
-        return _split_line(self._file.readline())
+        return _split_line(self._file.readline(), self.column)
 
     def __getitem__(self, i):
         atoms, bonds, mask = self.vocabulary.encode(self.smiles(i))

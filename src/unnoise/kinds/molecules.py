@@ -1,6 +1,7 @@
 """Molecules: graphs of atoms and bonds, trained from SMILES and sampled as SMILES.
 
-``unnoise train --data molecules.smi`` (one SMILES per line; read by RDKit, aromatic rings kekulised, hydrogens
+``unnoise train --data molecules.smi`` (one SMILES per line, or a CSV file with a ``SMILES`` column such as the
+MOSES training set's ``train.csv``; read by RDKit, aromatic rings kekulised, hydrogens
 implicit) trains :class:`unnoise.nets.GraphTransformer` under :class:`unnoise.processes.GraphProcess`: DiGress's
 marginal categorical process on the atom types and on the bond types (none, single, double, triple), with the
 training data's marginals.  Molecules up to the run's maximum atom count (``--max-atoms``, default the largest
@@ -13,6 +14,8 @@ sampled graph is not a valid molecule), and ``scaffold=SMILES`` (``--option scaf
 completes a given substructure, whose atoms and bonds come back unchanged.
 """
 from __future__ import annotations
+
+import os
 
 import torch
 
@@ -40,8 +43,13 @@ def add_args(p) -> None:
 
 
 def claims(args) -> bool:
-    """Whether ``unnoise train`` was given a SMILES file (``--data FILE.smi``)."""
-    return isinstance(args.data, str) and args.data.lower().endswith(SMILES_FILES)
+    """Whether ``unnoise train`` was given a SMILES file: ``--data FILE.smi``, or a CSV file with a ``SMILES`` column
+    (the MOSES training set's ``train.csv``)."""
+    if not isinstance(args.data, str):
+        return False
+    name = args.data.lower()
+    return name.endswith(SMILES_FILES) or (name.endswith(".csv") and os.path.isfile(args.data)
+                                           and molecules.smiles_column(args.data) is not None)
 
 
 def graph_process(dataset: molecules.SmilesDataset) -> GraphProcess:
