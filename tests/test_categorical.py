@@ -310,11 +310,11 @@ def test_categorical_schedule_owns_its_process_and_round_trips():
     assert torch.allclose(again.forward.marginals, torch.tensor([0.25, 0.75], dtype=torch.float64))
     grid = again.sampling_sigmas(5)
     assert math.isinf(grid[0]) and grid[-1] == 0 and (grid[:-1] > grid[1:]).all()
-    # stratified training levels: one uniform per batch, t_i = (u + i/n) mod 1 (each uniform, the batch evenly spread)
+    # stratified training levels: one uniform per batch, t_i = t_min + (1 - t_min) ((u + i/n) mod 1)
     masked = schedules.get("categorical", process=Masked(K).config())
     t = masked.forward.levels.time(masked.sample_training_sigmas(64, torch.Generator().manual_seed(4)).double())
     gaps = torch.diff(torch.sort(t).values)
-    assert torch.allclose(gaps, torch.full_like(gaps, 1 / 64), atol=1e-5)
+    assert torch.allclose(gaps, torch.full_like(gaps, (1 - 1e-3) / 64), atol=1e-5) and float(t.min()) >= 1e-3 - 1e-7
     lv = NoiseLevels("cosine", 1e-3)
     t = torch.linspace(0.01, 0.99, 7, dtype=torch.float64)
     assert torch.allclose(lv.time(lv.sigma(t)), t)

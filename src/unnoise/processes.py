@@ -396,12 +396,12 @@ class CategoricalProcess(ForwardProcess):
 
     @staticmethod
     def from_config(config: dict) -> "CategoricalProcess":
-        """Rebuild a :class:`Masked` or :class:`Marginal` from its :meth:`config`."""
+        """Rebuild a :class:`Masked` or :class:`Marginal` (or a :class:`GraphProcess` of two) from its :meth:`config`."""
         cfg = dict(config)
         name = cfg.pop("name", None)
-        classes = {"masked": Masked, "marginal": Marginal}
+        classes = {"masked": Masked, "marginal": Marginal, "graph": GraphProcess}
         if name not in classes:
-            raise ValueError(f"unknown categorical process {name!r}; choose masked or marginal")
+            raise ValueError(f"unknown categorical process {name!r}; choose masked, marginal or graph")
         return classes[name](**cfg)
 
 

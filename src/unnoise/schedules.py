@@ -19,8 +19,7 @@ import math
 
 import torch
 
-from .processes import CategoricalProcess, ForwardProcess, GraphProcess, for_schedule
-from .processes import from_config as process_from_config
+from .processes import CategoricalProcess, ForwardProcess, for_schedule
 from .scales import PROCESSES, signal_scale  # noqa: F401  (the process algebra, re-exported)
 
 SPACINGS = ("default", "leading", "trailing", "linspace", "karras")
@@ -415,8 +414,7 @@ class Flow(Schedule):
 
 class Categorical(Schedule):
     """The schedule of a categorical run (tokens, atom and bond types): it owns its forward process,
-    :class:`~unnoise.processes.Masked` or :class:`~unnoise.processes.Marginal` (or a
-    :class:`~unnoise.processes.GraphProcess` of two of them, for molecules), with the process's parameters
+    :class:`~unnoise.processes.Masked` or :class:`~unnoise.processes.Marginal`, with the process's parameters
     (classes, marginals, :class:`~unnoise.processes.NoiseLevels`) stored in its config.  Training levels are
     ``sigma_t`` at ``t ~ U[0, 1]``; sampling levels start at ``sigma = inf`` (:func:`unnoise.categorical.sampling_sigmas`).
     """
@@ -424,14 +422,16 @@ class Categorical(Schedule):
     name = "categorical"
     process = "categorical"
 
-    def __init__(self, process: dict | None = None, stratified: bool = True):
-        if isinstance(process, (CategoricalProcess, GraphProcess)):
+    def __init__(self, process: dict | None = None, stratified: bool = True, t_min: float = 1e-3):
+        if isinstance(process, CategoricalProcess):
             process = process.config()
         if not isinstance(process, dict):
-            raise ValueError("a categorical schedule needs its process: {'name': 'masked' | 'marginal' | 'graph', ...}")
-        self._process = process_from_config(process)
-        self.stratified = bool(stratified)
-        self._kwargs = dict(process=self._process.config(), stratified=self.stratified)
+            raise ValueError("a categorical schedule needs its process: {'name': 'masked' | 'marginal', ...}")
+        self._process = CategoricalProcess.from_config(process)
+        if not 0.0 <= float(t_min) < 1.0:
+            raise ValueError(f"t_min must be in [0, 1), got {t_min}")
+        self.stratified, self.t_min = bool(stratified), float(t_min)
+        self._kwargs = dict(process=self._process.config(), stratified=self.stratified, t_min=self.t_min)
 
     @property
     def forward(self):
@@ -441,16 +441,21 @@ class Categorical(Schedule):
     sigma_max = property(lambda self: math.inf)
 
     def sample_training_sigmas(self, n, generator=None):
-        """``sigma_t`` at ``t ~ U[0, 1]`` (``t`` kept above ``1e-7``: at ``sigma = 0`` nothing is corrupted and the
-        NELBO density of the marginal process is ``0 / 0``).  ``stratified`` (the default): one uniform ``u`` per
-        batch and ``t_i = (u + i / n) mod 1``, so each ``t_i`` is still uniform (the loss stays an unbiased NELBO
-        estimate) while the batch covers ``[0, 1]`` evenly, which lowers the variance of the batch's loss (the
-        NELBO weight ``d sigma / d t`` of one example varies over orders of magnitude)."""
+        """``sigma_t`` at ``t ~ U[t_min, 1]``.
+
+        Why ``t_min`` (``1e-3``, as MDLM's training): the loss of one example is ``d sigma / d t ~ 1 / t`` times the
+        cross-entropy of its ``~ t L`` corrupted tokens, an estimator whose variance grows like ``log(1 / t_min)``
+        and is infinite for ``t_min = 0``: a rare tiny ``t`` gives one token a weight of ``1 / t`` and its gradient
+        swamps the batch's.  The part of the NELBO left out, ``t < t_min``, is about ``t_min L`` times the
+        cross-entropy with all but one token visible (``unnoise.categorical.nelbo`` integrates all of it).
+        ``stratified`` (the default): one uniform ``u`` per batch and ``t_i = t_min + (1 - t_min) ((u + i / n) mod 1)``,
+        each still uniform, the batch spread evenly over the interval."""
         if self.stratified:
             u = torch.rand(1, generator=generator, dtype=torch.float64)
             t = torch.remainder(u + torch.arange(n, dtype=torch.float64) / n, 1.0)
         else:
             t = torch.rand(n, generator=generator, dtype=torch.float64)
+        t = self.t_min + (1 - self.t_min) * t
         return self._process.levels.sigma(t.clamp_min(1e-7)).float()
 
     def sampling_sigmas(self, steps, spacing=None):

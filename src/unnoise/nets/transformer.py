@@ -6,10 +6,22 @@ language model (the autoregressive baseline of ``benchmarks/text_tokens.py``).
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 from .embeddings import NoiseLevelEmbedding, labels_only
+
+
+def sinusoids(length: int, dim: int) -> torch.Tensor:
+    """``(length, dim)`` position codes ``[sin(p w_i), cos(p w_i)]`` with frequencies ``w_i = 10000^(-2i / dim)``."""
+    pos = torch.arange(length, dtype=torch.float32)[:, None]
+    freqs = torch.exp(-torch.arange(0, dim // 2, dtype=torch.float32) * (2 * math.log(10000.0) / dim))
+    out = torch.zeros(length, dim)
+    out[:, 0:2 * (dim // 2):2] = torch.sin(pos * freqs)
+    out[:, 1:2 * (dim // 2):2] = torch.cos(pos * freqs)
+    return out
 
 
 class SequenceTransformer(nn.Module):
@@ -39,12 +51,18 @@ class SequenceTransformer(nn.Module):
                            dropout=dropout)
         self.vocab_size, self.seq_len, self.causal = int(vocab_size), int(seq_len), bool(causal)
         self.num_classes = num_classes  # labels 0..num_classes-1; num_classes is the null class
+        # tokens and positions on one scale (a bidirectional network knows where a token is only from its position),
+        # the positions starting as the sinusoids of "Attention is all you need", whose offsets are linear maps
         self.tokens = nn.Embedding(vocab_size, hidden)
-        self.positions = nn.Parameter(torch.zeros(seq_len, hidden))
-        # tokens and positions on one scale: a bidirectional network knows where a token is only from its position
-        nn.init.normal_(self.tokens.weight, std=0.02)
-        nn.init.normal_(self.positions, std=0.02)
+        nn.init.normal_(self.tokens.weight, std=0.5 ** 0.5)
+        self.positions = nn.Parameter(sinusoids(seq_len, hidden))
         self.embed = NoiseLevelEmbedding(hidden, num_classes)
+        # the noise-level (and class) embedding starts at zero: a constant vector of order one added to every
+        # position would otherwise swamp the tokens and positions after the first layer norm
+        nn.init.zeros_(self.embed.mlp[-1].weight)
+        nn.init.zeros_(self.embed.mlp[-1].bias)
+        if self.embed.classes is not None:
+            nn.init.normal_(self.embed.classes.weight, std=0.02)
         layer = nn.TransformerEncoderLayer(hidden, heads, int(hidden * mlp_ratio), dropout, activation="gelu",
                                            batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
