@@ -598,9 +598,9 @@ class GraphProcess(ForwardProcess):
             raise ValueError(f"categorical processes train on their NELBO (uniform weighting), not {weighting!r}")
         x_t = self.corrupt(x0, sigma, noise)
         log_probs = denoiser(x_t, sigma, cond)
-        weight = self.levels.rate(self.levels.time(torch.as_tensor(sigma).detach().cpu().double()))
         per = self.integrand({k: v.long() for k, v in x0.items()}, x_t, log_probs, sigma)
-        return per * weight.to(per.device, per.dtype)
+        weight = self.levels.rate(self.levels.time(torch.as_tensor(sigma, device=per.device).detach().double()))
+        return per * weight.to(per.dtype)
 
     def config(self) -> dict:
         a, b = self.keys
