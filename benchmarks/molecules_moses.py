@@ -33,7 +33,7 @@ ANCHORS = {  # MOSES README (mean of 3 runs) and the DiGress paper's MOSES table
     "JTN-VAE": {"valid": 1.0, "FCD/TestSF": 0.938},
     "DiGress": {"valid": 0.857, "unique": 1.0, "novel": 0.950, "Filters": 0.971, "FCD/Test": 1.19, "SNN/Test": 0.52},
 }
-SHOWN = ("valid", "unique", "Novelty", "FCD/Test", "FCD/TestSF", "SNN/Test", "SNN/TestSF", "Frag/Test",
+SHOWN = ("valid", "connected", "unique", "Novelty", "FCD/Test", "FCD/TestSF", "SNN/Test", "SNN/TestSF", "Frag/Test",
          "Scaf/Test", "Scaf/TestSF", "IntDiv", "Filters")
 
 
@@ -117,9 +117,10 @@ def main_(args) -> None:
             smiles = pipe.sample(args.n, steps=args.steps, generator=torch.Generator().manual_seed(0))
             sample_s = time.perf_counter() - t
             r = score(moses, smiles)
+            r["connected"] = sum(1 for m in smiles if m and "." not in m) / len(smiles)  # one molecule, not A.B
             r.update(seen=seen, train_minutes=train_s / 60, sample_seconds=sample_s)
             rows[f"unnoise, {seen:,} examples seen ({train_s / 60:.1f} min)"] = r
-            curve.append({k: r[k] for k in ("seen", "train_minutes", "sample_seconds", "valid", "FCD/Test",
+            curve.append({k: r[k] for k in ("seen", "train_minutes", "sample_seconds", "valid", "connected", "FCD/Test",
                                             "FCD/TestSF", "unique", "Novelty")
                           if k in r})
             print(json.dumps(curve[-1]), flush=True)
