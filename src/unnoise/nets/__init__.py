@@ -8,6 +8,7 @@ from .embeddings import NoiseLevelEmbedding, SinusoidalEmbedding
 from .dit import DiT
 from .fno import FNO
 from .diffwave import DiffWave
+from .graph_transformer import GraphTransformer
 from .mlp import MLP
 from .residue_transformer import ResidueTransformer
 from .transformer import SequenceTransformer
@@ -20,6 +21,7 @@ NETS["video_unet"] = VideoUNet
 NETS["residue_transformer"] = ResidueTransformer
 NETS["fno"] = FNO
 NETS["transformer"] = SequenceTransformer
+NETS["graph_transformer"] = GraphTransformer
 
 
 def register(name: str, cls: type) -> None:
@@ -78,6 +80,6 @@ def summary(net: nn.Module, max_depth: int = 1) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["DiT", "DiffWave", "FNO", "MLP", "NETS", "NoiseLevelEmbedding", "ResidueTransformer",
+__all__ = ["DiT", "DiffWave", "FNO", "GraphTransformer", "MLP", "NETS", "NoiseLevelEmbedding", "ResidueTransformer",
            "SequenceTransformer", "SinusoidalEmbedding", "UNet", "VideoUNet", "build", "count_parameters",
            "name_of", "register", "summary"]
