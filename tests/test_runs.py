@@ -90,7 +90,7 @@ def runs(tmp_path_factory):
                  "--modes", "4", "--out", made["functions"], *COMMON]) == 0
     (base / "corpus.txt").write_text("the cat sat on the mat. " * 40)
     made["tokens"] = str(base / "tok")
-    assert main(["train", "--data", str(base / "corpus.txt"), "--seq-len", "16", "--hidden", "16", "--layers", "1",
+    assert main(["train", "--data", str(base / "corpus.txt"), "--seq-len", "16", "--width", "16", "--depth", "1",
                  "--heads", "2", "--num-workers", "0", "--out", made["tokens"], *COMMON]) == 0
     (base / "mols.smi").write_text("CCO\nc1ccccc1O\nCC(=O)Nc1ccc(O)cc1\nC#N\nCCN(CC)CC\n")
     made["molecules"] = str(base / "mol")

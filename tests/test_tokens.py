@@ -12,7 +12,7 @@ from unnoise.cli import main
 from unnoise.data import tokens as tok
 
 TEXT = "the cat sat on the mat.\nthe dog sat on the log.\n" * 30
-COMMON = ["--seq-len", "16", "--hidden", "16", "--layers", "1", "--heads", "2", "--steps", "3", "--batch-size", "8",
+COMMON = ["--seq-len", "16", "--width", "16", "--depth", "1", "--heads", "2", "--steps", "3", "--batch-size", "8",
           "--checkpoint-every", "0", "--log-every", "1", "--num-workers", "0", "--device", "cpu"]
 
 
@@ -81,8 +81,8 @@ def test_bad_text_input_is_one_clear_line(run, corpus, tmp_path, capsys):
     assert main(["sample", "--checkpoint", run, "--prompt", "the cat sat on the mat", "--out", out,
                  "--device", "cpu"]) == 2
     assert "windows of 16" in _one_line_error(capsys)
-    assert main(["train", "--data", str(corpus), "--out", str(tmp_path / "w"), "--width", "8", *COMMON]) == 2
-    assert "--width does not apply to text" in _one_line_error(capsys)
+    assert main(["train", "--data", str(corpus), "--out", str(tmp_path / "w"), "--window", "8", *COMMON]) == 2
+    assert "--window does not apply to text" in _one_line_error(capsys)
     binary = tmp_path / "bin.txt"
     binary.write_bytes(b"ab\xff\xfecd")
     assert main(["train", "--data", str(binary), "--out", str(tmp_path / "b"), *COMMON]) == 2
@@ -138,7 +138,7 @@ def test_a_numeric_txt_table_stays_vectors_unless_a_text_option_is_given(tmp_pat
     table, prose = tmp_path / "points.txt", tmp_path / "prose.txt"
     table.write_text("1.0, 2.0\n3.0 4.0\n")
     prose.write_text("1984 was a year.\n")
-    none = dict(seq_len=None, tokenizer=None, process=None, hidden=None, layers=None, heads=None)
+    none = dict(seq_len=None, tokenizer=None, process=None)
     assert not claims(SimpleNamespace(data=str(table), **none))
     assert claims(SimpleNamespace(data=str(prose), **none))
     assert claims(SimpleNamespace(data=str(table), **{**none, "process": "masked"}))

@@ -34,8 +34,14 @@ def register(sub):
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing run in --out (it is kept aside until the new run's first checkpoint)")
     p.add_argument("--num-points", type=int, default=None, help="points drawn from a built-in set (default: 20000)")
-    p.add_argument("--width", type=int, default=None, help="MLP hidden width (default: 256)")
-    p.add_argument("--depth", type=int, default=None, help="MLP residual blocks (default: 4)")
+    p.add_argument("--width", type=int, default=None,
+                   help="network width: the MLP's hidden width (default: 256), or the width of the kind's transformer, "
+                        "FNO or graph transformer (tokens 128, backbones 128, functions 32, molecules 64)")
+    p.add_argument("--depth", type=int, default=None,
+                   help="network depth: the MLP's residual blocks, or the layers of the kind's transformer, FNO or graph "
+                        "transformer (default: 4)")
+    p.add_argument("--heads", type=int, default=None,
+                   help="attention heads of the transformer backbones (tokens, backbones; default: 4)")
     p.add_argument("--parameterization", default=None, choices=PARAMETERIZATIONS,
                    help="what the network predicts (default: v, which stays accurate at the highest noise levels where "
                         "an eps-network's small errors are multiplied by sigma)")

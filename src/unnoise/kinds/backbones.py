@@ -38,7 +38,6 @@ def add_args(p) -> None:
     g.add_argument("--backbone-angles", default=None,
                    help=f"the angles to model: 'all' ({', '.join(proteins.ANGLES)}) or a comma list with phi and "
                         "psi; absent ones are rebuilt at their ideal values (default: all)")
-    g.add_argument("--heads", type=int, default=None, help="attention heads of the residue transformer (default: 4)")
 
 
 def claims(args) -> bool:

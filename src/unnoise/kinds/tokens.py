@@ -42,9 +42,6 @@ def add_args(p) -> None:
     g.add_argument("--process", default=None, choices=PROCESSES,
                    help="masked (absorbing, the default), uniform, or marginal (redraws from the corpus's token "
                         "frequencies)")
-    g.add_argument("--hidden", type=int, default=None, help="transformer width (default: 128)")
-    g.add_argument("--layers", type=int, default=None, help="transformer layers (default: 4)")
-    g.add_argument("--heads", type=int, default=None, help="attention heads (default: 4)")
 
 
 def _numeric_table(path: str) -> bool:
@@ -76,8 +73,7 @@ def claims(args) -> bool:
     data = getattr(args, "data", None)
     if not isinstance(data, str) or not data.lower().endswith(".txt"):
         return False
-    asked = any(getattr(args, o, None) is not None for o in ("seq_len", "tokenizer", "process", "hidden", "layers",
-                                                              "heads"))
+    asked = any(getattr(args, o, None) is not None for o in ("seq_len", "tokenizer", "process"))
     return asked or not _numeric_table(data)
 
 
@@ -99,7 +95,7 @@ def run_tokens(args) -> int:
     if args.parameterization != "logits":
         raise ValueError(f"text runs predict the clean tokens' log-probabilities: omit --parameterization "
                          f"{args.parameterization}")
-    for name in ("seq_len", "hidden", "layers", "heads"):
+    for name in ("seq_len", "width", "depth", "heads"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
     if not os.path.isfile(args.data):
@@ -110,7 +106,7 @@ def run_tokens(args) -> int:
     process = build_process(args.process, ids, codec.vocab_size)
     sched = schedules.get("categorical", process=process.config())
     net = nets.build("transformer", vocab_size=process.num_states, num_outputs=process.num_classes,
-                     seq_len=args.seq_len, hidden=args.hidden, layers=args.layers, heads=args.heads)
+                     seq_len=args.seq_len, hidden=args.width, layers=args.depth, heads=args.heads)
     denoiser = CategoricalDenoiser(net, sched.forward)
     info = {"kind": "tokens", "command": command_record(args),
             "data": {"shape": [args.seq_len], "num_examples": len(data), "num_tokens": int(len(ids))},
@@ -143,7 +139,7 @@ def write_text(pipe, x, args, out):
 register(Kind(
     name="tokens", what="text (a .txt corpus: character or tokenizer tokens)", load=load, process="categorical",
     train=TrainEntry(claims, run_tokens,
-                     {"seq_len": 128, "tokenizer": None, "process": "masked", "hidden": 128, "layers": 4, "heads": 4,
+                     {"seq_len": 128, "tokenizer": None, "process": "masked", "width": 128, "depth": 4, "heads": 4,
                       "schedule": "categorical", "parameterization": "logits"},
                      "text (--data FILE.txt)", add_args),
     sample=SampleOutput(20, "samples.txt", (".txt",), write_text, "a .txt file, one sample per line"),
