@@ -11,8 +11,8 @@ spread of judge features across particles at each camera against across prior sa
 saturation of the object's pixels, which colours the particles took (the judge's colour guess), voxel IoU of
 every particle against the box, and the CPU time.
 
-Budget: one core; prior training about 200 CPU s (1500 steps), judge about 30 CPU s, each distillation (4
-particles x 2 cameras x 400 steps) about 90-150 CPU s.  Results go to docs/benchmarks.md.
+Budget: one core; prior training 181 CPU s (1500 steps), judge 29 CPU s, each distillation (4 particles x 2
+cameras x 400 steps) 66-78 CPU s (SDS) and 95-100 CPU s (VSD).  Results go to docs/benchmarks.md.
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/distill3d_diversity.py [--prior DIR] [--runs sds:1,vsd:1]
 """
@@ -125,6 +125,7 @@ def main():
     p.add_argument("--init", default="same", choices=("same", "colours"),
                    help="same: every particle starts as the same grey ball; colours: each ball in its own random "
                         "colour (raw colour N(0, 1.5^2) per channel, the same draws for every method)")
+    p.add_argument("--particle-lr", type=float, default=1e-3, help="Adam learning rate of VSD's particle net")
     args = p.parse_args()
     torch.set_num_threads(1)
     os.makedirs(args.work, exist_ok=True)
@@ -171,7 +172,7 @@ def main():
             start["color"] = start["color"] + tint
         grids = multiview.distill_grid(pipe, args.steps, method, guidance_scale=float(scale), particles=n,
                                        views_per_step=args.views, generator=torch.Generator().manual_seed(args.seed),
-                                       init=start)
+                                       init=start, particle_lr=args.particle_lr)
         cpu = time.process_time() - t0
         with torch.no_grad():
             renders = torch.stack([rendering.render(multiview.particle(grids, k), cams, 32) for k in range(n)], 1)
@@ -187,10 +188,12 @@ def main():
                              .mean((0, 2, 3))] for k in range(n)]}
         out["runs"].append(row)
         print(json.dumps(row), flush=True)
-        torch.save(grids, os.path.join(args.work, f"grids_{method}_{scale}_{args.init}.pt"))
+        tag = f"{args.init}_plr{args.particle_lr}_seed{args.seed}"
+        torch.save(grids, os.path.join(args.work, f"grids_{method}_{scale}_{tag}.pt"))
         multiview.save_turntable(multiview.particle(grids, 0),
-                                 os.path.join(args.work, f"{method}_{scale}_{args.init}_p0.gif"))
-    name = f"results_{args.runs.replace(',', '-').replace(':', 'g')}_{n}p_{args.steps}_{args.init}.json"
+                                 os.path.join(args.work, f"{method}_{scale}_{tag}_p0.gif"))
+    runs = args.runs.replace(',', '-').replace(':', 'g')
+    name = f"results_{runs}_{n}p_{args.steps}_{args.init}_plr{args.particle_lr}_seed{args.seed}.json"
     with open(os.path.join(args.work, name), "w") as f:
         json.dump(out, f, indent=2)
     print(json.dumps(out, indent=2))

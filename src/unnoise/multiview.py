@@ -98,7 +98,8 @@ def distill_grid(pipe, steps: int = 500, method: str = "sds", class_label=None, 
                  views_per_step: int = 4, lr: float = 0.05, guidance_scale: float = 1.0, sigma_range=(0.05, 3.0),
                  anneal_to: float | None = 0.5, weighting: str = "dreamfusion", particle_model: str = "net",
                  generator: torch.Generator | None = None, history: list | None = None, callback=None,
-                 progress: bool = False, init: dict | None = None, particles: int = 1) -> dict:
+                 progress: bool = False, init: dict | None = None, particles: int = 1,
+                 particle_lr: float = 1e-3) -> dict:
     """Distil a voxel grid ``{"density", "color"}`` from an image Pipeline (see :func:`unnoise.distill.optimize`).
 
     Renders are at the prior's image size, from ``views_per_step`` random cameras (the run's elevation range
@@ -108,7 +109,7 @@ def distill_grid(pipe, steps: int = 500, method: str = "sds", class_label=None, 
     ``views_per_step`` cameras every step: ProlificDreamer's particles, whose renders VSD's particle model fits
     together (its camera-conditioned net sees every particle's renders, so it models their spread), while under
     SDS each grid follows its own gradient.  The result then holds ``density (n, R, R, R)`` and ``color (n, 3,
-    R, R, R)``; :func:`particle` takes one out.
+    R, R, R)``; :func:`particle` takes one out.  ``particle_lr``: the Adam learning rate of VSD's particle net.
     """
     if not isinstance(particles, int) or isinstance(particles, bool) or particles < 1:
         raise ValueError(f"particles must be a positive integer, got {particles!r}")
@@ -137,7 +138,8 @@ def distill_grid(pipe, steps: int = 500, method: str = "sds", class_label=None, 
     return distill.optimize(pipe.denoiser, start, render,
                             steps, method, lr=lr, guidance_scale=guidance_scale, sigma_range=sigma_range,
                             anneal_to=anneal_to, weighting=weighting, generator=generator, cond=cond, cameras=cameras,
-                            particle_model=particle_model, history=history, callback=callback, progress=progress)
+                            particle_model=particle_model, particle_lr=particle_lr, history=history,
+                            callback=callback, progress=progress)
 
 
 def particle(params: dict, k: int) -> dict:
