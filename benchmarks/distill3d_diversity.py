@@ -170,9 +170,17 @@ def main():
         if args.init == "colours":
             tint = torch.randn(n, 3, 1, 1, 1, generator=torch.Generator().manual_seed(args.seed + 3)) * 1.5
             start["color"] = start["color"] + tint
+        trace = {}
+
+        def callback(step, params, trace=trace):  # each particle's mean colour (occupied voxels) on the way
+            if step in (10, 25, 50, 100, 200, 400):
+                occupied = torch.nn.functional.softplus(params["density"].detach()) > 2  # (n, R, R, R)
+                rgb = torch.sigmoid(params["color"].detach())
+                trace[step] = [[round(float(rgb[k][:, occupied[k]].mean(1)[c]), 2) for c in range(3)]
+                               if occupied[k].any() else None for k in range(n)]
         grids = multiview.distill_grid(pipe, args.steps, method, guidance_scale=float(scale), particles=n,
                                        views_per_step=args.views, generator=torch.Generator().manual_seed(args.seed),
-                                       init=start, particle_lr=args.particle_lr)
+                                       init=start, particle_lr=args.particle_lr, callback=callback)
         cpu = time.process_time() - t0
         with torch.no_grad():
             renders = torch.stack([rendering.render(multiview.particle(grids, k), cams, 32) for k in range(n)], 1)
@@ -185,7 +193,7 @@ def main():
                "voxel_iou": [multiview.voxel_iou(rendering.occupancy(multiview.particle(grids, k)), occ)
                              for k in range(n)],
                "mean_rgb": [[round(float(v), 3) for v in ((renders.reshape(8, n, 3, 32, 32)[:, k] + 1) / 2)
-                             .mean((0, 2, 3))] for k in range(n)]}
+                             .mean((0, 2, 3))] for k in range(n)], "colour_trace": trace}
         out["runs"].append(row)
         print(json.dumps(row), flush=True)
         tag = f"{args.init}_plr{args.particle_lr}_seed{args.seed}"
