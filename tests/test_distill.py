@@ -198,6 +198,39 @@ def test_multiview_set_and_scores():
     assert multiview.silhouette_iou(truth, truth, views.held_out_cameras(3)) == 1.0
 
 
+def test_multiview_colours_paint_view_i_in_colour_i_mod_k_with_the_same_cameras():
+    colours = ((0.15, 0.3, 0.9), (0.9, 0.15, 0.1), (0.95, 0.8, 0.1))
+    plain, cams, _ = views.multiview(("box",), 5, 16, generator=torch.Generator().manual_seed(3))
+    painted, cams2, _ = views.multiview(("box",), 5, 16, generator=torch.Generator().manual_seed(3), colors=colours)
+    torch.testing.assert_close(cams, cams2)  # the random draws do not change
+    torch.testing.assert_close(painted[0], plain[0])  # view 0 in colour 0, the box's own blue
+    for i in range(5):
+        obj = ((painted[i] + 1) / 2 - 1).abs().amax(0) > 0.1  # pixels off the white background
+        rgb = ((painted[i] + 1) / 2)[:, obj].mean(1)
+        assert int(rgb.argmax()) == [2, 0, 0][i % 3], (i, rgb)  # blue, red, yellow (red and green high)
+        assert (float(rgb[1]) > 0.4) == (i % 3 == 2), (i, rgb)  # green is lit in yellow alone
+
+
+def test_distill_grid_optimises_several_particles_each_from_its_own_cameras(prior):
+    import unnoise
+    pipe = unnoise.load(prior, device="cpu")
+    start = rendering.init_grid(8)
+    rendered = []
+    grids = multiview.distill_grid(pipe, 3, "sds", resolution=8, views_per_step=1, particles=3, lr=0.1,
+                                   generator=torch.Generator().manual_seed(0),
+                                   callback=lambda step, p: rendered.append(step))
+    assert grids["density"].shape == (3, 8, 8, 8) and grids["color"].shape == (3, 3, 8, 8, 8)
+    assert rendered == [1, 2, 3]
+    parts = [multiview.particle(grids, k) for k in range(3)]
+    for k, part in enumerate(parts):  # every particle moved, and each its own way (its own cameras and noise)
+        assert not torch.equal(part["density"], start["density"])
+        assert torch.isfinite(part["color"]).all()
+        for other in parts[k + 1:]:
+            assert float((part["color"] - other["color"]).abs().max()) > 1e-3
+    with pytest.raises(ValueError, match="particles"):
+        multiview.distill_grid(pipe, 1, particles=0)
+
+
 # ----------------------------------------------------------------------------- command line
 @pytest.fixture(scope="module")
 def prior(tmp_path_factory):

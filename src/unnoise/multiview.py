@@ -42,14 +42,16 @@ def camera_cond(camera: torch.Tensor, size: int, encoding: str = "vector") -> di
 
 def train_view_prior(run_dir: str | None, shapes=("sphere",), views_per_shape: int = 512, image_size: int = 32,
                      steps: int = 2000, batch_size: int = 32, lr: float = 2e-3, base_channels: int = 16,
-                     seed: int = 0, device: str = "cpu", progress: bool = True):
+                     seed: int = 0, device: str = "cpu", progress: bool = True, colors=None):
     """Train a small view-conditioned image prior on ``shapes`` (names from :data:`unnoise.data.views.SHAPES`)
     rendered from random cameras; with several shapes it is class-conditional (one class per shape).  The camera
     (and the label) are dropped to their null values (a zero camera vector, the null class) for 10 % of the
     examples, so classifier-free guidance can sharpen the view as well as the class (as Zero-1-to-3 and MVDream
-    guide on the camera).  Returns the finished Trainer; the run is an ``images`` run."""
+    guide on the camera).  ``colors`` (RGB triples) paints view ``i`` of each shape ``colors[i % len(colors)]``
+    (:func:`unnoise.data.views.multiview`): the prior then holds several images per view, one per colour, with
+    no condition saying which.  Returns the finished Trainer; the run is an ``images`` run."""
     g = torch.Generator().manual_seed(seed)
-    images, cams, labels = views.multiview(shapes, views_per_shape, image_size, generator=g)
+    images, cams, labels = views.multiview(shapes, views_per_shape, image_size, generator=g, colors=colors)
     conditional = len(shapes) > 1
     cond = camera_cond(cams, image_size)
     if conditional:
@@ -63,6 +65,8 @@ def train_view_prior(run_dir: str | None, shapes=("sphere",), views_per_shape: i
             "views": {"camera": "vector", "features": f"cos, sin of 1..{CAMERA_HARMONICS} x azimuth, elevation",
                       "radius": rendering.DEFAULT_RADIUS, "fov": rendering.DEFAULT_FOV, "elevation": [-10.0, 45.0],
                       "background": 1.0, "shapes": list(shapes)}}
+    if colors is not None:
+        info["views"]["colors"] = [list(map(float, c)) for c in colors]
     config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, device=device, checkpoint_every=0,
                          warmup=min(100, steps // 10), cond_dropout=0.1, ema_decay=0.995,
                          log_every=max(1, min(25, steps // 4)))
@@ -94,12 +98,21 @@ def distill_grid(pipe, steps: int = 500, method: str = "sds", class_label=None, 
                  views_per_step: int = 4, lr: float = 0.05, guidance_scale: float = 1.0, sigma_range=(0.05, 3.0),
                  anneal_to: float | None = 0.5, weighting: str = "dreamfusion", particle_model: str = "net",
                  generator: torch.Generator | None = None, history: list | None = None, callback=None,
-                 progress: bool = False, init: dict | None = None) -> dict:
+                 progress: bool = False, init: dict | None = None, particles: int = 1,
+                 particle_lr: float = 1e-3) -> dict:
     """Distil a voxel grid ``{"density", "color"}`` from an image Pipeline (see :func:`unnoise.distill.optimize`).
 
     Renders are at the prior's image size, from ``views_per_step`` random cameras (the run's elevation range
     for a view-conditioned prior), on the run's background.
+
+    ``particles`` > 1 optimises that many grids at once, all from the same start, each rendered from its own
+    ``views_per_step`` cameras every step: ProlificDreamer's particles, whose renders VSD's particle model fits
+    together (its camera-conditioned net sees every particle's renders, so it models their spread), while under
+    SDS each grid follows its own gradient.  The result then holds ``density (n, R, R, R)`` and ``color (n, 3,
+    R, R, R)``; :func:`particle` takes one out.  ``particle_lr``: the Adam learning rate of VSD's particle net.
     """
+    if not isinstance(particles, int) or isinstance(particles, bool) or particles < 1:
+        raise ValueError(f"particles must be a positive integer, got {particles!r}")
     shape = tuple(pipe.model_shape)
     if pipe.denoiser is None or len(shape) != 3 or shape[0] != 3 or shape[1] != shape[2] or shape != tuple(pipe.shape):
         raise ValueError(f"distill3d needs a pixel-space square RGB image run (3, N, N), got a {pipe.kind} run "
@@ -111,14 +124,27 @@ def distill_grid(pipe, steps: int = 500, method: str = "sds", class_label=None, 
     cond = condition(pipe, class_label, prompt)
 
     def render(params, camera):
-        return rendering.render(params, camera, size, background=background).to(pipe.device)
+        if particles == 1:
+            return rendering.render(params, camera, size, background=background).to(pipe.device)
+        cams = camera.chunk(particles)
+        return torch.cat([rendering.render(particle(params, k), cams[k], size, background=background)
+                          for k in range(particles)]).to(pipe.device)
 
     def cameras(g):
-        return rendering.random_cameras(views_per_step, g, elevation)
-    return distill.optimize(pipe.denoiser, init if init is not None else rendering.init_grid(resolution), render,
+        return rendering.random_cameras(views_per_step * particles, g, elevation)
+    start = init if init is not None else rendering.init_grid(resolution)
+    if particles > 1 and start["density"].ndim == 3:
+        start = {k: torch.stack([v] * particles) for k, v in start.items()}
+    return distill.optimize(pipe.denoiser, start, render,
                             steps, method, lr=lr, guidance_scale=guidance_scale, sigma_range=sigma_range,
                             anneal_to=anneal_to, weighting=weighting, generator=generator, cond=cond, cameras=cameras,
-                            particle_model=particle_model, history=history, callback=callback, progress=progress)
+                            particle_model=particle_model, particle_lr=particle_lr, history=history,
+                            callback=callback, progress=progress)
+
+
+def particle(params: dict, k: int) -> dict:
+    """Grid ``k`` of a set of particles from :func:`distill_grid` (``density (n, R, R, R)``)."""
+    return {"density": params["density"][k], "color": params["color"][k]}
 
 
 # ----------------------------------------------------------------------------- scores
@@ -207,5 +233,5 @@ def read_grid(path: str) -> dict:
 
 
 __all__ = ["CAMERA_ENCODINGS", "CAMERA_FEATURES", "CAMERA_HARMONICS", "camera_cond", "condition", "distill_grid",
-           "grid_file", "mesh", "mesher", "read_grid", "save_mesh",
+           "grid_file", "mesh", "mesher", "particle", "read_grid", "save_mesh",
            "save_turntable", "silhouette_iou", "train_view_prior", "view_settings", "voxel_iou"]

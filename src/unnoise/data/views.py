@@ -56,9 +56,12 @@ def field(name: str, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     raise ValueError(f"unknown 3-D shape {name!r}; choose one of {', '.join(SHAPES)}")
 
 
-def shape_grid(name: str, resolution: int = 32) -> dict:
-    """The voxel grid ``{"density", "color"}`` of a shape (raw values, as :func:`unnoise.render.render` reads them)."""
+def shape_grid(name: str, resolution: int = 32, color=None) -> dict:
+    """The voxel grid ``{"density", "color"}`` of a shape (raw values, as :func:`unnoise.render.render` reads them);
+    ``color`` (an RGB triple in [0, 1]) paints the whole shape in place of its own colours."""
     sdf, rgb = field(name, rendering.grid_points(resolution))
+    if color is not None:
+        rgb = torch.tensor(color, dtype=rgb.dtype).expand_as(rgb)
     shell = 1.0 / (resolution - 1)  # half a voxel: the boundary is one voxel thick
     inside = torch.sigmoid(-sdf / shell)
     density = _RAW_OUTSIDE + (_RAW_INSIDE - _RAW_OUTSIDE) * inside
@@ -73,19 +76,33 @@ def true_occupancy(name: str, resolution: int) -> torch.Tensor:
 
 def multiview(shapes=("sphere",), views_per_shape: int = 256, image_size: int = 32,
               generator: torch.Generator | None = None, elevation=(-10.0, 45.0), resolution: int = 48,
-              background: float = 1.0, batch: int = 32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+              background: float = 1.0, batch: int = 32, colors=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(images (N, 3, H, W) in [-1, 1], cameras (N, 4), labels (N,))`` of ``shapes`` (names from
-    :data:`SHAPES`) each rendered from ``views_per_shape`` random cameras."""
+    :data:`SHAPES`) each rendered from ``views_per_shape`` random cameras.
+
+    ``colors``: RGB triples in [0, 1]; view ``i`` of each shape is then painted ``colors[i % len(colors)]``
+    (one shape seen in several colours: a prior with diversity within every view).  The random draws are the
+    same with and without it."""
     if isinstance(shapes, str):
         shapes = (shapes,)
     generator = generator if generator is not None else torch.Generator().manual_seed(0)
     images, cams, labels = [], [], []
     for label, name in enumerate(shapes):
-        grid = shape_grid(name, resolution)
         cam = rendering.random_cameras(views_per_shape, generator, elevation)
-        with torch.no_grad():
-            for start in range(0, views_per_shape, batch):
-                images.append(rendering.render(grid, cam[start:start + batch], image_size, background=background))
+        if colors is None:
+            grid = shape_grid(name, resolution)
+            with torch.no_grad():
+                for start in range(0, views_per_shape, batch):
+                    images.append(rendering.render(grid, cam[start:start + batch], image_size, background=background))
+        else:
+            out = torch.empty(views_per_shape, 3, image_size, image_size)
+            for k, rgb in enumerate(colors):
+                grid, idx = shape_grid(name, resolution, rgb), torch.arange(k, views_per_shape, len(colors))
+                with torch.no_grad():
+                    for start in range(0, len(idx), batch):
+                        part = idx[start:start + batch]
+                        out[part] = rendering.render(grid, cam[part], image_size, background=background)
+            images.append(out)
         cams.append(cam)
         labels.append(torch.full((views_per_shape,), label, dtype=torch.long))
     return torch.cat(images), torch.cat(cams), torch.cat(labels)
