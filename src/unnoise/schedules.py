@@ -19,7 +19,8 @@ import math
 
 import torch
 
-from .processes import CategoricalProcess, ForwardProcess, for_schedule
+from .processes import ForwardProcess, for_schedule
+from .processes import from_config as process_from_config
 from .scales import PROCESSES, signal_scale  # noqa: F401  (the process algebra, re-exported)
 
 SPACINGS = ("default", "leading", "trailing", "linspace", "karras")
@@ -426,11 +427,11 @@ class Categorical(Schedule):
     process = "categorical"
 
     def __init__(self, process: dict | None = None, stratified: bool = True, t_min: float = 1e-3):
-        if isinstance(process, CategoricalProcess):
+        if isinstance(process, ForwardProcess):
             process = process.config()
-        if not isinstance(process, dict):
-            raise ValueError("a categorical schedule needs its process: {'name': 'masked' | 'marginal', ...}")
-        self._process = CategoricalProcess.from_config(process)
+        if not isinstance(process, dict) or process.get("name") not in ("masked", "marginal", "graph"):
+            raise ValueError("a categorical schedule needs its process: {'name': 'masked' | 'marginal' | 'graph', ...}")
+        self._process = process_from_config(process)
         if not 0.0 <= float(t_min) < 1.0:
             raise ValueError(f"t_min must be in [0, 1), got {t_min}")
         self.stratified, self.t_min = bool(stratified), float(t_min)
