@@ -13,7 +13,8 @@ saturation of the object's pixels, which colours the particles took (the judge's
 every particle against the box, and the CPU time.
 
 Budget: one core; prior training 181 CPU s (1500 steps), judge 29 CPU s, each distillation (4 particles x 2
-cameras x 400 steps) 66-78 CPU s (SDS) and 95-100 CPU s (VSD).  Results go to docs/benchmarks.md.
+cameras x 400 steps) 66-78 CPU s (SDS), 89-100 CPU s (VSD, particle net) and 66-68 CPU s (VSD, empirical).
+Results go to docs/benchmarks.md.
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/distill3d_diversity.py [--prior DIR] [--runs sds:1,vsd:1]
 """
