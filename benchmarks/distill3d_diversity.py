@@ -3,8 +3,9 @@
 The prior is view-conditioned (unnoise.multiview) and trained on renders of one shape (the box) painted in one of
 several colours (view i in colour i mod 3), with no condition saying which: at every camera it holds several
 images, one per colour.  Several grids (particles) are distilled from it at once by SDS and by VSD (learned
-camera-conditioned particle model, fitted to every particle's renders), each at guidance 1 and at a higher
-guidance (classifier-free, on the camera).  A judge, a small CNN trained on a fresh multi-view set of the same
+camera-conditioned particle model, fitted to every particle's renders; or, with --particle-model empirical, the
+exact denoiser of the particles' renders at each camera, every particle rendered from the same cameras), each at
+guidance 1 and at a higher guidance (classifier-free, on the camera).  A judge, a small CNN trained on a fresh multi-view set of the same
 data to tell the colour and the camera, gives features (its penultimate layer) for a Frechet distance between
 the particles' renders from 8 held-out cameras and the prior's samples at the same cameras.  Also measured: the
 spread of judge features across particles at each camera against across prior samples, the mean colour
@@ -12,7 +13,8 @@ saturation of the object's pixels, which colours the particles took (the judge's
 every particle against the box, and the CPU time.
 
 Budget: one core; prior training 181 CPU s (1500 steps), judge 29 CPU s, each distillation (4 particles x 2
-cameras x 400 steps) 66-78 CPU s (SDS) and 95-100 CPU s (VSD).  Results go to docs/benchmarks.md.
+cameras x 400 steps) 66-78 CPU s (SDS), 89-100 CPU s (VSD, particle net) and 66-68 CPU s (VSD, empirical).
+Results go to docs/benchmarks.md.
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/distill3d_diversity.py [--prior DIR] [--runs sds:1,vsd:1]
 """
@@ -126,6 +128,9 @@ def main():
                    help="same: every particle starts as the same grey ball; colours: each ball in its own random "
                         "colour (raw colour N(0, 1.5^2) per channel, the same draws for every method)")
     p.add_argument("--particle-lr", type=float, default=1e-3, help="Adam learning rate of VSD's particle net")
+    p.add_argument("--particle-model", default="net", choices=("net", "empirical"),
+                   help="VSD's particle model: net (learned, camera-conditioned) or empirical (the exact denoiser of "
+                        "the particles' renders at each camera; every particle then sees the same cameras)")
     args = p.parse_args()
     torch.set_num_threads(1)
     os.makedirs(args.work, exist_ok=True)
@@ -180,14 +185,15 @@ def main():
                                if occupied[k].any() else None for k in range(n)]
         grids = multiview.distill_grid(pipe, args.steps, method, guidance_scale=float(scale), particles=n,
                                        views_per_step=args.views, generator=torch.Generator().manual_seed(args.seed),
-                                       init=start, particle_lr=args.particle_lr, callback=callback)
+                                       init=start, particle_lr=args.particle_lr, callback=callback,
+                                       particle_model=args.particle_model)
         cpu = time.process_time() - t0
         with torch.no_grad():
             renders = torch.stack([rendering.render(multiview.particle(grids, k), cams, 32) for k in range(n)], 1)
         renders = renders.reshape(-1, *renders.shape[2:])  # camera-major
         f, colours = describe(judge, renders, 8)
         per_particle = colours.reshape(8, n).T  # the judge's colour per particle, per camera
-        row = {"method": method, "guidance": float(scale), "cpu_s": cpu,
+        row = {"method": method, "particle_model": args.particle_model, "guidance": float(scale), "cpu_s": cpu,
                "frechet": frechet_distance(f, f_ref), "spread": spread(f, 8), "saturation": saturation(renders),
                "particle_colours": [torch.bincount(c, minlength=3).argmax().item() for c in per_particle],
                "voxel_iou": [multiview.voxel_iou(rendering.occupancy(multiview.particle(grids, k)), occ)
@@ -196,12 +202,13 @@ def main():
                              .mean((0, 2, 3))] for k in range(n)], "colour_trace": trace}
         out["runs"].append(row)
         print(json.dumps(row), flush=True)
-        tag = f"{args.init}_plr{args.particle_lr}_seed{args.seed}"
+        tag = f"{args.init}_{args.particle_model}_plr{args.particle_lr}_seed{args.seed}"
         torch.save(grids, os.path.join(args.work, f"grids_{method}_{scale}_{tag}.pt"))
         multiview.save_turntable(multiview.particle(grids, 0),
                                  os.path.join(args.work, f"{method}_{scale}_{tag}_p0.gif"))
     runs = args.runs.replace(',', '-').replace(':', 'g')
-    name = f"results_{runs}_{n}p_{args.steps}_{args.init}_plr{args.particle_lr}_seed{args.seed}.json"
+    name = (f"results_{runs}_{n}p_{args.steps}_{args.init}_{args.particle_model}_plr{args.particle_lr}"
+            f"_seed{args.seed}.json")
     with open(os.path.join(args.work, name), "w") as f:
         json.dump(out, f, indent=2)
     print(json.dumps(out, indent=2))

@@ -92,6 +92,61 @@ def test_sds_on_a_mixture_sends_every_particle_to_a_mode():
     assert int(counts.min()) > 50  # both modes are found (the start covers both)
 
 
+def test_vsd_with_the_empirical_particle_model_and_one_particle_is_sds_exactly():
+    """With one particle the empirical particle model's denoiser is the particle's own render, so VSD's gradient
+    (D_phi - D) / sigma is SDS's (x - D) / sigma to the bit, draw for draw; the same for several cameras."""
+    torch.set_num_threads(1)
+    means = torch.tensor([[-2.0, 0.0], [2.0, 0.0]])
+    _, den = gaussian_prior(means, (0.3, 0.3))
+    x0 = torch.tensor([[0.7, -0.4]])
+    runs = {m: distill.optimize(den, x0, identity, 50, m, particle_model="empirical", lr=0.05,
+                                generator=torch.Generator().manual_seed(3)) for m in ("sds", "vsd")}
+    assert torch.equal(runs["sds"], runs["vsd"]) and not torch.equal(runs["sds"], x0)
+
+    def three_views(p, camera):  # one particle seen three ways
+        return torch.cat([p, 2 * p, p.flip(1)])
+    runs = {m: distill.optimize(den, x0, three_views, 20, m, particle_model="empirical", particles=1, lr=0.05,
+                                generator=torch.Generator().manual_seed(4)) for m in ("sds", "vsd")}
+    assert torch.equal(runs["sds"], runs["vsd"])
+
+
+def test_empirical_particle_model_is_the_exact_denoiser_of_the_renders_at_each_camera():
+    g = torch.Generator().manual_seed(0)
+    n, views_, d = 3, 2, 4
+    x = torch.randn(n * views_, d, generator=g)  # particle-major: row i * views_ + v
+    y = x + torch.randn(n * views_, d, generator=g)
+    sigma = torch.rand(n * views_, generator=g) + 0.5
+    out = distill.EmpiricalParticles(x, n)(y, sigma)
+    for i in range(n):
+        for v in range(views_):
+            r = x.reshape(n, views_, d)[:, v].double()  # the n renders at camera v
+            q = y[i * views_ + v].double()
+            w = torch.softmax(-(q - r).pow(2).sum(1) / (2 * float(sigma[i * views_ + v]) ** 2), 0)
+            torch.testing.assert_close(out[i * views_ + v].double(), w @ r, atol=1e-6, rtol=1e-6)
+    with pytest.raises(ValueError, match="particles"):
+        distill.EmpiricalParticles(x, 4)
+
+
+def test_vsd_with_the_empirical_particle_model_spreads_particles_over_modes_where_sds_takes_one():
+    """Six particles start at one point (plus 1e-3 jitter) nearest the mode (2, 0) of a three-mode mixture.  SDS
+    sends all six to that mode; VSD with the exact denoiser of the particles as its particle model sends them to
+    two or three modes (seeds 0-3; every particle ends at a mode, within two component stds of one)."""
+    torch.set_num_threads(1)
+    means = torch.tensor([[-2.0, 0.0], [2.0, 0.0], [0.0, 3.0]])
+    _, den = gaussian_prior(means, (0.3, 0.3, 0.3))
+    for seed in range(4):
+        x0 = torch.tensor([1.0, 0.0]) + 1e-3 * torch.randn(6, 2, generator=torch.Generator().manual_seed(seed))
+        out = {m: distill.optimize(den, x0, identity, 800, m, particle_model="empirical", lr=0.1, optimizer="sgd",
+                                   sigma_range=(0.02, 5.0), anneal_to=0.3, weighting="dreamfusion",
+                                   generator=torch.Generator().manual_seed(seed + 1)) for m in ("sds", "vsd")}
+        dist = {m: torch.cdist(o, means) for m, o in out.items()}
+        reached = {m: set(torch.nonzero(d.min(0).values < 0.6).flatten().tolist()) for m, d in dist.items()}
+        assert reached["sds"] == {1}, (seed, out["sds"])  # one mode, the nearest
+        assert float(dist["sds"].min(1).values.max()) < 0.3, (seed, out["sds"])
+        assert len(reached["vsd"]) >= 2, (seed, out["vsd"])
+        assert float(dist["vsd"].min(1).values.max()) < 0.6, (seed, out["vsd"])
+
+
 def test_bad_inputs_are_one_line():
     _, den = gaussian_prior()
     x0 = torch.zeros(4, 2)
@@ -229,6 +284,26 @@ def test_distill_grid_optimises_several_particles_each_from_its_own_cameras(prio
             assert float((part["color"] - other["color"]).abs().max()) > 1e-3
     with pytest.raises(ValueError, match="particles"):
         multiview.distill_grid(pipe, 1, particles=0)
+
+
+def test_distill_grid_with_the_empirical_particle_model_renders_every_particle_from_the_same_cameras(prior,
+                                                                                                monkeypatch):
+    import unnoise
+    pipe = unnoise.load(prior, device="cpu")
+    seen = []
+    render = rendering.render
+
+    def spy(params, camera, *args, **kwargs):
+        seen.append(camera.clone())
+        return render(params, camera, *args, **kwargs)
+    monkeypatch.setattr(multiview.rendering, "render", spy)
+    grids = multiview.distill_grid(pipe, 2, "vsd", resolution=8, views_per_step=2, particles=3, lr=0.1,
+                                   particle_model="empirical", generator=torch.Generator().manual_seed(0))
+    assert grids["density"].shape == (3, 8, 8, 8) and torch.isfinite(grids["color"]).all()
+    assert len(seen) == 6 and all(c.shape == (2, 4) for c in seen)  # 2 steps x 3 particles, 2 cameras each
+    for step in (0, 1):
+        assert torch.equal(seen[3 * step], seen[3 * step + 1]) and torch.equal(seen[3 * step], seen[3 * step + 2])
+    assert not torch.equal(seen[0], seen[3])  # new cameras each step
 
 
 # ----------------------------------------------------------------------------- command line

@@ -27,9 +27,19 @@ fitted online to the current particles' renders:
 (SDS is the case ``D_phi(y) = x``: a Dirac at the particle itself.)  ``particle_model="gaussian"``
 fits a Gaussian (mean and per-coordinate variance over the batch of particles) each step, whose
 denoiser is exact: for a Gaussian prior the fixed point is then the prior itself, mean ``mu`` and
-variance ``s^2``.  ``particle_model="net"`` trains a small camera-conditioned network each step on the
-same noisy renders, as a residual on the prior (its output layer starts at zero, so ``D_phi = D`` at
-the start, the role LoRA's zero initialisation plays in ProlificDreamer).
+variance ``s^2``.  ``particle_model="empirical"`` takes for ``D_phi`` the exact denoiser of the empirical
+distribution of the ``n`` particles' renders at one camera (every particle rendered from the same cameras),
+
+    D_phi(y) = sum_j softmax_j(-|y - r_j|^2 / (2 sigma^2)) r_j                         (empirical)
+
+(:class:`unnoise.analytic.EmpiricalDenoiser` of the renders ``r_1 .. r_n``, no gradient): the score of the
+particles' own distribution, with nothing learned and so no lag.  With one particle it is ``r_1``, and VSD is
+SDS exactly; with several, a particle is pulled toward the prior by ``D`` and pushed off the others by the
+weights it puts on them (at small ``sigma`` its own render takes all the weight and the step is SDS's; at
+large ``sigma`` it is a step toward the prior from the particles' weighted mean).  ``particle_model="net"``
+trains a small camera-conditioned network each step on the same noisy renders, as a residual on the prior
+(its output layer starts at zero, so ``D_phi = D`` at the start, the role LoRA's zero initialisation plays in
+ProlificDreamer).
 
 Weightings ``w(sigma)`` (with ``alpha_bar = 1 / (1 + sigma^2)``): ``dreamfusion`` ``1 - alpha_bar``,
 ``uniform`` ``1``, ``fantasia3d`` ``sqrt(alpha_bar) (1 - alpha_bar)``.  Noise levels are drawn
@@ -44,12 +54,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import guidance, nets
+from . import analytic, guidance, nets
 from .denoiser import Denoiser, as_cond, expand_sigma
 
 METHODS = ("sds", "vsd")
 WEIGHTINGS = ("dreamfusion", "uniform", "fantasia3d")
-PARTICLE_MODELS = ("gaussian", "net")
+PARTICLE_MODELS = ("gaussian", "empirical", "net")
 
 
 def weight(sigma: torch.Tensor, weighting: str) -> torch.Tensor:
@@ -104,6 +114,32 @@ class GaussianParticles:
     def __call__(self, y: torch.Tensor, sigma, cond=None) -> torch.Tensor:
         s2 = expand_sigma(sigma, y).double() ** 2
         return (self.mean + self.var / (self.var + s2) * (y.double() - self.mean)).to(y.dtype)
+
+
+class EmpiricalParticles:
+    """The exact denoiser of the empirical distribution of ``n`` particles' renders, camera by camera.
+
+    ``x`` ``(n * V, ...)`` is particle-major: row ``i * V + v`` is particle ``i`` seen from camera ``v``, and every
+    particle is seen from the same ``V`` cameras.  A noisy render ``y`` of row ``i * V + v`` is denoised by
+    :class:`unnoise.analytic.EmpiricalDenoiser` of the ``n`` renders at camera ``v``, ``sum_j softmax_j(-|y -
+    r_j|^2 / (2 sigma^2)) r_j`` (computed in float64, no gradient)."""
+
+    def __init__(self, x: torch.Tensor, particles: int | None = None):
+        n = x.shape[0] if particles is None else int(particles)
+        if n < 1 or x.shape[0] % n:
+            raise ValueError(f"particle_model='empirical' needs the batch of {x.shape[0]} renders to be n particles x "
+                             f"the same cameras, particle-major; {particles!r} particles do not divide it")
+        self.n, self.views = n, x.shape[0] // n
+        r = x.detach().reshape(n, self.views, *x.shape[1:])
+        self.models = [analytic.EmpiricalDenoiser(r[:, v]) for v in range(self.views)]
+
+    def __call__(self, y: torch.Tensor, sigma, cond=None) -> torch.Tensor:
+        sig = expand_sigma(sigma, y).reshape(-1).expand(y.shape[0])
+        y_v = y.reshape(self.n, self.views, *y.shape[1:])
+        s_v = sig.reshape(self.n, self.views)
+        with torch.no_grad():
+            out = torch.stack([m.denoise(y_v[:, v], s_v[:, v]) for v, m in enumerate(self.models)], 1)
+        return out.reshape(y.shape)
 
 
 class ParticleNet(nn.Module):
@@ -180,8 +216,8 @@ def optimize(denoiser, params, render, steps: int, method: str = "sds", *, lr: f
              null_label: int | None = None, sigma_range=(0.02, 20.0), anneal_to: float | None = None,
              weighting: str = "dreamfusion", generator: torch.Generator | None = None, cond=None, cameras=None,
              particle_model: str = "gaussian", particle_lr: float = 1e-3,
-             particle_width: int = 16, regularize=None, history: list | None = None, callback=None,
-             progress: bool = False):
+             particle_width: int = 16, particles: int | None = None, regularize=None, history: list | None = None,
+             callback=None, progress: bool = False):
     """Optimise ``params`` by score distillation from the prior ``denoiser``; returns the optimised params
     (new leaf tensors, same structure as ``params``).
 
@@ -205,7 +241,11 @@ def optimize(denoiser, params, render, steps: int, method: str = "sds", *, lr: f
         generator: the source of every random draw (cameras, sigmas, noise).
         cond: the prior's condition: a dict, or ``cond(camera) -> dict`` for view-conditioned priors.
         cameras: ``cameras(generator) -> camera`` drawn each step (None: ``render(params, None)``).
-        particle_model: VSD's ``gaussian`` (exact fit over the batch) or ``net`` (learned, camera-conditioned).
+        particle_model: VSD's ``gaussian`` (exact fit over the batch), ``empirical`` (the exact denoiser of the
+            particles' renders at each camera, :class:`EmpiricalParticles`) or ``net`` (learned, camera-conditioned).
+        particles: for ``empirical``, how many particles the batch of renders holds (particle-major, all from the
+            same cameras: ``cameras`` draws them once and ``render`` repeats them for each particle); None: each
+            row of the batch is a particle.
         particle_lr, particle_width: Adam learning rate and width of the ``net`` particle model.
         regularize: optional ``regularize(params) -> scalar`` added to the loss (e.g. a smoothness term).
         history: a list that receives ``{"step", "loss", "sigma"}`` per step (``loss``: the mean square
@@ -233,7 +273,7 @@ def optimize(denoiser, params, render, steps: int, method: str = "sds", *, lr: f
     decay = (float(lr_end) / lr) ** (1 / max(steps - 1, 1)) if lr_end is not None else 1.0
     scheduler = torch.optim.lr_scheduler.ExponentialLR(opt, decay)
     prior = denoiser if float(guidance_scale) == 1.0 else guidance.cfg(denoiser, guidance_scale, null_label)
-    particles, particle_opt = None, None
+    particle_net, particle_opt = None, None
     bar = tqdm(range(steps), desc=method, disable=not progress, leave=False)
     for step in bar:
         camera = cameras(generator) if cameras is not None else None
@@ -254,11 +294,14 @@ def optimize(denoiser, params, render, steps: int, method: str = "sds", *, lr: f
                 den = prior(y, sigma, c)
             if particle_model == "gaussian":
                 phi = GaussianParticles(x)(y, sigma)
+            elif particle_model == "empirical":
+                phi = EmpiricalParticles(x, particles)(y, sigma)
             else:
-                particles, particle_opt = _particle_net(particles, particle_opt, x, c, particle_width, particle_lr)
+                particle_net, particle_opt = _particle_net(particle_net, particle_opt, x, c, particle_width,
+                                                           particle_lr)
                 with torch.no_grad():
-                    phi = den + particles.residual(y, sigma, as_cond(c))
-                particles.fit_step(particle_opt, x, y, sigma, den, as_cond(c))
+                    phi = den + particle_net.residual(y, sigma, as_cond(c))
+                particle_net.fit_step(particle_opt, x, y, sigma, den, as_cond(c))
             grad = weight(s, weighting) * (phi - den) / s
         opt.zero_grad(set_to_none=True)
         surrogate = (x * grad).sum()  # d/dx = grad: each render gets its own distillation gradient
@@ -277,5 +320,5 @@ def optimize(denoiser, params, render, steps: int, method: str = "sds", *, lr: f
     return rebuild([t.detach() for t in leaves])
 
 
-__all__ = ["GaussianParticles", "METHODS", "PARTICLE_MODELS", "ParticleNet", "WEIGHTINGS", "draw_sigma", "optimize",
-           "sds_gradient", "sigma_bounds", "weight"]
+__all__ = ["EmpiricalParticles", "GaussianParticles", "METHODS", "PARTICLE_MODELS", "ParticleNet", "WEIGHTINGS",
+           "draw_sigma", "optimize", "sds_gradient", "sigma_bounds", "weight"]

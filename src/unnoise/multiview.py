@@ -108,8 +108,10 @@ def distill_grid(pipe, steps: int = 500, method: str = "sds", class_label=None, 
     ``particles`` > 1 optimises that many grids at once, all from the same start, each rendered from its own
     ``views_per_step`` cameras every step: ProlificDreamer's particles, whose renders VSD's particle model fits
     together (its camera-conditioned net sees every particle's renders, so it models their spread), while under
-    SDS each grid follows its own gradient.  The result then holds ``density (n, R, R, R)`` and ``color (n, 3,
-    R, R, R)``; :func:`particle` takes one out.  ``particle_lr``: the Adam learning rate of VSD's particle net.
+    SDS each grid follows its own gradient.  With ``particle_model="empirical"`` every particle is rendered from
+    the same ``views_per_step`` cameras each step, and VSD's particle model at a camera is the exact denoiser of
+    the particles' renders there (:class:`unnoise.distill.EmpiricalParticles`).  The result then holds ``density
+    (n, R, R, R)`` and ``color (n, 3, R, R, R)``; :func:`particle` takes one out.  ``particle_lr``: the Adam learning rate of VSD's particle net.
     """
     if not isinstance(particles, int) or isinstance(particles, bool) or particles < 1:
         raise ValueError(f"particles must be a positive integer, got {particles!r}")
@@ -130,7 +132,11 @@ def distill_grid(pipe, steps: int = 500, method: str = "sds", class_label=None, 
         return torch.cat([rendering.render(particle(params, k), cams[k], size, background=background)
                           for k in range(particles)]).to(pipe.device)
 
+    shared = particle_model == "empirical"
+
     def cameras(g):
+        if shared:  # the same cameras for every particle, particle-major
+            return rendering.random_cameras(views_per_step, g, elevation).repeat(particles, 1)
         return rendering.random_cameras(views_per_step * particles, g, elevation)
     start = init if init is not None else rendering.init_grid(resolution)
     if particles > 1 and start["density"].ndim == 3:
@@ -138,7 +144,8 @@ def distill_grid(pipe, steps: int = 500, method: str = "sds", class_label=None, 
     return distill.optimize(pipe.denoiser, start, render,
                             steps, method, lr=lr, guidance_scale=guidance_scale, sigma_range=sigma_range,
                             anneal_to=anneal_to, weighting=weighting, generator=generator, cond=cond, cameras=cameras,
-                            particle_model=particle_model, particle_lr=particle_lr, history=history,
+                            particle_model=particle_model, particle_lr=particle_lr, particles=particles,
+                            history=history,
                             callback=callback, progress=progress)
 
 

@@ -31,7 +31,8 @@ def register(sub):
     p.add_argument("--steps", type=int, default=500, help="optimisation steps (default: 500)")
     p.add_argument("--method", default="sds", choices=METHODS, help="sds or vsd (default: sds)")
     p.add_argument("--particle-model", default="net", choices=PARTICLE_MODELS,
-                   help="VSD's particle model (default: net, a small camera-conditioned denoiser trained online)")
+                   help="VSD's particle model (default: net, a small camera-conditioned denoiser trained online; "
+                        "empirical, the exact denoiser of the particles' renders, is SDS for the one grid here)")
     p.add_argument("--guidance-scale", type=float, default=1.0,
                    help="classifier-free guidance scale, on the class or prompt and on the camera of a prior from "
                         "--train-prior (default: 1)")
