@@ -35,9 +35,24 @@ from torch import nn
 
 from .denoiser import Denoiser
 from .processes import CategoricalProcess, Marginal, Masked, NoiseLevels
+from .processes import from_config as process_from_config
 
 __all__ = ["CategoricalDenoiser", "CategoricalProcess", "Marginal", "Masked", "NoiseLevels", "bits_per_token",
-           "guided", "nelbo", "quadrature", "sample", "sampling_sigmas"]
+           "clean_log_probs", "guided", "nelbo", "quadrature", "sample", "sampling_sigmas"]
+
+
+def clean_log_probs(logits: torch.Tensor, x_t: torch.Tensor, process: CategoricalProcess, what: str = "") -> torch.Tensor:
+    """``log p(x_0 | x_t)`` ``(B, ..., K)`` from a network's ``logits`` over the ``K`` clean classes: a log-softmax,
+    and for the masked process the carry-over of every unmasked token (its own class with probability one)."""
+    if logits.shape[-1] != process.num_classes:
+        raise ValueError(f"the network gives {logits.shape[-1]} {what + ' ' if what else ''}logits per token; the "
+                         f"process has {process.num_classes} classes")
+    logp = torch.log_softmax(logits.float(), -1)
+    if isinstance(process, Masked):
+        clean = x_t != process.mask
+        carry = torch.log(nn.functional.one_hot(x_t.clamp(max=process.num_classes - 1), process.num_classes).float())
+        logp = torch.where(clean.unsqueeze(-1), carry, logp)
+    return logp
 
 
 class CategoricalDenoiser(Denoiser):
@@ -54,38 +69,40 @@ class CategoricalDenoiser(Denoiser):
 
     parameterization = "logits"
 
+    process_class = CategoricalProcess  # the processes this denoiser belongs to
+
     def __init__(self, net: nn.Module, process, time_conditioned: bool | None = None, null_cond: dict | None = None):
         nn.Module.__init__(self)
         if isinstance(process, dict):
-            process = CategoricalProcess.from_config(process)
-        if not isinstance(process, CategoricalProcess):
-            raise ValueError(f"a CategoricalDenoiser needs a categorical process, got {type(process).__name__}")
+            process = process_from_config(process)
+        if not isinstance(process, self.process_class):
+            raise ValueError(f"a {type(self).__name__} needs a {self.process_class.__name__}, got {type(process).__name__}")
         self.net, self.categorical = net, process
         self.process = process.name
         self.sigma_data = 1.0
-        self.time_conditioned = (not isinstance(process, Masked)) if time_conditioned is None else bool(time_conditioned)
+        self.time_conditioned = self._told_noise_level(process) if time_conditioned is None else bool(time_conditioned)
         self._null_keys: list[str] = []
         for key, value in (null_cond or {}).items():
             self.set_null(key, value)
+
+    @staticmethod
+    def _told_noise_level(process) -> bool:
+        """Whether the network is told the noise level by default: not for the masked process, whose exact
+        denoiser does not depend on it."""
+        return not isinstance(process, Masked)
+
+    def noise_input(self, sigma, batch: int, device) -> torch.Tensor:
+        """The network's noise input ``c_noise = 1 - alpha`` ``(batch,)`` (zeros when not time-conditioned)."""
+        sig = torch.as_tensor(sigma, dtype=torch.float32, device=device).reshape(-1).expand(batch)
+        return -torch.expm1(-sig) if self.time_conditioned else torch.zeros_like(sig)
 
     def precondition(self, sigma):  # pragma: no cover - not a Gaussian denoiser
         raise ValueError("a categorical denoiser has no Gaussian preconditioning")
 
     def forward(self, x, sigma, cond=None):
         x = x.long()
-        sig = torch.as_tensor(sigma, dtype=torch.float32, device=x.device).reshape(-1).expand(x.shape[0])
-        c_noise = -torch.expm1(-sig) if self.time_conditioned else torch.zeros_like(sig)
-        logits = self.net(x, c_noise, cond).float()
-        if logits.shape[-1] != self.categorical.num_classes:
-            raise ValueError(f"the network gives {logits.shape[-1]} logits per token; the process has "
-                             f"{self.categorical.num_classes} classes")
-        logp = torch.log_softmax(logits, -1)
-        if isinstance(self.categorical, Masked):
-            clean = x != self.categorical.mask
-            carry = torch.log(nn.functional.one_hot(x.clamp(max=self.categorical.num_classes - 1),
-                                                    self.categorical.num_classes).float())
-            logp = torch.where(clean.unsqueeze(-1), carry, logp)
-        return logp
+        logits = self.net(x, self.noise_input(sigma, x.shape[0], x.device), cond)
+        return clean_log_probs(logits, x, self.categorical)
 
     def describe(self) -> dict:
         out = super().describe()

@@ -16,10 +16,9 @@ drawn on the upper triangle and mirrored, so every noisy graph is again symmetri
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from .categorical import CategoricalDenoiser, _draw
-from .processes import GraphProcess, Masked
+from .categorical import CategoricalDenoiser, _draw, clean_log_probs
+from .processes import GraphProcess
 
 __all__ = ["GraphDenoiser", "GraphProcess", "sample"]
 
@@ -29,41 +28,18 @@ class GraphDenoiser(CategoricalDenoiser):
     a :class:`~unnoise.processes.GraphProcess`: log-probabilities per key (``1 - alpha`` is the network's noise
     input, as for :class:`~unnoise.categorical.CategoricalDenoiser`; a masked part keeps its carry-over)."""
 
-    def __init__(self, net: nn.Module, process, time_conditioned: bool | None = None, null_cond: dict | None = None):
-        nn.Module.__init__(self)
-        if isinstance(process, dict):
-            process = GraphProcess.from_config(process)
-        if not isinstance(process, GraphProcess):
-            raise ValueError(f"a GraphDenoiser needs a GraphProcess, got {type(process).__name__}")
-        self.net, self.categorical = net, process
-        self.process = process.name
-        self.sigma_data = 1.0
-        self.time_conditioned = True if time_conditioned is None else bool(time_conditioned)
-        self._null_keys: list[str] = []
-        for key, value in (null_cond or {}).items():
-            self.set_null(key, value)
+    process_class = GraphProcess
+
+    @staticmethod
+    def _told_noise_level(process) -> bool:
+        return True
 
     def forward(self, x, sigma, cond=None):
         parts = self.categorical.parts
         x = {k: x[k].long() for k in parts}
         first = x[next(iter(parts))]
-        sig = torch.as_tensor(sigma, dtype=torch.float32, device=first.device).reshape(-1).expand(first.shape[0])
-        c_noise = -torch.expm1(-sig) if self.time_conditioned else torch.zeros_like(sig)
-        out = self.net(x, c_noise, cond)
-        logp = {}
-        for key, proc in parts.items():
-            logits = out[key].float()
-            if logits.shape[-1] != proc.num_classes:
-                raise ValueError(f"the network gives {logits.shape[-1]} {key} logits; the process has "
-                                 f"{proc.num_classes} classes")
-            lp = torch.log_softmax(logits, -1)
-            if isinstance(proc, Masked):
-                clean = x[key] != proc.mask
-                carry = torch.log(nn.functional.one_hot(x[key].clamp(max=proc.num_classes - 1),
-                                                        proc.num_classes).float())
-                lp = torch.where(clean.unsqueeze(-1), carry, lp)
-            logp[key] = lp
-        return logp
+        out = self.net(x, self.noise_input(sigma, first.shape[0], first.device), cond)
+        return {key: clean_log_probs(out[key], x[key], proc, key) for key, proc in parts.items()}
 
 
 @torch.no_grad()
