@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import torch
@@ -124,6 +125,22 @@ def _load_csv(path):
         return np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2, dtype=np.float64)
     except ValueError:
         raise ValueError(_csv_problem(path, skip)) from None
+
+
+def is_numeric_table(path: str) -> bool:
+    """Whether a text file's first non-empty line (among its first 100) is a row of numbers separated by commas
+    or white space: a table of vectors rather than prose."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for _ in range(100):
+                line = f.readline(4096)
+                if not line:
+                    return False
+                if line.strip():
+                    return all(_is_number(v) for v in re.split(r"[,\s]+", line.strip()))
+    except OSError:
+        return False
+    return False
 
 
 def _is_number(text: str) -> bool:

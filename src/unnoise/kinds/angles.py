@@ -50,14 +50,19 @@ def read_angles(spec: str, wrap: bool = False) -> torch.Tensor:
     return x
 
 
-def run_angles(args) -> int:
-    """``unnoise train --periodic``: an MLP on (cos, sin) features under wrapped noise; the exit status."""
+def check_wrapped(args, who: str) -> None:
+    """One-line errors for a periodic run asked for another schedule or parameterization than the wrapped
+    process's (``who``: the start of the message, e.g. ``"--periodic trains"``)."""
     if args.schedule != SCHEDULE:
-        raise ValueError(f"--periodic trains under wrapped noise on the torus: use --schedule {SCHEDULE} (or omit it), "
+        raise ValueError(f"{who} under wrapped noise on the torus: use --schedule {SCHEDULE} (or omit it), "
                          f"not {args.schedule}")
     if args.parameterization != PARAMETERIZATION:
-        raise ValueError(f"--periodic trains an eps-network (the wrapped score): omit --parameterization "
-                         f"{args.parameterization}")
+        raise ValueError(f"{who} an eps-network (the wrapped score): omit --parameterization {args.parameterization}")
+
+
+def run_angles(args) -> int:
+    """``unnoise train --periodic``: an MLP on (cos, sin) features under wrapped noise; the exit status."""
+    check_wrapped(args, "--periodic trains")
     torch.manual_seed(args.seed)
     x = read_angles(args.data, bool(args.wrap))
     trainer = train_model(x, args.out, net_config={"width": args.width, "depth": args.depth, "periodic": True},

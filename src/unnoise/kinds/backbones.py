@@ -10,10 +10,8 @@ writes it as a PDB file; ``--angles`` adds the raw angles, ``--plot`` a Ramachan
 """
 from __future__ import annotations
 
-import math
 import os
 
-import numpy as np
 import torch
 
 from .. import io, proteins
@@ -22,9 +20,9 @@ from ..pipeline import Pipeline
 from ..plotting import plot_ramachandran
 from ..train import train_model
 from . import Kind, SampleOutput, TrainEntry, register
+from .angles import PARAMETERIZATION, SCHEDULE, check_wrapped
 from .common import data_shape, read_denoiser_run
 
-SCHEDULE, PARAMETERIZATION = "wrapped", "eps"
 OPTIONS = {"window": 32, "min_chain_length": 40, "backbone_angles": "all", "width": 128, "depth": 4, "heads": 4,
            "schedule": SCHEDULE, "parameterization": PARAMETERIZATION}
 
@@ -52,12 +50,7 @@ def claims(args) -> bool:
 
 def run_backbones(args) -> int:
     """``unnoise train --data FOLDER_OF_PDB``: the residue transformer under wrapped noise; the exit status."""
-    if args.schedule != SCHEDULE:
-        raise ValueError(f"backbones train under wrapped noise on the torus: use --schedule {SCHEDULE} (or omit it), "
-                         f"not {args.schedule}")
-    if args.parameterization != PARAMETERIZATION:
-        raise ValueError(f"backbones train an eps-network (the wrapped score): omit --parameterization "
-                         f"{args.parameterization}")
+    check_wrapped(args, "backbones train")
     if args.min_chain_length < 1:
         raise ValueError(f"--min-chain-length must be a positive integer, got {args.min_chain_length}")
     names = proteins.parse_angle_names(args.backbone_angles)

@@ -15,13 +15,13 @@ In Python: ``unnoise.load(RUN).sample(n)`` returns a list of strings, ``.complet
 from __future__ import annotations
 
 import os
-import re
 
 import numpy as np
 
 from .. import io
 from ..categorical import CategoricalDenoiser
 from ..commands.train_common import command_record, finish, train_config
+from ..data.arrays import is_numeric_table
 from ..data.tokens import CharCodec, TextCodec, TokenizerCodec, TokenWindows, codec_from_config, encode_corpus
 from ..pipeline import Pipeline
 from ..processes import Marginal, Masked
@@ -44,29 +44,6 @@ def add_args(p) -> None:
                         "frequencies)")
 
 
-def _numeric_table(path: str) -> bool:
-    """Whether a file's first non-empty line is a row of numbers (a ``.txt`` table of vectors, not a corpus)."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for _ in range(100):
-                line = f.readline(4096)
-                if not line:
-                    return False
-                if line.strip():
-                    return all(_is_number(v) for v in re.split(r"[,\s]+", line.strip()))
-    except OSError:
-        return False
-    return False
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
 def claims(args) -> bool:
     """Whether ``unnoise train`` was given a ``.txt`` corpus (``--data FILE.txt``): a ``.txt`` file whose first line
     is not a row of numbers (those are vectors), or any ``.txt`` with one of the text options."""
@@ -74,7 +51,7 @@ def claims(args) -> bool:
     if not isinstance(data, str) or not data.lower().endswith(".txt"):
         return False
     asked = any(getattr(args, o, None) is not None for o in ("seq_len", "tokenizer", "process"))
-    return asked or not _numeric_table(data)
+    return asked or not is_numeric_table(data)
 
 
 def build_process(name: str, ids: np.ndarray, vocab: int):
