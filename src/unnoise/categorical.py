@@ -213,7 +213,8 @@ def sample(denoiser, process: CategoricalProcess, shape, steps, generator: torch
         x_new = _draw(post, generator)
         if known_mask is not None:
             x_new = torch.where(known_mask, known, x_new)
-        changed = bool((x_new != x).any())
+        if cache_ok:  # the one read-back of a step, and only where it can save the network call
+            changed = bool((x_new != x).any())
         x = x_new
     return (x, calls) if return_calls else x
 

@@ -237,7 +237,7 @@ def run(args):
         paths = [out]
     where = paths[0] if len(paths) == 1 else f"{paths[0]} ... {paths[-1]}"
     shape = f" of shape {tuple(x.shape[1:])}" if hasattr(x, "shape") else ""
-    print(f"wrote {n} samples{shape} to {where}")
+    print(f"sampled {n}{shape}; wrote {where}")  # a writer may keep fewer (molecules: the valid ones) and says so
     if args.plot:
         output.plot(pipe, x, args, args.plot)
         print(f"wrote {args.plot}" + (f" (the first {len(x)} samples)" if streamed else ""))
