@@ -18,7 +18,8 @@ Both scored on the same validation windows with their EMA weights; perplexity pe
 the time per sample of ancestral sampling at 10 / 50 / 100 / 500 steps (batch 1: cached and uncached, the
 network calls counted; batch 32 uncached up to 100 steps), beside the autoregressive model's ``seq_len`` network calls.
 
-Run: ``python benchmarks/text_tokens.py [--steps 2000] [--hidden 96] [--layers 3] [--seq-len 64]``
+Run: ``python benchmarks/text_tokens.py [--steps 2000] [--hidden 96] [--layers 3] [--seq-len 64]
+[--eval-every 2000 --ar-steps 12000]`` (the last two: a learning curve of both models, each scored every 2000 steps)
 (single-threaded; the defaults are a CPU budget of minutes).
 """
 from __future__ import annotations
@@ -72,13 +73,26 @@ def corpus(path: str) -> str:
     return text
 
 
-def train(model, schedule, data, args, objective=None):
-    cfg = TrainConfig(steps=args.steps, batch_size=args.batch, lr=args.lr, warmup=100, log_every=args.steps,
+def train(model, schedule, data, args, objective=None, steps=None, score=None):
+    """Train for ``steps``; with ``score`` (EMA model -> validation bits) and ``args.eval_every``, also score the
+    EMA weights every that many steps (the learning rate is constant after warm-up, so the curve is what runs
+    stopped at each of those budgets would give).  Returns ``(trainer, training seconds, [(step, bits)])``."""
+    steps = steps or args.steps
+    cfg = TrainConfig(steps=steps, batch_size=args.batch, lr=args.lr, warmup=100, log_every=steps,
                       checkpoint_every=0, device="cpu", num_workers=0, seed=0, ema_decay=0.995)
-    t = time.perf_counter()
     trainer = Trainer(model, schedule, data, cfg, objective=objective)
-    trainer.fit(progress=False)
-    return trainer, time.perf_counter() - t
+    t, spent, curve = time.perf_counter(), 0.0, []
+    if not (score and args.eval_every):
+        trainer.fit(progress=False)
+        return trainer, time.perf_counter() - t, curve
+    while trainer.step_count < steps:
+        trainer.step()
+        if trainer.step_count % args.eval_every == 0 or trainer.step_count == steps:
+            spent += time.perf_counter() - t
+            curve.append((trainer.step_count, score(trainer.ema)))
+            print(f"  step {trainer.step_count}: {curve[-1][1]:.3f} bits / char ({spent:.0f} s)", flush=True)
+            t = time.perf_counter()
+    return trainer, spent + time.perf_counter() - t, curve
 
 
 @torch.no_grad()
@@ -125,6 +139,9 @@ def main():
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--valid-windows", type=int, default=256)
     ap.add_argument("--nelbo-points", type=int, default=32)
+    ap.add_argument("--ar-steps", type=int, default=None, help="training steps of the AR model (default --steps)")
+    ap.add_argument("--eval-every", type=int, default=0,
+                    help="also score both models on the validation windows every this many steps (a learning curve)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -147,15 +164,23 @@ def main():
     sched = schedules.get("categorical", process=process.config())
     shape = dict(seq_len=args.seq_len, hidden=args.hidden, layers=args.layers, heads=args.heads)
     masked_net = nets.build("transformer", vocab_size=v + 1, num_outputs=v, **shape)
-    masked, t_masked = train(categorical.CategoricalDenoiser(masked_net, sched.forward), sched, train_data, args)
-    bits_masked = float(categorical.bits_per_token(masked.ema, sched.forward, x_valid,
-                                                   points=args.nelbo_points).mean())
+    def score_masked(model):
+        return float(categorical.bits_per_token(model, sched.forward, x_valid, points=args.nelbo_points).mean())
+
+    print("masked diffusion:")
+    masked, t_masked, curve_m = train(categorical.CategoricalDenoiser(masked_net, sched.forward), sched, train_data,
+                                      args, score=score_masked)
+    bits_masked = score_masked(masked.ema)
 
     ar_net = nets.build("transformer", vocab_size=v + 1, num_outputs=v, causal=True, **shape)
     objective = NextTokenObjective(bos=v)
-    ar, t_ar = train(ar_net, None, train_data, args, objective)
-    with torch.no_grad():
-        bits_ar = float(objective.nll(ar.ema, x_valid).mean()) / (args.seq_len * math.log(2))
+    def score_ar(model):
+        with torch.no_grad():
+            return float(objective.nll(model, x_valid).mean()) / (args.seq_len * math.log(2))
+
+    print("autoregressive:")
+    ar, t_ar, curve_a = train(ar_net, None, train_data, args, objective, steps=args.ar_steps, score=score_ar)
+    bits_ar = score_ar(ar.ema)
     n_params = nets.count_parameters(masked_net)
     ppl_m, ppl_a = 2 ** bits_masked, 2 ** bits_ar
     print(f"\n{n_params:,} parameters each; training {t_masked:.0f} s (masked), {t_ar:.0f} s (AR)")
@@ -164,6 +189,18 @@ def main():
     print(f"| masked diffusion (NELBO, {args.nelbo_points}-point quadrature) | {bits_masked:.3f} | {ppl_m:.2f} |")
     print(f"| autoregressive (exact NLL) | {bits_ar:.3f} | {ppl_a:.2f} |")
     print(f"perplexity ratio masked / AR: {ppl_m / ppl_a:.3f} (MDLM on LM1B: 27.04 / 22.32 = {27.04 / 22.32:.3f})")
+    if curve_m and curve_a:
+        best_a = min(b for _, b in curve_a)
+        ar_at = dict(curve_a)
+        print("\n| training steps | masked: bits / char | AR: bits / char | ratio masked / AR | ratio masked / AR's best "
+              "so far |\n|---|---|---|---|---|")
+        for step, b in curve_m:
+            so_far = min([a for s, a in curve_a if s <= step] or [float("nan")])
+            a = ar_at.get(step)
+            print(f"| {step} | {b:.3f} | {'-' if a is None else f'{a:.3f}'} | "
+                  f"{'-' if a is None else f'{2 ** (b - a):.2f}'} | {2 ** (b - so_far):.2f} |")
+        print(f"best: masked {min(b for _, b in curve_m):.3f}, AR {best_a:.3f} bits / char, perplexity ratio "
+              f"{2 ** (min(b for _, b in curve_m) - best_a):.3f}")
 
     rows = sampling_speed(masked.ema, sched.forward, args.seq_len, (10, 50, 100, 500), ar.ema, v)
     print("\n| steps | batch 1, cached: s / sample (network calls) | batch 1, uncached (calls) | batch 32, uncached: "

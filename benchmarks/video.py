@@ -70,13 +70,13 @@ def reset_peak() -> None:
         f.write("5")
 
 
-def throughput(frames: int, size: int, batch: int, steps: int) -> dict:
+def throughput(frames: int, size: int, batch: int, steps: int, net: dict = NET) -> dict:
     """Examples/s and peak memory of training on clips of ``frames`` frames (run in a fresh process)."""
     reset_peak()
     before = rss_mib("VmRSS")
     data = MovingDigits(4096, frames=frames, size=size, seed=0)
     cfg = TrainConfig(steps=1, batch_size=batch, device="cpu", num_workers=0, log_every=1000)
-    trainer = video.train(data, None, net_config=NET, config=cfg, progress=False)  # one warm-up step
+    trainer = video.train(data, None, net_config=net, config=cfg, progress=False)  # one warm-up step
     start = time.perf_counter()
     for _ in range(steps):
         trainer.step()
@@ -181,12 +181,15 @@ def main():
     ap.add_argument("--json", default=None, help="also write the results here")
     ap.add_argument("--figure", default=None, help="also write a PNG strip here: 4 held-out clips, each above its "
                     "prediction (frames 5-9 from 0-4), then 4 unconditional clips")
+    ap.add_argument("--net", default=None, help="network settings over the defaults, as JSON, e.g. "
+                    "'{\"spacetime_levels\": [2]}'")
     ap.add_argument("--run", default=None, help="train into this run folder, or reuse the run already there "
                     "(then the training time is not measured)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    net = dict(NET, **json.loads(args.net)) if args.net else NET
     if args.throughput is not None:
-        print(json.dumps(throughput(args.throughput, args.size, 8, 4)))
+        print(json.dumps(throughput(args.throughput, args.size, 8, 4, net)))
         return
 
     t0 = time.perf_counter()
@@ -197,13 +200,13 @@ def main():
     reused = os.path.exists(os.path.join(run, "config.json"))
     final_loss = None
     if not reused:
-        final_loss = video.train(train_set, run, net_config=NET, config=cfg, p_past=0.75, p_future=0.35, progress=True).loss_smooth
+        final_loss = video.train(train_set, run, net_config=net, config=cfg, p_past=0.75, p_future=0.35, progress=True).loss_smooth
     train_s = None if reused else time.perf_counter() - t0
     pipe = video.load(run)
     held_set = MovingDigits(args.eval_clips, frames=10, size=args.size, seed=1, split="test")
     held_out = held_set.clips()
     labels = torch.stack([held_set.digit_labels(i)[0] for i in range(len(held_set))])
-    results = {"size": args.size, "train_frames": args.frames, "train_steps": args.train_steps, "batch": args.batch,
+    results = {"net": net, "size": args.size, "train_frames": args.frames, "train_steps": args.train_steps, "batch": args.batch,
                "parameters": sum(p.numel() for p in pipe.denoiser.parameters()), "train_seconds": train_s,
                "final_loss": final_loss, "sample_steps": args.sample_steps}
 
@@ -260,7 +263,7 @@ def main():
     results["throughput"] = []
     for frames in (8, 16):
         out = subprocess.run([sys.executable, __file__, "--throughput", str(frames), "--size", str(args.size),
-                              "--threads", str(args.threads)], capture_output=True, text=True, check=True)
+                              "--threads", str(args.threads)] + (["--net", args.net] if args.net else []), capture_output=True, text=True, check=True)
         results["throughput"].append(json.loads(out.stdout.strip().splitlines()[-1]))
     results["total_seconds"] = time.perf_counter() - t0
 

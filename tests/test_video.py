@@ -192,6 +192,39 @@ def test_temporal_layers_see_frame_order():
         assert torch.allclose(still, single, atol=1e-5)
 
 
+def test_spacetime_attention_reaches_other_positions_of_other_frames_where_temporal_attention_cannot():
+    g = torch.Generator().manual_seed(8)
+    temporal, joint = nets.video_unet.TemporalAttention(8, 2), nets.video_unet.SpaceTimeAttention(8, 2, max_offset=2)
+    for module in (temporal, joint):
+        for p in module.parameters():
+            p.data.normal_(0, 0.5, generator=g)
+    frames, h = 3, torch.randn(2 * 3, 8, 4, 4, generator=g)  # (B*T, C, H, W)
+    moved = h.clone()  # clip 0, frame 0: pixels (0, 0) and (0, 1) swapped (the frame's GroupNorm statistics stay)
+    moved[0, :, 0, 0], moved[0, :, 0, 1] = h[0, :, 0, 1], h[0, :, 0, 0]
+    with torch.no_grad():
+        for module, reaches in ((temporal, False), (joint, True)):
+            change = (module(moved, frames) - module(h, frames)).abs().amax(1)  # (B*T, H, W)
+            assert (change[1, 2, 2] > 1e-4) == reaches  # frame 1, pixel (2, 2) of the same clip
+            assert change[1, 0, 0] > 1e-4  # the same pixel of another frame: both reach it
+            assert change[3:].max() == 0  # never another clip
+        # the bias is time_bias[j - i] + space_bias[dy, dx], offsets clipped to max_offset
+        bias = joint.position_bias(frames, 4, 4, h.device)  # tokens (frame, row, column)
+        token = lambda t, y, x: (t * 4 + y) * 4 + x
+        for (ti, yi, xi), (tj, yj, xj) in (((0, 0, 0), (2, 3, 1)), ((1, 2, 2), (0, 0, 3)), ((2, 1, 0), (2, 1, 0))):
+            dy, dx = max(-2, min(2, yj - yi)), max(-2, min(2, xj - xi))
+            expected = joint.time_bias[:, tj - ti + joint.max_distance] + joint.space_bias[:, dy + 2, dx + 2]
+            assert torch.equal(bias[:, token(ti, yi, xi), token(tj, yj, xj)], expected)
+        # still images: every frame attends to itself alone, so it is the one-frame clip's output
+        stills = joint(h, frames, torch.ones(2, dtype=torch.bool))
+        single = torch.stack([joint(h[i:i + 1], 1)[0] for i in range(6)])
+        assert torch.allclose(stills, single, atol=1e-5)
+    net = nets.VideoUNet((1, 4, 8, 8), base_channels=8, channel_mult=[1, 2], spacetime_levels=[1])
+    kinds = [type(m).__name__ for m in net.modules() if "Attention" in type(m).__name__ and type(m).__name__ != "AttentionBlock"]
+    assert kinds.count("SpaceTimeAttention") == 4 and kinds.count("TemporalAttention") == 3  # level 1 and the middle
+    with pytest.raises(ValueError, match="spacetime_levels"):
+        nets.VideoUNet((1, 4, 8, 8), base_channels=8, channel_mult=[1, 2], spacetime_levels=[2])
+
+
 def test_moving_digits_move_with_constant_velocity_bounce_and_follow_the_seed():
     d = MovingDigits(20, frames=30, size=32, max_speed=3, seed=11)
     room = 32 - 8
@@ -387,15 +420,19 @@ def test_train_video_command_on_moving_digits_and_on_a_npy(tmp_path, capsys):
     np.save(tmp_path / "clips.npy", clips.numpy())
     out = str(tmp_path / "npy")
     args = train_args(["--video", "--data", str(tmp_path / "clips.npy"), "--frames", "3", "--p-future", "0", "--out", out,
-                       *common])
+                       "--spacetime-levels", "1", *common])
     assert run_video(args) == 0
     pipe = video.load(out)
     assert pipe.shape == (1, 3, 8, 8) and pipe.config["data"]["num_examples"] == 6
+    assert sum(isinstance(m, nets.video_unet.SpaceTimeAttention) for m in pipe.denoiser.net.modules()) == 4
     assert pipe.config["objective"]["p_future"] == 0.0
     bad = train_args(["--video", "--data", str(tmp_path / "clips.npy"), "--frames", "7", "--out", str(tmp_path / "x"),
                       *common])
     with pytest.raises(ValueError, match="shorter than a clip of 7"):
         run_video(bad)
+    with pytest.raises(ValueError, match="--spacetime-levels names level"):
+        run_video(train_args(["--video", "--data", str(tmp_path / "clips.npy"), "--spacetime-levels", "2",
+                              "--out", str(tmp_path / "y"), *common]))
 
 
 def test_stills_train_as_clips_of_independent_frames():

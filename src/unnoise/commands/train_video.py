@@ -17,7 +17,7 @@ DEFAULT_NUM_CLIPS = 10000
 # the kind-specific options of ``unnoise train`` a video run takes, with their defaults (None: resolved here)
 VIDEO_OPTIONS = {"video": True, "frames": None, "image_size": None, "image_mode": "L", "num_clips": None,
                  "base_channels": 32, "channel_mult": "1,2,2", "attention_levels": "", "temporal_levels": None,
-                 "dropout": 0.0, "p_past": 0.5, "p_future": 0.25}
+                 "spacetime_levels": None, "dropout": 0.0, "p_past": 0.5, "p_future": 0.25}
 
 
 def add_video_args(p) -> None:
@@ -37,6 +37,10 @@ def add_video_args(p) -> None:
                         "neither = unconditional generation")
     g.add_argument("--temporal-levels", default=None,
                    help="U-Net levels with temporal attention, comma-separated (default: every level)")
+    g.add_argument("--spacetime-levels", default=None,
+                   help="U-Net levels whose attention across frames is joint over frames and positions, so it can "
+                        "follow what moves (quadratic in frames x pixels of the level: for the coarse levels), "
+                        "comma-separated, or 'none' (default: none)")
 
 
 def is_video_request(args) -> bool:
@@ -53,7 +57,10 @@ def video_net_config(args) -> dict:
                   attention_levels=_ints(args.attention_levels or "", "--attention-levels"), dropout=args.dropout)
     if args.temporal_levels is not None:
         config["temporal_levels"] = _ints(args.temporal_levels, "--temporal-levels")
-    for name in ("attention_levels", "temporal_levels"):
+    if args.spacetime_levels is not None:
+        spec = args.spacetime_levels.strip().lower()
+        config["spacetime_levels"] = [] if spec in ("", "none") else _ints(args.spacetime_levels, "--spacetime-levels")
+    for name in ("attention_levels", "temporal_levels", "spacetime_levels"):
         beyond = [a for a in config.get(name) or [] if not 0 <= a < len(levels)]
         if beyond:
             raise ValueError(f"--{name.replace('_', '-')} names level(s) {beyond} but the U-Net has {len(levels)} levels "

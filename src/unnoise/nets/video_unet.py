@@ -4,7 +4,9 @@ Spatial layers run on every frame alone (frames folded into the batch: 2-D convo
 frame, per-frame self-attention); after them, at the levels in ``temporal_levels``, a temporal attention
 block lets each pixel position attend across the frames, with a learned relative position bias per head
 (``bias[j - i]`` for query frame ``i`` and key frame ``j``, distances clipped to ``max_distance``), so
-the network knows frame order while every frame uses the same weights.  Down- and upsampling are
+the network knows frame order while every frame uses the same weights.  At the levels in ``spacetime_levels``
+that block attends jointly over frames and positions instead (:class:`SpaceTimeAttention`), so a feature can
+follow an object to where it moved in another frame.  Down- and upsampling are
 spatial only, so the clip length ``T`` is free (any ``T >= 1``; one frame is a still image).
 
 Conditioning frames (MCVD, RaMViD): ``cond["frames"]`` ``(B, T)`` is 1 where a frame is known (given
@@ -90,6 +92,55 @@ class TemporalAttention(nn.Module):
         return h + out
 
 
+class SpaceTimeAttention(nn.Module):
+    """Self-attention over every (frame, position) of a clip jointly, with a relative position bias per head in
+    time and in space (``bias_t[j - i] + bias_s[dy, dx]``, offsets clipped to ``max_distance`` frames and
+    ``max_offset`` pixels of this level).
+
+    :class:`TemporalAttention` relates the same pixel across frames, so a shape that moves between frames is
+    out of its reach; here a query at frame ``i`` attends to the key at any position of frame ``j`` (where the
+    object has moved to), at a cost quadratic in ``T * H * W``: meant for the coarse levels.  Input and output
+    ``(B*T, C, H, W)``.
+    """
+
+    def __init__(self, channels: int, num_heads: int, max_distance: int = 32, max_offset: int = 8):
+        super().__init__()
+        if channels % num_heads:
+            raise ValueError(f"attention channels {channels} not divisible by num_heads={num_heads}")
+        self.heads, self.max_distance, self.max_offset = num_heads, int(max_distance), int(max_offset)
+        self.norm = nn.GroupNorm(_groups(channels), channels)
+        self.qkv = nn.Linear(channels, 3 * channels)
+        self.proj = _zero(nn.Linear(channels, channels))
+        self.time_bias = nn.Parameter(torch.zeros(num_heads, 2 * self.max_distance + 1))
+        self.space_bias = nn.Parameter(torch.zeros(num_heads, 2 * self.max_offset + 1, 2 * self.max_offset + 1))
+
+    def _rel(self, n: int, limit: int, device) -> torch.Tensor:
+        idx = torch.arange(n, device=device)
+        return (idx[None, :] - idx[:, None]).clamp(-limit, limit) + limit
+
+    def position_bias(self, frames: int, height: int, width: int, device) -> torch.Tensor:
+        """``(heads, T*H*W, T*H*W)`` over tokens ordered (frame, row, column)."""
+        bt = self.time_bias[:, self._rel(frames, self.max_distance, device)]  # (heads, T, T)
+        ry, rx = self._rel(height, self.max_offset, device), self._rel(width, self.max_offset, device)
+        bs = self.space_bias[:, ry[:, None, :, None], rx[None, :, None, :]]  # (heads, H, W, H, W)
+        n = frames * height * width
+        return (bt[:, :, None, None, :, None, None] + bs[:, None, :, :, None, :, :]).reshape(self.heads, n, n)
+
+    def forward(self, h: torch.Tensor, frames: int, stills: torch.Tensor | None = None) -> torch.Tensor:
+        bt, c, height, width = h.shape
+        b, hw = bt // frames, height * width
+        x = self.norm(h).reshape(b, frames, c, hw).transpose(2, 3).reshape(b, frames * hw, c)
+        q, k, v = (t.reshape(b, frames * hw, self.heads, -1).transpose(1, 2) for t in self.qkv(x).chunk(3, -1))
+        bias = self.position_bias(frames, height, width, h.device).to(q.dtype)[None]  # (1, heads, N, N)
+        if stills is not None and bool(stills.any()):
+            frame_of = torch.arange(frames, device=h.device).repeat_interleave(hw)
+            other = frame_of[:, None] != frame_of[None, :]  # (N, N)
+            bias = bias.masked_fill((stills[:, None, None] & other)[:, None], float("-inf"))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, heads, N, C/heads)
+        out = self.proj(out.transpose(1, 2).reshape(b, frames * hw, c))
+        return h + out.reshape(b, frames, hw, c).transpose(2, 3).reshape(bt, c, height, width)
+
+
 class VideoUNet(nn.Module):
     """Noise-conditioned factorised space-time U-Net: ``F(x_in, c_noise, cond)``, ``x_in`` ``(B, C, T, H, W)``.
 
@@ -101,11 +152,14 @@ class VideoUNet(nn.Module):
         temporal_levels: levels with temporal attention after each block (default: every level); the
             middle block always has it.
         max_distance: frame distances beyond this share one relative position bias.
+        spacetime_levels: levels whose temporal attention is joint over frames and positions
+            (:class:`SpaceTimeAttention`, quadratic in ``T * H * W``: for the coarse levels); the middle block's
+            too when the last level is one of them.  Default none (temporal attention per pixel).
     """
 
     def __init__(self, shape=None, in_channels: int | None = None, base_channels: int = 32, channel_mult=(1, 2, 2),
                  num_res_blocks: int = 1, attention_levels=(), temporal_levels=None, num_heads: int = 4,
-                 dropout: float = 0.0, max_distance: int = 32, emb_dim: int | None = None):
+                 dropout: float = 0.0, max_distance: int = 32, emb_dim: int | None = None, spacetime_levels=()):
         super().__init__()
         if shape is not None:
             shape = [int(s) for s in shape]
@@ -117,16 +171,18 @@ class VideoUNet(nn.Module):
         levels = len(channel_mult)
         attention_levels = sorted(int(a) for a in attention_levels)
         temporal_levels = list(range(levels)) if temporal_levels is None else sorted(int(a) for a in temporal_levels)
+        spacetime_levels = sorted(int(a) for a in spacetime_levels)
         if not channel_mult or min(channel_mult) < 1 or base_channels < 1 or num_res_blocks < 1:
             raise ValueError("base_channels, channel_mult entries and num_res_blocks must be positive")
-        for name, lv in (("attention_levels", attention_levels), ("temporal_levels", temporal_levels)):
+        for name, lv in (("attention_levels", attention_levels), ("temporal_levels", temporal_levels),
+                         ("spacetime_levels", spacetime_levels)):
             if any(not 0 <= a < levels for a in lv):
                 raise ValueError(f"{name} {lv} must be level indices in [0, {levels})")
         emb_dim = int(emb_dim or 4 * base_channels)
         self.config = dict(shape=shape, in_channels=in_channels, base_channels=base_channels, channel_mult=channel_mult,
                            num_res_blocks=num_res_blocks, attention_levels=attention_levels,
                            temporal_levels=temporal_levels, num_heads=num_heads, dropout=dropout,
-                           max_distance=max_distance, emb_dim=emb_dim)
+                           max_distance=max_distance, emb_dim=emb_dim, spacetime_levels=spacetime_levels)
         self.in_channels, self.levels = in_channels, levels
         if shape is not None:
             self.check_spatial(shape[2:])
@@ -135,9 +191,15 @@ class VideoUNet(nn.Module):
         self.known_emb = nn.Parameter(torch.zeros(emb_dim))
         self.inp = nn.Conv2d(in_channels + 1, base_channels, 3, padding=1)
 
+        def across_frames(level, ch):
+            if level in spacetime_levels:
+                return SpaceTimeAttention(ch, num_heads, max_distance)
+            return TemporalAttention(ch, num_heads, max_distance)
+
         def block_extras(level, ch):
             extras = [AttentionBlock(ch, num_heads)] if level in attention_levels else []
-            return extras + ([TemporalAttention(ch, num_heads, max_distance)] if level in temporal_levels else [])
+            return extras + ([across_frames(level, ch)] if level in temporal_levels or level in spacetime_levels
+                             else [])
 
         self.down = nn.ModuleList()
         skips, ch = [base_channels], base_channels
@@ -151,7 +213,7 @@ class VideoUNet(nn.Module):
                 self.down.append(nn.ModuleList([Downsample(2, ch)]))
                 skips.append(ch)
         self.mid = nn.ModuleList([ResBlock(2, ch, ch, emb_dim, dropout), AttentionBlock(ch, num_heads),
-                                  TemporalAttention(ch, num_heads, max_distance), ResBlock(2, ch, ch, emb_dim, dropout)])
+                                  across_frames(levels - 1, ch), ResBlock(2, ch, ch, emb_dim, dropout)])
         self.up = nn.ModuleList()
         for level in reversed(range(levels)):
             for i in range(num_res_blocks + 1):
@@ -176,7 +238,7 @@ class VideoUNet(nn.Module):
         for layer in layers:
             if isinstance(layer, ResBlock):
                 h = layer(h, emb)
-            elif isinstance(layer, TemporalAttention):
+            elif isinstance(layer, (TemporalAttention, SpaceTimeAttention)):
                 h = layer(h, frames, stills)
             else:
                 h = layer(h)
@@ -206,7 +268,8 @@ class VideoUNet(nn.Module):
     def extra_repr(self) -> str:
         c = self.config
         return (f"channels={c['base_channels']}x{c['channel_mult']}, res_blocks={c['num_res_blocks']}, "
-                f"attention_levels={c['attention_levels']}, temporal_levels={c['temporal_levels']}")
+                f"attention_levels={c['attention_levels']}, temporal_levels={c['temporal_levels']}"
+                + (f", spacetime_levels={c['spacetime_levels']}" if c.get("spacetime_levels") else ""))
 
 
-__all__ = ["TemporalAttention", "VIDEO_COND_KEYS", "VideoUNet", "video_cond"]
+__all__ = ["SpaceTimeAttention", "TemporalAttention", "VIDEO_COND_KEYS", "VideoUNet", "video_cond"]
