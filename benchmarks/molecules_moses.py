@@ -108,7 +108,7 @@ def main_(args) -> None:
             extra = ["--resume", run] if seen else []
             assert main(["train", "--data", data, "--out", run, "--steps", str(steps), "--batch-size",
                          str(args.batch_size), "--lr", str(args.lr), "--width", str(args.width), "--depth",
-                         str(args.depth), "--checkpoint-every", str(steps), "--log-every", "100", "--device",
+                         str(args.depth), "--graph-features", args.graph_features, "--checkpoint-every", str(steps), "--log-every", "100", "--device",
                          args.device, "--num-workers", "0", *extra]) == 0
             train_s += time.perf_counter() - t
             seen = steps * args.batch_size
@@ -139,6 +139,8 @@ if __name__ == "__main__":
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--width", type=int, default=64)
     p.add_argument("--depth", type=int, default=4)
+    p.add_argument("--graph-features", default="molecular", choices=("molecular", "walks"),
+                   help="the network's structure features (unnoise train --graph-features)")
     p.add_argument("--steps", type=int, default=100, help="sampling steps")
     p.add_argument("--device", default="cpu", help="where to train and sample (cpu, cuda, auto)")
     p.add_argument("--keep", default=None, metavar="DIR", help="copy the trained run here at the end")

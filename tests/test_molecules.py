@@ -3,6 +3,7 @@
 benchmark-only ``molsets``)."""
 from __future__ import annotations
 
+import math
 import os
 import sys
 import warnings
@@ -139,6 +140,50 @@ def test_graph_transformer_is_permutation_equivariant_and_symmetric():
     torch.testing.assert_close(out2["atoms"][2, :4], out["atoms"][2, :4], rtol=0, atol=1e-12)
 
 
+def test_structure_features_count_valency_rings_and_fragments_as_rdkit_does():
+    from rdkit import Chem
+    from unnoise.nets.graph_transformer import structure_features
+    smiles = ["CC(=O)Oc1ccccc1C(=O)O.[Na+].Cl", "C1CC1C#N", "CN1CCC23c4c5ccc(O)c4OC2C(O)C=CC3C1C5"]
+    n = 24
+    bonds = torch.zeros(len(smiles), n, n, dtype=torch.long)
+    mask = torch.zeros(len(smiles), n, dtype=torch.bool)
+    for i, s in enumerate(smiles):
+        tokens, b = molecules.graph_from_smiles(s)
+        bonds[i, :len(tokens), :len(tokens)] = torch.from_numpy(b.astype(np.int64))
+        mask[i, :len(tokens)] = True
+    bonds[0, 0, 1] = bonds[0, 1, 0] = 4  # an absorbing-mask class (bond_classes = 4) is no edge
+    pair = mask[:, :, None] & mask[:, None, :] & ~torch.eye(n, dtype=torch.bool)
+    node, graph = structure_features(bonds, pair, mask, 4, "molecular", torch.float64)
+    assert node.shape == (3, n, 8) and graph.shape == (3, 5)
+    for i, s in enumerate(smiles):
+        mol = Chem.MolFromSmiles(s)
+        Chem.Kekulize(mol, clearAromaticFlags=True)
+        k = mol.GetNumAtoms()
+        valency = torch.tensor([sum(b.GetBondTypeAsDouble() for b in a.GetBonds()) for a in mol.GetAtoms()],
+                               dtype=torch.float64)
+        if i == 0:
+            valency[:2] -= 1.0  # the masked C-C bond
+        frags = Chem.GetMolFrags(mol) if i else ((0,), (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12), (13,), (14,))
+        sizes = torch.zeros(k, dtype=torch.float64)
+        for frag in frags:
+            sizes[list(frag)] = len(frag)
+        torch.testing.assert_close(node[i, :k, 3] * 4, valency, rtol=0, atol=1e-12)
+        torch.testing.assert_close(node[i, :k, 6] * n, sizes, rtol=0, atol=1e-12)
+        assert torch.equal(node[i, :k, 7], (sizes == sizes.max()).double()) and node[i, k:].abs().sum() == 0
+        assert graph[i, 3] * 4 + 1 == len(frags) and graph[i, 4] == sizes.max() / k
+    # closed walks of length 6 from an atom of an isolated six-membered ring: the +-1 step sequences whose sum is
+    # 0 or +-6 (the two ways round the ring and the 20 that come back), 22
+    ring = torch.zeros(1, 6, 6, dtype=torch.long)
+    for a in range(6):
+        ring[0, a, (a + 1) % 6] = ring[0, (a + 1) % 6, a] = 1
+    node, _ = structure_features(ring, ~torch.eye(6, dtype=torch.bool)[None], torch.ones(1, 6, dtype=torch.bool), 4,
+                                 "molecular", torch.float64)
+    walks6 = sum(math.comb(6, j) for j in range(7) if (2 * j - 6) % 6 == 0)
+    assert walks6 == 22
+    assert torch.allclose(node[0, :, 5] * 256, torch.full((6,), walks6, dtype=torch.float64))
+    assert torch.all(node[0, :, 4] == 0)  # no closed walk of odd length 5 in an even ring
+
+
 # ---------------------------------------------------------------- MOSES's own metrics (benchmark-only install)
 def _moses():
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
@@ -261,6 +306,19 @@ def test_a_molecules_run_samples_smiles_and_the_command_reports_invalid_ones(run
     assert all(molecules.canonical(s) is not None for s in lines)
     with pytest.raises(ValueError, match="sampler does not apply"):
         pipe.sample(2, sampler="ddim")
+
+
+def test_runs_written_before_the_molecular_features_build_as_they_were(run):
+    from unnoise.checkpoint.model import build_from_config, read_config
+    config = read_config(run)
+    assert config["net"]["config"]["features"] == "molecular"  # new runs record the setting
+    denoiser, _ = build_from_config(config)
+    assert denoiser.net.node_feats.in_features == 8
+    del config["net"]["config"]["features"]  # a run written before it existed had the walk features
+    denoiser, _ = build_from_config(config)
+    assert denoiser.net.config["features"] == "walks" and denoiser.net.node_feats.in_features == 3
+    with pytest.raises(ValueError, match="unknown graph features"):
+        nets.build("graph_transformer", atom_classes=3, features="spectral")
 
 
 def test_scaffold_atoms_and_bonds_come_back_unchanged(run):

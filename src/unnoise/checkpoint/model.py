@@ -86,6 +86,8 @@ def read_config(run_dir: str) -> dict:
 
 
 RETIRED_NETS = {"caption_table": "text-conditioned", "upscale_unet": "super-resolution"}
+# settings a network gained after runs were written without them: the value that rebuilds such a run as it was
+EARLIER_DEFAULTS = {"graph_transformer": {"features": "walks"}}
 
 
 def build_from_config(config: dict):
@@ -95,7 +97,8 @@ def build_from_config(config: dict):
                          f"(network {config['net']['name']!r}, which kept its conditions in a table inside the "
                          "network); this version conditions through the data: retrain the run")
     try:
-        net = nets.build(config["net"]["name"], **config["net"]["config"])
+        net_config = {**EARLIER_DEFAULTS.get(config["net"]["name"], {}), **config["net"]["config"]}
+        net = nets.build(config["net"]["name"], **net_config)
         wrapper = Denoiser
         if config["denoiser"].get("parameterization") == "logits":  # categorical: tokens, or graphs (molecules)
             process = config["denoiser"].get("process")

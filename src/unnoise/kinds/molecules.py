@@ -40,6 +40,9 @@ def add_args(p) -> None:
     g.add_argument("--max-atoms", type=int, default=None,
                    help="the largest molecule (heavy atoms) the run holds; larger ones are skipped with a warning "
                         "(default: the largest in the file)")
+    g.add_argument("--graph-features", choices=("molecular", "walks"), default=None,
+                   help="structure features of the noisy graph given to the network: 'molecular' (valency, rings, "
+                        "connected components; default) or 'walks' (degree and short closed walks only)")
 
 
 def claims(args) -> bool:
@@ -79,7 +82,7 @@ def run_molecules(args) -> int:
     schedule = schedules.get(SCHEDULE, process=process.config())
     vocab = data.vocabulary
     net = nets.build("graph_transformer", atom_classes=len(vocab), bond_classes=molecules.NUM_BOND_TYPES,
-                     width=args.width, depth=args.depth)
+                     width=args.width, depth=args.depth, features=args.graph_features or "molecular")
     denoiser = GraphDenoiser(net, process)
     info = {"kind": "molecules", "command": command_record(args), "molecules": data.describe(),
             "data": {"shape": [vocab.max_atoms], "num_examples": len(data)}}
@@ -175,7 +178,7 @@ def write_smiles(pipe, x, args, out):
 
 register(Kind(
     name="molecules", what="molecules (--data FILE.smi)", load=load, process="graph",
-    train=TrainEntry(claims, run_molecules, {"max_atoms": None, "width": 64, "depth": 4, "schedule": SCHEDULE,
+    train=TrainEntry(claims, run_molecules, {"max_atoms": None, "graph_features": None, "width": 64, "depth": 4, "schedule": SCHEDULE,
                                                "parameterization": "logits"},
                      "molecules (--data FILE.smi)", add_args),
     sample=SampleOutput(1000, "samples.smi", (".smi", ".txt"), write_smiles, "a .smi file of SMILES, one per line")))
