@@ -4,6 +4,7 @@ what they claim, GIFs round-trip, bad input is one line, and a tiny run trains a
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 
@@ -218,6 +219,21 @@ def test_spacetime_attention_reaches_other_positions_of_other_frames_where_tempo
         stills = joint(h, frames, torch.ones(2, dtype=torch.bool))
         single = torch.stack([joint(h[i:i + 1], 1)[0] for i in range(6)])
         assert torch.allclose(stills, single, atol=1e-5)
+    # a window: the keys within `window` pixels of the query in every frame, the same as the full attention with the
+    # positions beyond made impossible (offsets clip to max_offset = window + 1: that bias row and column -> -1e9)
+    local = nets.video_unet.SpaceTimeAttention(8, 2, max_offset=2, window=1)
+    local.load_state_dict(joint.state_dict())
+    with torch.no_grad():
+        walled = nets.video_unet.SpaceTimeAttention(8, 2, max_offset=2)
+        walled.load_state_dict(joint.state_dict())
+        for i in (0, 4):
+            walled.space_bias[:, i, :] = walled.space_bias[:, :, i] = -1e9
+        assert torch.allclose(local(h, frames), walled(h, frames), atol=1e-5)
+        still = torch.tensor([True, False])
+        assert torch.allclose(local(h, frames, still), walled(h, frames, still), atol=1e-5)
+        wide = nets.video_unet.SpaceTimeAttention(8, 2, max_offset=2, window=3)  # covers the 4x4 frame
+        wide.load_state_dict(joint.state_dict())
+        assert torch.allclose(wide(h, frames, windowed=True), joint(h, frames), atol=1e-5)
     net = nets.VideoUNet((1, 4, 8, 8), base_channels=8, channel_mult=[1, 2], spacetime_levels=[1])
     kinds = [type(m).__name__ for m in net.modules() if "Attention" in type(m).__name__ and type(m).__name__ != "AttentionBlock"]
     assert kinds.count("SpaceTimeAttention") == 4 and kinds.count("TemporalAttention") == 3  # level 1 and the middle
@@ -373,9 +389,19 @@ def test_training_resumes_exactly(tmp_path, tiny_run):
         return video.train(data, out, net_config=net, config=cfg, progress=False)
     whole = run(str(tmp_path / "a"), 4)
     run(str(tmp_path / "b"), 2)
+    # a run written before the network had its space-time settings: its config lacks them, and it still resumes
+    step_config = tmp_path / "b" / "checkpoints" / "step_00000002" / "config.json"
+    config = json.loads(step_config.read_text())
+    for key in ("spacetime_levels", "spacetime_window"):
+        del config["net"]["config"][key]
+    step_config.write_text(json.dumps(config))
     resumed = run(str(tmp_path / "b"), 4, resume=str(tmp_path / "b"))
     for p, q in zip(whole.denoiser.parameters(), resumed.denoiser.parameters()):
         assert torch.equal(p, q)
+    config["net"]["config"]["spacetime_levels"] = [1]  # a different model is still refused
+    step_config.write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="written for a different model"):
+        run(str(tmp_path / "c"), 4, resume=str(tmp_path / "b" / "checkpoints" / "step_00000002"))
 
 
 def test_predict_command(tiny_run, tmp_path, capsys):
@@ -420,11 +446,12 @@ def test_train_video_command_on_moving_digits_and_on_a_npy(tmp_path, capsys):
     np.save(tmp_path / "clips.npy", clips.numpy())
     out = str(tmp_path / "npy")
     args = train_args(["--video", "--data", str(tmp_path / "clips.npy"), "--frames", "3", "--p-future", "0", "--out", out,
-                       "--spacetime-levels", "1", *common])
+                       "--spacetime-levels", "0,1", "--spacetime-window", "1", *common])
     assert run_video(args) == 0
     pipe = video.load(out)
     assert pipe.shape == (1, 3, 8, 8) and pipe.config["data"]["num_examples"] == 6
-    assert sum(isinstance(m, nets.video_unet.SpaceTimeAttention) for m in pipe.denoiser.net.modules()) == 4
+    joint = [m for m in pipe.denoiser.net.modules() if isinstance(m, nets.video_unet.SpaceTimeAttention)]
+    assert len(joint) == 7 and all(m.window == 1 for m in joint)
     assert pipe.config["objective"]["p_future"] == 0.0
     bad = train_args(["--video", "--data", str(tmp_path / "clips.npy"), "--frames", "7", "--out", str(tmp_path / "x"),
                       *common])
@@ -433,6 +460,9 @@ def test_train_video_command_on_moving_digits_and_on_a_npy(tmp_path, capsys):
     with pytest.raises(ValueError, match="--spacetime-levels names level"):
         run_video(train_args(["--video", "--data", str(tmp_path / "clips.npy"), "--spacetime-levels", "2",
                               "--out", str(tmp_path / "y"), *common]))
+    with pytest.raises(ValueError, match="--spacetime-window applies to the levels of --spacetime-levels"):
+        run_video(train_args(["--video", "--data", str(tmp_path / "clips.npy"), "--spacetime-window", "2",
+                              "--out", str(tmp_path / "z"), *common]))
 
 
 def test_stills_train_as_clips_of_independent_frames():

@@ -3,6 +3,7 @@
 (:func:`load`, :func:`load_model`)."""
 from __future__ import annotations
 
+import inspect
 import json
 import os
 
@@ -86,8 +87,26 @@ def read_config(run_dir: str) -> dict:
 
 
 RETIRED_NETS = {"caption_table": "text-conditioned", "upscale_unet": "super-resolution"}
-# settings a network gained after runs were written without them: the value that rebuilds such a run as it was
+# settings a network gained after runs were written without them, where the constructor's default is not the
+# value that rebuilds such a run as it was
 EARLIER_DEFAULTS = {"graph_transformer": {"features": "walks"}}
+
+
+def net_config(entry: dict) -> dict:
+    """The full config a checkpoint's net entry ``{"name", "config"}`` builds: a setting the run's config lacks
+    (written before the network had it) takes its :data:`EARLIER_DEFAULTS` value, else the constructor's
+    default, so a run rebuilds (and resumes) as it was written."""
+    name, config = entry.get("name"), dict(entry.get("config") or {})
+    cls = nets.NETS.get(name)
+    if cls is None:
+        return config
+    filled = {}
+    for param in inspect.signature(cls.__init__).parameters.values():
+        if param.name != "self" and param.default is not inspect.Parameter.empty and \
+                param.kind is not inspect.Parameter.VAR_KEYWORD:
+            filled[param.name] = param.default
+    filled.update(EARLIER_DEFAULTS.get(name, {}))
+    return json.loads(json.dumps({**filled, **config}))
 
 
 def build_from_config(config: dict):
@@ -97,8 +116,7 @@ def build_from_config(config: dict):
                          f"(network {config['net']['name']!r}, which kept its conditions in a table inside the "
                          "network); this version conditions through the data: retrain the run")
     try:
-        net_config = {**EARLIER_DEFAULTS.get(config["net"]["name"], {}), **config["net"]["config"]}
-        net = nets.build(config["net"]["name"], **net_config)
+        net = nets.build(config["net"]["name"], **net_config(config["net"]))
         wrapper = Denoiser
         if config["denoiser"].get("parameterization") == "logits":  # categorical: tokens, or graphs (molecules)
             process = config["denoiser"].get("process")

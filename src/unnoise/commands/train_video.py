@@ -17,7 +17,7 @@ DEFAULT_NUM_CLIPS = 10000
 # the kind-specific options of ``unnoise train`` a video run takes, with their defaults (None: resolved here)
 VIDEO_OPTIONS = {"video": True, "frames": None, "image_size": None, "image_mode": "L", "num_clips": None,
                  "base_channels": 32, "channel_mult": "1,2,2", "attention_levels": "", "temporal_levels": None,
-                 "spacetime_levels": None, "dropout": 0.0, "p_past": 0.5, "p_future": 0.25}
+                 "spacetime_levels": None, "spacetime_window": None, "dropout": 0.0, "p_past": 0.5, "p_future": 0.25}
 
 
 def add_video_args(p) -> None:
@@ -41,6 +41,9 @@ def add_video_args(p) -> None:
                    help="U-Net levels whose attention across frames is joint over frames and positions, so it can "
                         "follow what moves (quadratic in frames x pixels of the level: for the coarse levels), "
                         "comma-separated, or 'none' (default: none)")
+    g.add_argument("--spacetime-window", type=int, default=None,
+                   help="with --spacetime-levels: each position attends only to positions within this many pixels of "
+                        "its own (of that level), in every frame, so fine levels are affordable (default: all)")
 
 
 def is_video_request(args) -> bool:
@@ -60,6 +63,12 @@ def video_net_config(args) -> dict:
     if args.spacetime_levels is not None:
         spec = args.spacetime_levels.strip().lower()
         config["spacetime_levels"] = [] if spec in ("", "none") else _ints(args.spacetime_levels, "--spacetime-levels")
+    if args.spacetime_window is not None:
+        if not config.get("spacetime_levels"):
+            raise ValueError("--spacetime-window applies to the levels of --spacetime-levels: name them too")
+        if args.spacetime_window < 0:
+            raise ValueError(f"--spacetime-window must be >= 0 pixels, got {args.spacetime_window}")
+        config["spacetime_window"] = args.spacetime_window
     for name in ("attention_levels", "temporal_levels", "spacetime_levels"):
         beyond = [a for a in config.get(name) or [] if not 0 <= a < len(levels)]
         if beyond:

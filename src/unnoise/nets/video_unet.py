@@ -18,6 +18,8 @@ Output convolutions and attention projections are zero-initialised (a fresh netw
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -99,15 +101,21 @@ class SpaceTimeAttention(nn.Module):
 
     :class:`TemporalAttention` relates the same pixel across frames, so a shape that moves between frames is
     out of its reach; here a query at frame ``i`` attends to the key at any position of frame ``j`` (where the
-    object has moved to), at a cost quadratic in ``T * H * W``: meant for the coarse levels.  Input and output
-    ``(B*T, C, H, W)``.
+    object has moved to), at a cost quadratic in ``T * H * W``.  With ``window`` a query attends only to the
+    positions within ``window`` pixels (rows and columns) of its own, in every frame: ``T (2 window + 1)^2``
+    keys per query, so the fine levels can afford it (positions past the frame's edge are not keys).  A window
+    that covers the frame is the full attention.  Input and output ``(B*T, C, H, W)``.
     """
 
-    def __init__(self, channels: int, num_heads: int, max_distance: int = 32, max_offset: int = 8):
+    def __init__(self, channels: int, num_heads: int, max_distance: int = 32, max_offset: int = 8,
+                 window: int | None = None):
         super().__init__()
         if channels % num_heads:
             raise ValueError(f"attention channels {channels} not divisible by num_heads={num_heads}")
+        if window is not None and int(window) < 0:
+            raise ValueError(f"the space-time attention window must be >= 0 pixels, got {window}")
         self.heads, self.max_distance, self.max_offset = num_heads, int(max_distance), int(max_offset)
+        self.window = None if window is None else int(window)
         self.norm = nn.GroupNorm(_groups(channels), channels)
         self.qkv = nn.Linear(channels, 3 * channels)
         self.proj = _zero(nn.Linear(channels, channels))
@@ -126,8 +134,15 @@ class SpaceTimeAttention(nn.Module):
         n = frames * height * width
         return (bt[:, :, None, None, :, None, None] + bs[:, None, :, :, None, :, :]).reshape(self.heads, n, n)
 
-    def forward(self, h: torch.Tensor, frames: int, stills: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, frames: int, stills: torch.Tensor | None = None,
+                windowed: bool | None = None) -> torch.Tensor:
+        """``windowed`` (default: whenever the window is smaller than the frame) picks the computation; both
+        give the same result where the window covers the frame."""
         bt, c, height, width = h.shape
+        if windowed is None:
+            windowed = self.window is not None and self.window < max(height, width) - 1
+        if windowed:
+            return self._windowed(h, frames, stills)
         b, hw = bt // frames, height * width
         x = self.norm(h).reshape(b, frames, c, hw).transpose(2, 3).reshape(b, frames * hw, c)
         q, k, v = (t.reshape(b, frames * hw, self.heads, -1).transpose(1, 2) for t in self.qkv(x).chunk(3, -1))
@@ -139,6 +154,40 @@ class SpaceTimeAttention(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, heads, N, C/heads)
         out = self.proj(out.transpose(1, 2).reshape(b, frames * hw, c))
         return h + out.reshape(b, frames, hw, c).transpose(2, 3).reshape(bt, c, height, width)
+
+    def _windowed(self, h: torch.Tensor, frames: int, stills: torch.Tensor | None) -> torch.Tensor:
+        bt, c, height, width = h.shape
+        b, hw, heads = bt // frames, height * width, self.heads
+        r = self.window if self.window is not None else max(height, width) - 1
+        side = 2 * r + 1
+        d = c // heads
+        q, k, v = self.qkv(self.norm(h).permute(0, 2, 3, 1)).chunk(3, -1)  # (B*T, H, W, C) each
+
+        def windows(t):  # (B*T, H, W, C) -> (B, T, heads, d, K, HW): the K = side^2 keys around each position
+            cols = F.unfold(t.permute(0, 3, 1, 2), side, padding=r)  # (B*T, C * K, HW), channel-major
+            return cols.reshape(b, frames, heads, d, side * side, hw)
+
+        kw, vw = windows(k), windows(v)
+        q = q.reshape(b, frames, hw, heads, d).permute(0, 3, 2, 1, 4) / math.sqrt(d)  # (B, heads, HW, T, d)
+        scores = torch.einsum("bhpid,bjhdkp->bhpijk", q, kw)  # (B, heads, HW, T, T, K)
+        offsets = torch.arange(-r, r + 1, device=h.device)
+        dy, dx = offsets.repeat_interleave(side), offsets.repeat(side)  # offset of key k
+        clip = self.max_offset
+        bs = self.space_bias[:, dy.clamp(-clip, clip) + clip, dx.clamp(-clip, clip) + clip]  # (heads, K)
+        bt_ = self.time_bias[:, self._rel(frames, self.max_distance, h.device)]  # (heads, T, T)
+        rows = torch.arange(height, device=h.device).repeat_interleave(width)[:, None] + dy
+        cols = torch.arange(width, device=h.device).repeat(height)[:, None] + dx
+        outside = (rows < 0) | (rows >= height) | (cols < 0) | (cols >= width)  # (HW, K): past the frame's edge
+        bias = (bt_[:, None, :, :, None] + bs[:, None, None, None, :]).masked_fill(
+            outside[None, :, None, None, :], float("-inf")).to(scores.dtype)  # (heads, HW, T, T, K): one add below
+        if stills is not None and bool(stills.any()):
+            other = ~torch.eye(frames, dtype=torch.bool, device=h.device)
+            bias = bias[None].masked_fill(stills[:, None, None, None, None, None] & other[:, :, None], float("-inf"))
+        scores = scores + bias
+        attn = torch.softmax(scores.flatten(-2), -1).reshape(scores.shape)
+        out = torch.einsum("bhpijk,bjhdkp->bihdp", attn, vw)  # (B, T, heads, d, HW)
+        out = self.proj(out.reshape(b, frames, c, hw).transpose(2, 3))  # (B, T, HW, C)
+        return h + out.transpose(2, 3).reshape(bt, c, height, width)
 
 
 class VideoUNet(nn.Module):
@@ -155,11 +204,15 @@ class VideoUNet(nn.Module):
         spacetime_levels: levels whose temporal attention is joint over frames and positions
             (:class:`SpaceTimeAttention`, quadratic in ``T * H * W``: for the coarse levels); the middle block's
             too when the last level is one of them.  Default none (temporal attention per pixel).
+        spacetime_window: with ``spacetime_levels``, each query attends only to the positions within this many
+            pixels of its own (in that level's pixels), in every frame; None (default): every position.  A
+            window makes the fine levels affordable (cost linear in ``H * W``).
     """
 
     def __init__(self, shape=None, in_channels: int | None = None, base_channels: int = 32, channel_mult=(1, 2, 2),
                  num_res_blocks: int = 1, attention_levels=(), temporal_levels=None, num_heads: int = 4,
-                 dropout: float = 0.0, max_distance: int = 32, emb_dim: int | None = None, spacetime_levels=()):
+                 dropout: float = 0.0, max_distance: int = 32, emb_dim: int | None = None, spacetime_levels=(),
+                 spacetime_window: int | None = None):
         super().__init__()
         if shape is not None:
             shape = [int(s) for s in shape]
@@ -182,7 +235,8 @@ class VideoUNet(nn.Module):
         self.config = dict(shape=shape, in_channels=in_channels, base_channels=base_channels, channel_mult=channel_mult,
                            num_res_blocks=num_res_blocks, attention_levels=attention_levels,
                            temporal_levels=temporal_levels, num_heads=num_heads, dropout=dropout,
-                           max_distance=max_distance, emb_dim=emb_dim, spacetime_levels=spacetime_levels)
+                           max_distance=max_distance, emb_dim=emb_dim, spacetime_levels=spacetime_levels,
+                           spacetime_window=spacetime_window)
         self.in_channels, self.levels = in_channels, levels
         if shape is not None:
             self.check_spatial(shape[2:])
@@ -193,7 +247,7 @@ class VideoUNet(nn.Module):
 
         def across_frames(level, ch):
             if level in spacetime_levels:
-                return SpaceTimeAttention(ch, num_heads, max_distance)
+                return SpaceTimeAttention(ch, num_heads, max_distance, window=spacetime_window)
             return TemporalAttention(ch, num_heads, max_distance)
 
         def block_extras(level, ch):
@@ -269,7 +323,8 @@ class VideoUNet(nn.Module):
         c = self.config
         return (f"channels={c['base_channels']}x{c['channel_mult']}, res_blocks={c['num_res_blocks']}, "
                 f"attention_levels={c['attention_levels']}, temporal_levels={c['temporal_levels']}"
-                + (f", spacetime_levels={c['spacetime_levels']}" if c.get("spacetime_levels") else ""))
+                + (f", spacetime_levels={c['spacetime_levels']}" if c.get("spacetime_levels") else "")
+                + (f", spacetime_window={c['spacetime_window']}" if c.get("spacetime_window") is not None else ""))
 
 
 __all__ = ["SpaceTimeAttention", "TemporalAttention", "VIDEO_COND_KEYS", "VideoUNet", "video_cond"]

@@ -108,7 +108,11 @@ def resume(trainer, source: str) -> str:
     if trainer.kind is not None or kinds.is_plain_network(config.get("kind")):
         mine["kind"] = trainer.kind
     for key, value in mine.items():
-        if json.loads(json.dumps(value)) != config.get(key):
+        theirs = config.get(key)
+        if key == "net" and isinstance(theirs, dict):  # settings added since the run was written: as built
+            theirs, value = dict(theirs, config=checkpoint.model.net_config(theirs)), \
+                dict(value, config=checkpoint.model.net_config(value))
+        if json.loads(json.dumps(value)) != theirs:
             raise ValueError(f"{os.path.join(path, checkpoint.CONFIG_NAME)} was written for a different model: "
                              f"its {key} is {config.get(key)} but this run has {value}; resume with the "
                              "same model options")
