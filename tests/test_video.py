@@ -460,6 +460,11 @@ def test_train_video_command_on_moving_digits_and_on_a_npy(tmp_path, capsys):
     with pytest.raises(ValueError, match="--spacetime-levels names level"):
         run_video(train_args(["--video", "--data", str(tmp_path / "clips.npy"), "--spacetime-levels", "2",
                               "--out", str(tmp_path / "y"), *common]))
+    from unnoise.commands.train_video import warn_joint_attention_cost
+    warn_joint_attention_cost({"spacetime_levels": [0, 1]}, (1, 16, 32, 32))  # 16 384 and 4096 positions
+    warn_joint_attention_cost({"spacetime_levels": [0], "spacetime_window": 2}, (1, 16, 32, 32))
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "16,384 positions per clip" in notes[0] and "1,024 MiB" in notes[0]
     with pytest.raises(ValueError, match="--spacetime-window applies to the levels of --spacetime-levels"):
         run_video(train_args(["--video", "--data", str(tmp_path / "clips.npy"), "--spacetime-window", "2",
                               "--out", str(tmp_path / "z"), *common]))

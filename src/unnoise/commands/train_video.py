@@ -39,8 +39,8 @@ def add_video_args(p) -> None:
                    help="U-Net levels with temporal attention, comma-separated (default: every level)")
     g.add_argument("--spacetime-levels", default=None,
                    help="U-Net levels whose attention across frames is joint over frames and positions, so it can "
-                        "follow what moves (quadratic in frames x pixels of the level: for the coarse levels), "
-                        "comma-separated, or 'none' (default: none)")
+                        "follow what moves (quadratic in frames x pixels of the level: for the coarse levels; e.g. "
+                        "1,2 for 16x16 frames and --channel-mult 1,2,2), comma-separated, or 'none' (default: none)")
     g.add_argument("--spacetime-window", type=int, default=None,
                    help="with --spacetime-levels: each position attends only to positions within this many pixels of "
                         "its own (of that level), in every frame, so fine levels are affordable (default: all)")
@@ -77,6 +77,23 @@ def video_net_config(args) -> dict:
     return config
 
 
+JOINT_TOKENS_WARN = 4096  # positions of a clip attending to each other beyond which the attention's cost is named
+
+
+def warn_joint_attention_cost(net_config: dict, shape) -> None:
+    """Print one line for each space-time level whose joint attention (no window) relates more than
+    :data:`JOINT_TOKENS_WARN` positions of a clip to each other (its memory grows with their square)."""
+    if net_config.get("spacetime_window") is not None:
+        return
+    frames, height, width = shape[1], shape[2], shape[3]
+    for level in net_config.get("spacetime_levels") or []:
+        tokens = frames * (height >> level) * (width >> level)
+        if tokens > JOINT_TOKENS_WARN:
+            print(f"note: --spacetime-levels {level}: {tokens:,} positions per clip ({frames} frames of "
+                  f"{height >> level}x{width >> level}) attend to each other, {tokens ** 2 * 4 / 2 ** 20:,.0f} MiB "
+                  "per clip and head for the attention weights; a coarser level or --spacetime-window N costs less")
+
+
 def run_video(args):
     """``unnoise train --video``."""
     if args.frames is not None and args.frames < 1:
@@ -95,7 +112,9 @@ def run_video(args):
                       **({"moving_digits": dataset.config()} if moving else {})},
             "command": command_record(args)}
     print(f"{len(dataset)} clips of shape {shape} from {args.data}")
-    trainer = video.train(dataset, args.out, video_net_config(args), args.parameterization, args.schedule,
+    net_config = video_net_config(args)
+    warn_joint_attention_cost(net_config, shape)
+    trainer = video.train(dataset, args.out, net_config, args.parameterization, args.schedule,
                           train_config(args), args.p_past, args.p_future, info,
                           progress=int(os.environ.get("RANK", "0")) == 0)
     return finish(trainer, args.out)
