@@ -102,11 +102,14 @@ def net_config(entry: dict) -> dict:
         return config
     filled = {}
     for param in inspect.signature(cls.__init__).parameters.values():
-        if param.name != "self" and param.default is not inspect.Parameter.empty and \
-                param.kind is not inspect.Parameter.VAR_KEYWORD:
-            filled[param.name] = param.default
-    filled.update(EARLIER_DEFAULTS.get(name, {}))
-    return json.loads(json.dumps({**filled, **config}))
+        if param.name in config or param.default is inspect.Parameter.empty:
+            continue
+        try:  # only what a config can hold (a JSON value) is a setting a run could have recorded
+            filled[param.name] = json.loads(json.dumps(param.default))
+        except (TypeError, ValueError):
+            continue
+    filled.update({k: v for k, v in EARLIER_DEFAULTS.get(name, {}).items() if k not in config})
+    return {**filled, **config}
 
 
 def build_from_config(config: dict):
