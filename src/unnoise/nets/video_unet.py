@@ -31,7 +31,8 @@ VIDEO_COND_KEYS = ("frames", "stills")
 
 
 def video_cond(cond, batch: int, frames: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(known (B, T) float, stills (B,) bool)`` from a video condition dict (None: nothing known)."""
+    """``(known (B, T) float, stills (B,) bool or None)`` from a video condition dict (None: nothing known; no
+    ``"stills"`` entry: None, so the attention blocks mask nothing and read nothing back from the device)."""
     if cond is None:
         cond = {}
     if not isinstance(cond, dict):
@@ -49,8 +50,8 @@ def video_cond(cond, batch: int, frames: int, device) -> tuple[torch.Tensor, tor
         raise ValueError(f"cond['frames'] must have shape ({batch}, {frames}) (1 = known frame), "
                          f"got {tuple(known.shape)}")
     stills = cond.get("stills")
-    stills = torch.zeros(batch, dtype=torch.bool, device=device) if stills is None else \
-        torch.as_tensor(stills, device=device).bool().reshape(-1).expand(batch)
+    if stills is not None:
+        stills = torch.as_tensor(stills, device=device).bool().reshape(-1).expand(batch)
     return known, stills
 
 
@@ -83,7 +84,7 @@ class TemporalAttention(nn.Module):
         x = x.reshape(b * height * width, frames, c)
         q, k, v = (t.reshape(t.shape[0], frames, self.heads, -1).transpose(1, 2) for t in self.qkv(x).chunk(3, -1))
         bias = self.position_bias(frames, h.device).to(q.dtype)[None]  # (1, heads, T, T)
-        if stills is not None and bool(stills.any()):
+        if stills is not None:
             eye = torch.eye(frames, dtype=torch.bool, device=h.device)
             blocked = stills[:, None, None] & ~eye  # (B, T, T)
             blocked = blocked.repeat_interleave(height * width, 0)[:, None]
@@ -147,7 +148,7 @@ class SpaceTimeAttention(nn.Module):
         x = self.norm(h).reshape(b, frames, c, hw).transpose(2, 3).reshape(b, frames * hw, c)
         q, k, v = (t.reshape(b, frames * hw, self.heads, -1).transpose(1, 2) for t in self.qkv(x).chunk(3, -1))
         bias = self.position_bias(frames, height, width, h.device).to(q.dtype)[None]  # (1, heads, N, N)
-        if stills is not None and bool(stills.any()):
+        if stills is not None:
             frame_of = torch.arange(frames, device=h.device).repeat_interleave(hw)
             other = frame_of[:, None] != frame_of[None, :]  # (N, N)
             bias = bias.masked_fill((stills[:, None, None] & other)[:, None], float("-inf"))
@@ -180,7 +181,7 @@ class SpaceTimeAttention(nn.Module):
         outside = (rows < 0) | (rows >= height) | (cols < 0) | (cols >= width)  # (HW, K): past the frame's edge
         bias = (bt_[:, None, :, :, None] + bs[:, None, None, None, :]).masked_fill(
             outside[None, :, None, None, :], float("-inf")).to(scores.dtype)  # (heads, HW, T, T, K): one add below
-        if stills is not None and bool(stills.any()):
+        if stills is not None:
             other = ~torch.eye(frames, dtype=torch.bool, device=h.device)
             bias = bias[None].masked_fill(stills[:, None, None, None, None, None] & other[:, :, None], float("-inf"))
         scores = scores + bias
