@@ -157,12 +157,17 @@ def identity(judged: torch.Tensor, labels: torch.Tensor, frames: list[int]) -> d
 
 
 def consistency(judge: DigitJudge, clips: torch.Tensor) -> dict:
-    """Of clips ``(N, 1, T, H, W)``: the share judged the same digit in every frame, the mean share of a clip's
-    frames judged as its most frequent digit, how many of the 10 digits are some clip's most frequent, and the
+    """Of clips ``(N, 1, T, H, W)``: the share judged the same digit in every frame, the share of pairs of frames an
+    odd and an even number of frames apart judged the same digit (equal for a clip that keeps its digit, or
+    changes it at random), the mean share of a clip's frames judged as its most frequent digit, how many of the 10 digits are some clip's most frequent, and the
     median over frames of the RMS distance to the nearest training digit (does a frame look like a digit)."""
     judged = judge(clips[:, 0])
     mode = judged.mode(1).values
+    pairs = {parity: torch.cat([(judged[:, d:] == judged[:, :-d]).flatten() for d in range(1, judged.shape[1])
+                                if d % 2 == parity]) for parity in (0, 1)}
     return {"same_every_frame": float((judged == judged[:, :1]).all(1).double().mean()),
+            "same_at_odd_distance": float(pairs[1].double().mean()),
+            "same_at_even_distance": float(pairs[0].double().mean()),
             "frames_as_clip_mode": float((judged == mode[:, None]).double().mean()),
             "digits_seen": len(set(mode.tolist())),
             "nearest_digit_rms": float(judge.nearest_rms(clips[:, 0]).median())}
@@ -281,10 +286,11 @@ def main():
     for task in ("prediction_identity", "interpolation_identity"):
         for method, r in results[task].items():
             print(f"| {task.split('_')[0]} | {method} | {r['frames']:.3f} | {r['clips_all_frames']:.3f} |")
-    print("| clips | same digit in every frame | frames as the clip's most frequent digit | digits seen | "
-          "RMS to nearest digit |\n|---|---|---|---|---|")
+    print("| clips | same digit in every frame | same digit, frames an odd / even distance apart | frames as the "
+          "clip's most frequent digit | digits seen | RMS to nearest digit |\n|---|---|---|---|---|---|")
     for name, r in results["generation_identity"].items():
-        print(f"| {name} | {r['same_every_frame']:.3f} | {r['frames_as_clip_mode']:.3f} | {r['digits_seen']} | "
+        print(f"| {name} | {r['same_every_frame']:.3f} | {r['same_at_odd_distance']:.2f} / "
+              f"{r['same_at_even_distance']:.2f} | {r['frames_as_clip_mode']:.3f} | {r['digits_seen']} | "
               f"{r['nearest_digit_rms']:.3f} |")
     print("\n| generated clips | FD of clip features |\n|---|---|")
     for name, value in results["generation_fd"].items():

@@ -241,6 +241,35 @@ def test_spacetime_attention_reaches_other_positions_of_other_frames_where_tempo
         nets.VideoUNet((1, 4, 8, 8), base_channels=8, channel_mult=[1, 2], spacetime_levels=[2])
 
 
+def test_a_decay_time_bias_falls_with_the_frame_distance_and_cannot_pair_frames_two_apart():
+    from unnoise.nets.video_unet import time_bias_matrix, time_bias_parameter
+    g = torch.Generator().manual_seed(11)
+    param = time_bias_parameter("decay", 3, 4)
+    with torch.no_grad():
+        param.normal_(0, 2, generator=g)
+    bias = time_bias_matrix(param, "decay", 7, 4)  # (heads, T, T), distances clipped to 4
+    past, future = torch.nn.functional.softplus(param[:, 0]), torch.nn.functional.softplus(param[:, 1])
+    for i in range(7):
+        for j in range(7):
+            d = max(-4, min(4, j - i))
+            expected = param[:, 2] if d == 0 else -(past if d < 0 else future) * abs(d)
+            assert torch.allclose(bias[:, i, j], expected)
+    # whatever the parameters, a frame two apart never gets more attention bias than the neighbour between them
+    assert (bias[:, 3, 5] <= bias[:, 3, 4]).all() and (bias[:, 3, 1] <= bias[:, 3, 2]).all()
+    table = time_bias_parameter("table", 3, 4)
+    assert table.shape == (3, 9) and not table.any()
+    # fresh decay slopes are 1/2, 1/4, ... across the heads, the same frame's bias 0
+    fresh = time_bias_matrix(time_bias_parameter("decay", 2, 4), "decay", 3, 4)
+    assert torch.allclose(fresh[:, 0], torch.tensor([[0.0, -0.5, -1.0], [0.0, -0.25, -0.5]]))
+    net = nets.VideoUNet((1, 4, 8, 8), base_channels=8, channel_mult=[1, 2], spacetime_levels=[1], time_bias="decay")
+    biased = [m for m in net.modules() if isinstance(m, (nets.video_unet.TemporalAttention,
+                                                         nets.video_unet.SpaceTimeAttention))]
+    assert len(biased) == 7 and all(m.time_bias_kind == "decay" for m in biased)
+    assert "time_bias=decay" in net.extra_repr() and net.config["time_bias"] == "decay"
+    with pytest.raises(ValueError, match="unknown time_bias 'ramp'"):
+        nets.VideoUNet((1, 4, 8, 8), base_channels=8, channel_mult=[1, 2], time_bias="ramp")
+
+
 def test_moving_digits_move_with_constant_velocity_bounce_and_follow_the_seed():
     d = MovingDigits(20, frames=30, size=32, max_speed=3, seed=11)
     room = 32 - 8
@@ -392,7 +421,7 @@ def test_training_resumes_exactly(tmp_path, tiny_run):
     # a run written before the network had its space-time settings: its config lacks them, and it still resumes
     step_config = tmp_path / "b" / "checkpoints" / "step_00000002" / "config.json"
     config = json.loads(step_config.read_text())
-    for key in ("spacetime_levels", "spacetime_window"):
+    for key in ("spacetime_levels", "spacetime_window", "time_bias"):
         del config["net"]["config"][key]
     step_config.write_text(json.dumps(config))
     resumed = run(str(tmp_path / "b"), 4, resume=str(tmp_path / "b"))
@@ -446,12 +475,12 @@ def test_train_video_command_on_moving_digits_and_on_a_npy(tmp_path, capsys):
     np.save(tmp_path / "clips.npy", clips.numpy())
     out = str(tmp_path / "npy")
     args = train_args(["--video", "--data", str(tmp_path / "clips.npy"), "--frames", "3", "--p-future", "0", "--out", out,
-                       "--spacetime-levels", "0,1", "--spacetime-window", "1", *common])
+                       "--spacetime-levels", "0,1", "--spacetime-window", "1", "--time-bias", "decay", *common])
     assert run_video(args) == 0
     pipe = video.load(out)
     assert pipe.shape == (1, 3, 8, 8) and pipe.config["data"]["num_examples"] == 6
     joint = [m for m in pipe.denoiser.net.modules() if isinstance(m, nets.video_unet.SpaceTimeAttention)]
-    assert len(joint) == 7 and all(m.window == 1 for m in joint)
+    assert len(joint) == 7 and all(m.window == 1 and m.time_bias_kind == "decay" for m in joint)
     assert pipe.config["objective"]["p_future"] == 0.0
     bad = train_args(["--video", "--data", str(tmp_path / "clips.npy"), "--frames", "7", "--out", str(tmp_path / "x"),
                       *common])

@@ -28,6 +28,35 @@ from .embeddings import NoiseLevelEmbedding
 from .unet import AttentionBlock, Downsample, ResBlock, Upsample, _groups, _zero
 
 VIDEO_COND_KEYS = ("frames", "stills")
+TIME_BIASES = ("table", "decay")
+
+
+def time_bias_parameter(kind: str, num_heads: int, max_distance: int) -> nn.Parameter:
+    """The learned relative position bias across frames, per head: ``"table"``, one value per frame distance
+    ``-max_distance..max_distance`` (zeros); ``"decay"``, three values (past slope, future slope, same frame)
+    of a bias that falls linearly with the distance (ALiBi-like, slopes 1/2, 1/4, ... across the heads)."""
+    if kind == "table":
+        return nn.Parameter(torch.zeros(num_heads, 2 * int(max_distance) + 1))
+    if kind == "decay":
+        slopes = 0.5 ** torch.arange(1, num_heads + 1, dtype=torch.float32)
+        raw = slopes + torch.log(-torch.expm1(-slopes))  # softplus(raw) = slope
+        return nn.Parameter(torch.stack([raw, raw, torch.zeros(num_heads)], 1))
+    raise ValueError(f"unknown time_bias {kind!r}; use one of {', '.join(TIME_BIASES)}")
+
+
+def time_bias_matrix(param: torch.Tensor, kind: str, frames: int, max_distance: int) -> torch.Tensor:
+    """``(heads, T, T)``: the bias of query frame ``i`` for key frame ``j``, a function of ``j - i`` clipped to
+    ``max_distance`` (see :func:`time_bias_parameter`).  A ``"decay"`` bias cannot favour every other frame over
+    the next one, as a table can: that is what it is for (a table learned to split clips into even and odd
+    frames that generate unconditionally on their own)."""
+    idx = torch.arange(frames, device=param.device)
+    rel = (idx[None, :] - idx[:, None]).clamp(-max_distance, max_distance)
+    if kind == "table":
+        return param[:, rel + max_distance]
+    past, future, same = F.softplus(param[:, 0]), F.softplus(param[:, 1]), param[:, 2]
+    dist = rel.abs().to(param.dtype)
+    slope = torch.where(rel < 0, past[:, None, None], future[:, None, None])
+    return torch.where(rel == 0, same[:, None, None], -slope * dist)
 
 
 def video_cond(cond, batch: int, frames: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,21 +90,19 @@ class TemporalAttention(nn.Module):
     Input and output ``(B*T, C, H, W)`` (frames folded into the batch); ``frames = T``.
     """
 
-    def __init__(self, channels: int, num_heads: int, max_distance: int = 32):
+    def __init__(self, channels: int, num_heads: int, max_distance: int = 32, time_bias: str = "table"):
         super().__init__()
         if channels % num_heads:
             raise ValueError(f"attention channels {channels} not divisible by num_heads={num_heads}")
-        self.heads, self.max_distance = num_heads, int(max_distance)
+        self.heads, self.max_distance, self.time_bias_kind = num_heads, int(max_distance), time_bias
         self.norm = nn.GroupNorm(_groups(channels), channels)
         self.qkv = nn.Linear(channels, 3 * channels)
         self.proj = _zero(nn.Linear(channels, channels))
-        self.bias = nn.Parameter(torch.zeros(num_heads, 2 * self.max_distance + 1))
+        self.bias = time_bias_parameter(time_bias, num_heads, self.max_distance)
 
-    def position_bias(self, frames: int, device) -> torch.Tensor:
-        """``(heads, T, T)``: ``bias[h, clip(j - i)]`` for query ``i``, key ``j``."""
-        idx = torch.arange(frames, device=device)
-        rel = (idx[None, :] - idx[:, None]).clamp(-self.max_distance, self.max_distance) + self.max_distance
-        return self.bias[:, rel]
+    def position_bias(self, frames: int, device=None) -> torch.Tensor:
+        """``(heads, T, T)``: the bias of query frame ``i`` for key frame ``j`` (:func:`time_bias_matrix`)."""
+        return time_bias_matrix(self.bias, self.time_bias_kind, frames, self.max_distance)
 
     def forward(self, h: torch.Tensor, frames: int, stills: torch.Tensor | None = None) -> torch.Tensor:
         bt, c, height, width = h.shape
@@ -109,18 +136,19 @@ class SpaceTimeAttention(nn.Module):
     """
 
     def __init__(self, channels: int, num_heads: int, max_distance: int = 32, max_offset: int = 8,
-                 window: int | None = None):
+                 window: int | None = None, time_bias: str = "table"):
         super().__init__()
         if channels % num_heads:
             raise ValueError(f"attention channels {channels} not divisible by num_heads={num_heads}")
         if window is not None and int(window) < 0:
             raise ValueError(f"the space-time attention window must be >= 0 pixels, got {window}")
         self.heads, self.max_distance, self.max_offset = num_heads, int(max_distance), int(max_offset)
+        self.time_bias_kind = time_bias
         self.window = None if window is None else int(window)
         self.norm = nn.GroupNorm(_groups(channels), channels)
         self.qkv = nn.Linear(channels, 3 * channels)
         self.proj = _zero(nn.Linear(channels, channels))
-        self.time_bias = nn.Parameter(torch.zeros(num_heads, 2 * self.max_distance + 1))
+        self.time_bias = time_bias_parameter(time_bias, num_heads, self.max_distance)
         self.space_bias = nn.Parameter(torch.zeros(num_heads, 2 * self.max_offset + 1, 2 * self.max_offset + 1))
 
     def _rel(self, n: int, limit: int, device) -> torch.Tensor:
@@ -129,7 +157,7 @@ class SpaceTimeAttention(nn.Module):
 
     def position_bias(self, frames: int, height: int, width: int, device) -> torch.Tensor:
         """``(heads, T*H*W, T*H*W)`` over tokens ordered (frame, row, column)."""
-        bt = self.time_bias[:, self._rel(frames, self.max_distance, device)]  # (heads, T, T)
+        bt = time_bias_matrix(self.time_bias, self.time_bias_kind, frames, self.max_distance)  # (heads, T, T)
         ry, rx = self._rel(height, self.max_offset, device), self._rel(width, self.max_offset, device)
         bs = self.space_bias[:, ry[:, None, :, None], rx[None, :, None, :]]  # (heads, H, W, H, W)
         n = frames * height * width
@@ -175,7 +203,7 @@ class SpaceTimeAttention(nn.Module):
         dy, dx = offsets.repeat_interleave(side), offsets.repeat(side)  # offset of key k
         clip = self.max_offset
         bs = self.space_bias[:, dy.clamp(-clip, clip) + clip, dx.clamp(-clip, clip) + clip]  # (heads, K)
-        bt_ = self.time_bias[:, self._rel(frames, self.max_distance, h.device)]  # (heads, T, T)
+        bt_ = time_bias_matrix(self.time_bias, self.time_bias_kind, frames, self.max_distance)  # (heads, T, T)
         rows = torch.arange(height, device=h.device).repeat_interleave(width)[:, None] + dy
         cols = torch.arange(width, device=h.device).repeat(height)[:, None] + dx
         outside = (rows < 0) | (rows >= height) | (cols < 0) | (cols >= width)  # (HW, K): past the frame's edge
@@ -208,13 +236,19 @@ class VideoUNet(nn.Module):
         spacetime_window: with ``spacetime_levels``, each query attends only to the positions within this many
             pixels of its own (in that level's pixels), in every frame; None (default): every position.  A
             window makes the fine levels affordable (cost linear in ``H * W``).
+        time_bias: the relative position bias across frames of every temporal and space-time attention block:
+            ``"table"`` (default), a learned value per frame distance; ``"decay"``, a learned linear fall with
+            the distance, separately into the past and the future (:func:`time_bias_parameter`), which holds
+            for clips longer than the training window and cannot pair frames two apart more than neighbours.
     """
 
     def __init__(self, shape=None, in_channels: int | None = None, base_channels: int = 32, channel_mult=(1, 2, 2),
                  num_res_blocks: int = 1, attention_levels=(), temporal_levels=None, num_heads: int = 4,
                  dropout: float = 0.0, max_distance: int = 32, emb_dim: int | None = None, spacetime_levels=(),
-                 spacetime_window: int | None = None):
+                 spacetime_window: int | None = None, time_bias: str = "table"):
         super().__init__()
+        if time_bias not in TIME_BIASES:
+            raise ValueError(f"unknown time_bias {time_bias!r}; use one of {', '.join(TIME_BIASES)}")
         if shape is not None:
             shape = [int(s) for s in shape]
             if len(shape) != 4:
@@ -237,7 +271,7 @@ class VideoUNet(nn.Module):
                            num_res_blocks=num_res_blocks, attention_levels=attention_levels,
                            temporal_levels=temporal_levels, num_heads=num_heads, dropout=dropout,
                            max_distance=max_distance, emb_dim=emb_dim, spacetime_levels=spacetime_levels,
-                           spacetime_window=spacetime_window)
+                           spacetime_window=spacetime_window, time_bias=time_bias)
         self.in_channels, self.levels = in_channels, levels
         if shape is not None:
             self.check_spatial(shape[2:])
@@ -248,8 +282,8 @@ class VideoUNet(nn.Module):
 
         def across_frames(level, ch):
             if level in spacetime_levels:
-                return SpaceTimeAttention(ch, num_heads, max_distance, window=spacetime_window)
-            return TemporalAttention(ch, num_heads, max_distance)
+                return SpaceTimeAttention(ch, num_heads, max_distance, window=spacetime_window, time_bias=time_bias)
+            return TemporalAttention(ch, num_heads, max_distance, time_bias=time_bias)
 
         def block_extras(level, ch):
             extras = [AttentionBlock(ch, num_heads)] if level in attention_levels else []
@@ -325,7 +359,9 @@ class VideoUNet(nn.Module):
         return (f"channels={c['base_channels']}x{c['channel_mult']}, res_blocks={c['num_res_blocks']}, "
                 f"attention_levels={c['attention_levels']}, temporal_levels={c['temporal_levels']}"
                 + (f", spacetime_levels={c['spacetime_levels']}" if c.get("spacetime_levels") else "")
-                + (f", spacetime_window={c['spacetime_window']}" if c.get("spacetime_window") is not None else ""))
+                + (f", spacetime_window={c['spacetime_window']}" if c.get("spacetime_window") is not None else "")
+                + (f", time_bias={c['time_bias']}" if c.get("time_bias", "table") != "table" else ""))
 
 
-__all__ = ["SpaceTimeAttention", "TemporalAttention", "VIDEO_COND_KEYS", "VideoUNet", "video_cond"]
+__all__ = ["SpaceTimeAttention", "TemporalAttention", "TIME_BIASES", "VIDEO_COND_KEYS", "VideoUNet", "time_bias_matrix",
+           "time_bias_parameter", "video_cond"]
