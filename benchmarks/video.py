@@ -9,6 +9,8 @@ completed by :func:`unnoise.video.predict`:
 * prediction, 5 frames from 5: frames 0-4 known, frames 5-9 generated; baseline: frame 4 repeated;
 * interpolation, 3 between 2: a 7-frame clip with frames 0, 1, 5, 6 known, frames 2-4 generated; baselines:
   frame 1 repeated, and the linear blend ``((5 - t) x_1 + (t - 1) x_5) / 4``;
+* prediction from one frame: frame 0 known, frames 1-9 generated (the digit's identity only, on odd and even
+  frames apart: the one known frame is an odd distance from the one and an even distance from the other);
 * generation: ``2 * --eval-clips`` unconditional clips against as many held-out clips, by the Frechet distance
   of per-clip features (each frame's ink and ink centre: where the digit is and how it moves), beside a
   second held-out set (the floor), the same clips with their frames shuffled in time, and their first frame
@@ -241,6 +243,14 @@ def main():
                                          "copy_last": identity(judge(clip7[:, 0, [1]].expand_as(clip7[:, 0])), labels, middle),
                                          "linear_blend": identity(judge(blend[:, 0]), labels, middle),
                                          "true_frames": identity(judged_true[:, :7], labels, middle)}
+    # prediction from one frame: each later frame has the known one only at its own distance, odd or even
+    one = video.predict(pipe, held_out, [0], steps=args.sample_steps, generator=g)
+    judged_one = judge(one[:, 0])
+    results["one_frame_identity"] = {
+        name: {**identity(judged, labels, list(range(1, 10))),
+               "odd_frames": identity(judged, labels, [1, 3, 5, 7, 9])["frames"],
+               "even_frames": identity(judged, labels, [2, 4, 6, 8])["frames"]}
+        for name, judged in (("model", judged_one), ("true_frames", judged_true))}
     # generation: Frechet distance of clip features against held-out clips, beside references
     n_fd = 2 * args.eval_clips
     reference_clips = MovingDigits(n_fd, frames=10, size=args.size, seed=1, split="test").clips()
@@ -286,6 +296,11 @@ def main():
     for task in ("prediction_identity", "interpolation_identity"):
         for method, r in results[task].items():
             print(f"| {task.split('_')[0]} | {method} | {r['frames']:.3f} | {r['clips_all_frames']:.3f} |")
+    print("\n| prediction of frames 1-9 from frame 0 | frames judged the clip's digit | clips with every such frame | "
+          "odd frames (1, 3, ...) | even frames (2, 4, ...) |\n|---|---|---|---|---|")
+    for name, r in results["one_frame_identity"].items():
+        print(f"| {name} | {r['frames']:.3f} | {r['clips_all_frames']:.3f} | {r['odd_frames']:.3f} | "
+              f"{r['even_frames']:.3f} |")
     print("| clips | same digit in every frame | same digit, frames an odd / even distance apart | frames as the "
           "clip's most frequent digit | digits seen | RMS to nearest digit |\n|---|---|---|---|---|---|")
     for name, r in results["generation_identity"].items():

@@ -270,6 +270,28 @@ def test_a_decay_time_bias_falls_with_the_frame_distance_and_cannot_pair_frames_
         nets.VideoUNet((1, 4, 8, 8), base_channels=8, channel_mult=[1, 2], time_bias="ramp")
 
 
+def test_blur_downsampling_sees_a_dot_alike_at_both_phases_of_the_coarse_grid():
+    from unnoise.nets.video_unet import BlurDownsample
+    down = BlurDownsample(1)
+    with torch.no_grad():  # the convolution reduced to its centre tap: what is left is blur, then every other pixel
+        down.conv.weight.zero_()
+        down.conv.weight[0, 0, 1, 1] = 1.0
+        down.conv.bias.zero_()
+        masses = []
+        for y, x in ((4, 4), (5, 4), (4, 5), (5, 5)):
+            dot = torch.zeros(1, 1, 10, 10)
+            dot[0, 0, y, x] = 1.0
+            masses.append(float(down(dot).sum()))
+            plain = dot[..., ::2, ::2].sum()  # a plain stride-2 sample keeps the dot or loses it
+            assert float(plain) == (1.0 if (y, x) == (4, 4) else 0.0)
+        assert masses == pytest.approx([0.25] * 4)  # the blurred dot leaves the same mass at every phase
+        flat = torch.full((1, 1, 6, 6), 0.7)
+        assert torch.allclose(down(flat), torch.full((1, 1, 3, 3), 0.7))  # constants pass unchanged, to the edges
+    net = nets.VideoUNet((1, 4, 8, 8), base_channels=8, channel_mult=[1, 2], antialias=True)
+    assert sum(isinstance(m, BlurDownsample) for m in net.modules()) == 1 and "antialias" in net.extra_repr()
+    assert not any(isinstance(m, BlurDownsample) for m in nets.VideoUNet((1, 4, 8, 8), channel_mult=[1, 2]).modules())
+
+
 def test_moving_digits_move_with_constant_velocity_bounce_and_follow_the_seed():
     d = MovingDigits(20, frames=30, size=32, max_speed=3, seed=11)
     room = 32 - 8
@@ -421,7 +443,7 @@ def test_training_resumes_exactly(tmp_path, tiny_run):
     # a run written before the network had its space-time settings: its config lacks them, and it still resumes
     step_config = tmp_path / "b" / "checkpoints" / "step_00000002" / "config.json"
     config = json.loads(step_config.read_text())
-    for key in ("spacetime_levels", "spacetime_window", "time_bias"):
+    for key in ("spacetime_levels", "spacetime_window", "time_bias", "antialias"):
         del config["net"]["config"][key]
     step_config.write_text(json.dumps(config))
     resumed = run(str(tmp_path / "b"), 4, resume=str(tmp_path / "b"))
@@ -475,12 +497,12 @@ def test_train_video_command_on_moving_digits_and_on_a_npy(tmp_path, capsys):
     np.save(tmp_path / "clips.npy", clips.numpy())
     out = str(tmp_path / "npy")
     args = train_args(["--video", "--data", str(tmp_path / "clips.npy"), "--frames", "3", "--p-future", "0", "--out", out,
-                       "--spacetime-levels", "0,1", "--spacetime-window", "1", "--time-bias", "decay", *common])
+                       "--spacetime-levels", "0,1", "--spacetime-window", "1", *common])
     assert run_video(args) == 0
     pipe = video.load(out)
     assert pipe.shape == (1, 3, 8, 8) and pipe.config["data"]["num_examples"] == 6
     joint = [m for m in pipe.denoiser.net.modules() if isinstance(m, nets.video_unet.SpaceTimeAttention)]
-    assert len(joint) == 7 and all(m.window == 1 and m.time_bias_kind == "decay" for m in joint)
+    assert len(joint) == 7 and all(m.window == 1 for m in joint)
     assert pipe.config["objective"]["p_future"] == 0.0
     bad = train_args(["--video", "--data", str(tmp_path / "clips.npy"), "--frames", "7", "--out", str(tmp_path / "x"),
                       *common])

@@ -219,6 +219,25 @@ class SpaceTimeAttention(nn.Module):
         return h + out.transpose(2, 3).reshape(bt, c, height, width)
 
 
+class BlurDownsample(nn.Module):
+    """Anti-aliased downsampling (Zhang 2019, "Making convolutional networks shift-invariant again"): a fixed
+    ``[1, 2, 1]`` binomial blur per channel, then the stride-2 3x3 convolution of :class:`Downsample`.  Without
+    the blur, an object moved by one pixel lands on the half-resolution grid at the other phase and its features
+    there differ from a shifted copy, so frames an odd number of pixels apart look unlike each other to the
+    coarse levels; the blur makes them nearly alike."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+        k = torch.tensor([1.0, 2.0, 1.0])
+        self.register_buffer("kernel", (k[:, None] * k[None, :] / 16).expand(channels, 1, 3, 3).clone(),
+                             persistent=False)
+
+    def forward(self, x):
+        blurred = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), self.kernel.to(x.dtype), groups=x.shape[1])
+        return self.conv(blurred)
+
+
 class VideoUNet(nn.Module):
     """Noise-conditioned factorised space-time U-Net: ``F(x_in, c_noise, cond)``, ``x_in`` ``(B, C, T, H, W)``.
 
@@ -245,7 +264,7 @@ class VideoUNet(nn.Module):
     def __init__(self, shape=None, in_channels: int | None = None, base_channels: int = 32, channel_mult=(1, 2, 2),
                  num_res_blocks: int = 1, attention_levels=(), temporal_levels=None, num_heads: int = 4,
                  dropout: float = 0.0, max_distance: int = 32, emb_dim: int | None = None, spacetime_levels=(),
-                 spacetime_window: int | None = None, time_bias: str = "table"):
+                 spacetime_window: int | None = None, time_bias: str = "table", antialias: bool = False):
         super().__init__()
         if time_bias not in TIME_BIASES:
             raise ValueError(f"unknown time_bias {time_bias!r}; use one of {', '.join(TIME_BIASES)}")
@@ -271,7 +290,7 @@ class VideoUNet(nn.Module):
                            num_res_blocks=num_res_blocks, attention_levels=attention_levels,
                            temporal_levels=temporal_levels, num_heads=num_heads, dropout=dropout,
                            max_distance=max_distance, emb_dim=emb_dim, spacetime_levels=spacetime_levels,
-                           spacetime_window=spacetime_window, time_bias=time_bias)
+                           spacetime_window=spacetime_window, time_bias=time_bias, antialias=bool(antialias))
         self.in_channels, self.levels = in_channels, levels
         if shape is not None:
             self.check_spatial(shape[2:])
@@ -299,7 +318,7 @@ class VideoUNet(nn.Module):
                 ch = out
                 skips.append(ch)
             if level < levels - 1:
-                self.down.append(nn.ModuleList([Downsample(2, ch)]))
+                self.down.append(nn.ModuleList([BlurDownsample(ch) if antialias else Downsample(2, ch)]))
                 skips.append(ch)
         self.mid = nn.ModuleList([ResBlock(2, ch, ch, emb_dim, dropout), AttentionBlock(ch, num_heads),
                                   across_frames(levels - 1, ch), ResBlock(2, ch, ch, emb_dim, dropout)])
@@ -360,8 +379,9 @@ class VideoUNet(nn.Module):
                 f"attention_levels={c['attention_levels']}, temporal_levels={c['temporal_levels']}"
                 + (f", spacetime_levels={c['spacetime_levels']}" if c.get("spacetime_levels") else "")
                 + (f", spacetime_window={c['spacetime_window']}" if c.get("spacetime_window") is not None else "")
-                + (f", time_bias={c['time_bias']}" if c.get("time_bias", "table") != "table" else ""))
+                + (f", time_bias={c['time_bias']}" if c.get("time_bias", "table") != "table" else "")
+                + (", antialias" if c.get("antialias") else ""))
 
 
-__all__ = ["SpaceTimeAttention", "TemporalAttention", "TIME_BIASES", "VIDEO_COND_KEYS", "VideoUNet", "time_bias_matrix",
+__all__ = ["BlurDownsample", "SpaceTimeAttention", "TemporalAttention", "TIME_BIASES", "VIDEO_COND_KEYS", "VideoUNet", "time_bias_matrix",
            "time_bias_parameter", "video_cond"]
