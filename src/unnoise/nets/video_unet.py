@@ -224,7 +224,8 @@ class BlurDownsample(nn.Module):
     ``[1, 2, 1]`` binomial blur per channel, then the stride-2 3x3 convolution of :class:`Downsample`.  Without
     the blur, an object moved by one pixel lands on the half-resolution grid at the other phase and its features
     there differ from a shifted copy, so frames an odd number of pixels apart look unlike each other to the
-    coarse levels; the blur makes them nearly alike."""
+    coarse levels; the blur makes them more alike (on moving digits it did not by itself stop a table of time
+    biases from favouring frames an even distance apart; ``time_bias="decay"`` did: docs/benchmarks.md)."""
 
     def __init__(self, channels: int):
         super().__init__()
