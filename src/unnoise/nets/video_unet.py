@@ -100,7 +100,7 @@ class TemporalAttention(nn.Module):
         self.proj = _zero(nn.Linear(channels, channels))
         self.bias = time_bias_parameter(time_bias, num_heads, self.max_distance)
 
-    def position_bias(self, frames: int, device=None) -> torch.Tensor:
+    def position_bias(self, frames: int) -> torch.Tensor:
         """``(heads, T, T)``: the bias of query frame ``i`` for key frame ``j`` (:func:`time_bias_matrix`)."""
         return time_bias_matrix(self.bias, self.time_bias_kind, frames, self.max_distance)
 
@@ -110,7 +110,7 @@ class TemporalAttention(nn.Module):
         x = self.norm(h).reshape(b, frames, c, height * width).permute(0, 3, 1, 2)  # (B, HW, T, C)
         x = x.reshape(b * height * width, frames, c)
         q, k, v = (t.reshape(t.shape[0], frames, self.heads, -1).transpose(1, 2) for t in self.qkv(x).chunk(3, -1))
-        bias = self.position_bias(frames, h.device).to(q.dtype)[None]  # (1, heads, T, T)
+        bias = self.position_bias(frames).to(q.dtype)[None]  # (1, heads, T, T)
         if stills is not None:
             eye = torch.eye(frames, dtype=torch.bool, device=h.device)
             blocked = stills[:, None, None] & ~eye  # (B, T, T)
