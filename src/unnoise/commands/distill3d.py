@@ -30,17 +30,21 @@ def register(sub):
     p.add_argument("--prompt", default=None, help="text prompt (text-conditioned priors)")
     p.add_argument("--steps", type=int, default=500, help="optimisation steps (default: 500)")
     p.add_argument("--method", default="sds", choices=METHODS, help="sds or vsd (default: sds)")
+    p.add_argument("--particles", type=int, default=1,
+                   help="grids optimised at once (default: 1); with --method vsd they are pushed apart to cover the "
+                        "prior's variety.  Each is written to its own folder p1/, p2/, ...")
     p.add_argument("--particle-model", default="net", choices=PARTICLE_MODELS,
                    help="VSD's particle model (default: net, a small camera-conditioned denoiser trained online; "
-                        "empirical, the exact denoiser of the particles' renders, is SDS for the one grid here)")
+                        "empirical, the exact denoiser of the particles' renders, which is SDS for a single grid)")
     p.add_argument("--guidance-scale", type=float, default=1.0,
                    help="classifier-free guidance scale, on the class or prompt and on the camera of a prior from "
                         "--train-prior (default: 1)")
     p.add_argument("--weighting", default="dreamfusion", choices=WEIGHTINGS, help="w(sigma) (default: dreamfusion)")
     p.add_argument("--sigma-min", type=float, default=0.05, help="smallest noise level (default: 0.05)")
     p.add_argument("--sigma-max", type=float, default=3.0, help="largest noise level at the start (default: 3)")
-    p.add_argument("--anneal-to", type=float, default=0.5,
-                   help="largest noise level at the end (annealed geometrically; default: 0.5)")
+    p.add_argument("--anneal-to", default="0.5",
+                   help="largest noise level at the end (annealed geometrically; default: 0.5), or none to keep "
+                        "--sigma-max throughout")
     p.add_argument("--lr", type=float, default=0.05, help="Adam learning rate of the grid (default: 0.05)")
     p.add_argument("--resolution", type=int, default=32, help="voxels per side (default: 32)")
     p.add_argument("--views", type=int, default=4, help="random cameras per step (default: 4)")
@@ -56,15 +60,29 @@ def register(sub):
     p.set_defaults(func=run)
 
 
+def anneal_level(text: str):
+    """--anneal-to: a positive noise level, or none."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"--anneal-to must be a noise level or none, got {text!r}") from None
+    if not value > 0:
+        raise ValueError(f"--anneal-to must be a positive noise level or none, got {text!r}")
+    return value
+
+
 def check_args(args):
     """One-line errors for bad options, before any work."""
-    for name in ("steps", "resolution", "views", "train_steps", "views_per_shape", "image_size"):
+    for name in ("steps", "resolution", "views", "particles", "train_steps", "views_per_shape", "image_size"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
     if args.preview_every < 0:
         raise ValueError(f"--preview-every must be 0 (never) or a positive number of steps, got {args.preview_every}")
     if not 0 < args.sigma_min <= args.sigma_max:
         raise ValueError(f"need 0 < --sigma-min <= --sigma-max, got {args.sigma_min} and {args.sigma_max}")
+    args.anneal_to = anneal_level(args.anneal_to) if isinstance(args.anneal_to, str) else args.anneal_to
     if os.path.splitext(args.mesh)[1].lower() not in (".ply", ".obj"):
         raise ValueError(f"--mesh must end in .ply or .obj, got {args.mesh!r}")
     if args.prompt is not None and args.class_label is not None:
@@ -102,7 +120,6 @@ def run(args):
             and not {"concat", "vector"} & set(getattr(pipe.denoiser, "nulls", {}))):
         raise ValueError("--guidance-scale needs --prompt or --class-label (the condition to guide towards), or a "
                          "prior trained with a null camera (unnoise distill3d --train-prior)")
-    mesh_path = os.path.join(out, args.mesh)
     previews = os.path.join(out, "previews")
     size = int(pipe.model_shape[-1])
     show = turntable(4, 20.0)
@@ -110,25 +127,43 @@ def run(args):
     def preview(step, params):
         if args.preview_every and (step % args.preview_every == 0 or step == args.steps):
             os.makedirs(previews, exist_ok=True)
-            with torch.no_grad():
-                save_image_grid(render(params, show, size), os.path.join(previews, f"step_{step:06d}.png"), nrow=4)
+            with torch.no_grad():  # one row of 4 views per particle
+                images = torch.cat([render(grid, show, size) for grid in particles(params)])
+            save_image_grid(images, os.path.join(previews, f"step_{step:06d}.png"), nrow=4)
+
+    def particles(params):
+        if args.particles == 1:
+            return [params]
+        return [multiview.particle(params, k) for k in range(args.particles)]
 
     history = []
     grid = multiview.distill_grid(pipe, args.steps, args.method, class_label=args.class_label, prompt=args.prompt,
                                   resolution=args.resolution, views_per_step=args.views, lr=args.lr,
                                   guidance_scale=args.guidance_scale, sigma_range=(args.sigma_min, args.sigma_max),
                                   anneal_to=args.anneal_to, weighting=args.weighting,
-                                  particle_model=args.particle_model,
+                                  particle_model=args.particle_model, particles=args.particles,
                                   generator=torch.Generator().manual_seed(args.seed), history=history,
                                   callback=preview, progress=True)
-    io.save_npy(os.path.join(out, "grid.npy"), multiview.grid_file(grid))
-    multiview.save_turntable(grid, os.path.join(out, "turntable.gif"))
     io.save_json(os.path.join(out, "history.json"), history)
-    wrote = ["grid.npy", "turntable.gif", "history.json"]
-    try:
-        multiview.save_mesh(grid, mesh_path)
-        wrote.append(args.mesh)
-    except ValueError as err:  # no surface (yet): the other files are kept
-        print(f"no mesh written: {err}")
+    wrote = ["history.json"]
+    grids = particles(grid)
+    for k, one in enumerate(grids):
+        folder = out if len(grids) == 1 else os.path.join(out, f"p{k + 1}")
+        os.makedirs(folder, exist_ok=True)
+        prefix = "" if len(grids) == 1 else f"p{k + 1}/"
+        io.save_npy(os.path.join(folder, "grid.npy"), multiview.grid_file(one))
+        multiview.save_turntable(one, os.path.join(folder, "turntable.gif"))
+        wrote += [prefix + "grid.npy", prefix + "turntable.gif"]
+        try:
+            multiview.save_mesh(one, os.path.join(folder, args.mesh))
+            wrote.append(prefix + args.mesh)
+        except ValueError as err:  # no surface (yet): the other files are kept
+            print(f"no mesh written{' for ' + prefix[:-1] if prefix else ''}: {err}")
+    if len(grids) > 1:
+        with torch.no_grad():  # every particle from 8 cameras around it, one row each
+            ring = turntable(8, 20.0)
+            save_image_grid(torch.cat([render(one, ring, size) for one in grids]), os.path.join(out, "particles.png"),
+                            nrow=8)
+        wrote.append("particles.png")
     print(f"{args.method} {args.steps} steps, final loss {history[-1]['loss']:.4g}; wrote {', '.join(wrote)} in {out}")
     return 0
