@@ -70,7 +70,8 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--weighting", default="dreamfusion")
     p.add_argument("--sigma-max", type=float, default=3.0)
-    p.add_argument("--anneal-to", type=float, default=0.5)
+    p.add_argument("--anneal-to", type=lambda v: None if v == "none" else float(v), default=0.5,
+                   help="where the top noise level is annealed to, or none")
     p.add_argument("--views", type=int, default=4, help="random cameras per step")
     args = p.parse_args()
     torch.set_num_threads(1)

@@ -356,7 +356,7 @@ def test_distill3d_writes_grid_turntable_and_mesh(prior, tmp_path):
 def test_distill3d_writes_one_folder_per_particle(prior, tmp_path):
     out = tmp_path / "shapes"
     code = main(["distill3d", "--checkpoint", prior, "--steps", "2", "--resolution", "10", "--views", "1",
-                 "--method", "vsd", "--particle-model", "empirical", "--particles", "3", "--anneal-to", "none",
+                 "--method", "vsd", "--particles", "3", "--anneal-to", "none",  # auto: the empirical particle model
                  "--preview-every", "2", "--out", str(out), "--device", "cpu"])
     assert code == 0
     grids = [multiview.read_grid(str(out / f"p{k}" / "grid.npy")) for k in (1, 2, 3)]
@@ -367,6 +367,22 @@ def test_distill3d_writes_one_folder_per_particle(prior, tmp_path):
         assert abs(im.size[0] / im.size[1] - 8 / 3) < 0.1
     with Image.open(out / "previews" / "step_000002.png") as im:  # 3 rows of 4 views
         assert abs(im.size[0] / im.size[1] - 4 / 3) < 0.05
+
+
+def test_distill3d_noise_defaults_follow_the_method():
+    """SDS: sigma 0.05-3 annealed to 0.5; VSD: 0.05-10 throughout (its particles repel only where their noisy
+    renders overlap); given values win."""
+    from unnoise.cli import build_parser
+    from unnoise.commands.distill3d import check_args
+
+    def resolved(*argv):
+        args = build_parser().parse_args(["distill3d", "--checkpoint", "x", "--out", "o", *argv])
+        check_args(args)
+        return args.sigma_max, args.anneal_to
+    assert resolved() == (3.0, 0.5)
+    assert resolved("--method", "vsd") == (10.0, None)
+    assert resolved("--method", "vsd", "--sigma-max", "4", "--anneal-to", "1") == (4.0, 1.0)
+    assert resolved("--anneal-to", "none") == (3.0, None)
 
 
 def test_distill3d_bad_input_is_one_line(prior, tmp_path, capsys):

@@ -111,7 +111,13 @@ def distill_grid(pipe, steps: int = 500, method: str = "sds", class_label=None, 
     SDS each grid follows its own gradient.  With ``particle_model="empirical"`` every particle is rendered from
     the same ``views_per_step`` cameras each step, and VSD's particle model at a camera is the exact denoiser of
     the particles' renders there (:class:`unnoise.distill.EmpiricalParticles`).  The result then holds ``density
-    (n, R, R, R)`` and ``color (n, 3, R, R, R)``; :func:`particle` takes one out.  ``particle_lr``: the Adam learning rate of VSD's particle net.
+    (n, R, R, R)`` and ``color (n, 3, R, R, R)``; :func:`particle` takes one out.  ``particle_lr``: the Adam
+    learning rate of VSD's particle net.
+
+    The noise defaults suit SDS.  VSD with several particles spreads them over the prior's variety only at noise
+    levels where their renders overlap: give it ``sigma_range=(0.05, 10.0), anneal_to=None`` and
+    ``particle_model="empirical"`` (what ``unnoise distill3d --method vsd --particles N`` uses; measured in
+    docs/benchmarks.md).
     """
     if not isinstance(particles, int) or isinstance(particles, bool) or particles < 1:
         raise ValueError(f"particles must be a positive integer, got {particles!r}")

@@ -33,18 +33,21 @@ def register(sub):
     p.add_argument("--particles", type=int, default=1,
                    help="grids optimised at once (default: 1); with --method vsd they are pushed apart to cover the "
                         "prior's variety.  Each is written to its own folder p1/, p2/, ...")
-    p.add_argument("--particle-model", default="net", choices=PARTICLE_MODELS,
-                   help="VSD's particle model (default: net, a small camera-conditioned denoiser trained online; "
-                        "empirical, the exact denoiser of the particles' renders, which is SDS for a single grid)")
+    p.add_argument("--particle-model", default="auto", choices=("auto", *PARTICLE_MODELS),
+                   help="VSD's particle model: empirical, the exact denoiser of the particles' renders (SDS for a "
+                        "single grid); net, a small camera-conditioned denoiser trained online (default auto: "
+                        "empirical with --particles above 1, net for one grid)")
     p.add_argument("--guidance-scale", type=float, default=1.0,
                    help="classifier-free guidance scale, on the class or prompt and on the camera of a prior from "
                         "--train-prior (default: 1)")
     p.add_argument("--weighting", default="dreamfusion", choices=WEIGHTINGS, help="w(sigma) (default: dreamfusion)")
     p.add_argument("--sigma-min", type=float, default=0.05, help="smallest noise level (default: 0.05)")
-    p.add_argument("--sigma-max", type=float, default=3.0, help="largest noise level at the start (default: 3)")
-    p.add_argument("--anneal-to", default="0.5",
-                   help="largest noise level at the end (annealed geometrically; default: 0.5), or none to keep "
-                        "--sigma-max throughout")
+    p.add_argument("--sigma-max", type=float, default=None,
+                   help="largest noise level at the start (default: 3 for sds, 10 for vsd)")
+    p.add_argument("--anneal-to", default=None,
+                   help="largest noise level at the end (annealed geometrically), or none to keep --sigma-max "
+                        "throughout (default: 0.5 for sds, none for vsd: VSD's particles push each other apart only "
+                        "at noise levels where their renders overlap)")
     p.add_argument("--lr", type=float, default=0.05, help="Adam learning rate of the grid (default: 0.05)")
     p.add_argument("--resolution", type=int, default=32, help="voxels per side (default: 32)")
     p.add_argument("--views", type=int, default=4, help="random cameras per step (default: 4)")
@@ -80,6 +83,11 @@ def check_args(args):
             raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
     if args.preview_every < 0:
         raise ValueError(f"--preview-every must be 0 (never) or a positive number of steps, got {args.preview_every}")
+    vsd = args.method == "vsd"
+    if args.sigma_max is None:
+        args.sigma_max = 10.0 if vsd else 3.0
+    if args.anneal_to is None:
+        args.anneal_to = "none" if vsd else "0.5"
     if not 0 < args.sigma_min <= args.sigma_max:
         raise ValueError(f"need 0 < --sigma-min <= --sigma-max, got {args.sigma_min} and {args.sigma_max}")
     args.anneal_to = anneal_level(args.anneal_to) if isinstance(args.anneal_to, str) else args.anneal_to
@@ -136,12 +144,15 @@ def run(args):
             return [params]
         return [multiview.particle(params, k) for k in range(args.particles)]
 
+    particle_model = args.particle_model
+    if particle_model == "auto":
+        particle_model = "empirical" if args.particles > 1 else "net"
     history = []
     grid = multiview.distill_grid(pipe, args.steps, args.method, class_label=args.class_label, prompt=args.prompt,
                                   resolution=args.resolution, views_per_step=args.views, lr=args.lr,
                                   guidance_scale=args.guidance_scale, sigma_range=(args.sigma_min, args.sigma_max),
                                   anneal_to=args.anneal_to, weighting=args.weighting,
-                                  particle_model=args.particle_model, particles=args.particles,
+                                  particle_model=particle_model, particles=args.particles,
                                   generator=torch.Generator().manual_seed(args.seed), history=history,
                                   callback=preview, progress=True)
     io.save_json(os.path.join(out, "history.json"), history)
