@@ -99,6 +99,9 @@ def runs(tmp_path_factory):
     made["video"] = str(base / "vid")
     assert main(["train", "--video", "--data", "moving-digits", "--frames", "4", "--image-size", "16", "--num-clips",
                  "16", "--base-channels", "8", "--channel-mult", "1,2", "--out", made["video"], *COMMON]) == 0
+    made["voxels"] = str(base / "vox")
+    assert main(["train", "--data", "shapes3d", "--voxel-resolution", "8", "--num-points", "16", "--base-channels", "8",
+                 "--out", made["voxels"], *COMMON]) == 0
     return made
 
 

@@ -25,7 +25,7 @@ from typing import Callable
 
 # The built-in kinds, one module each, in the order ``unnoise train`` asks them to claim the data.
 BUILTIN = ("angles", "backbones", "functions", "tokens", "video", "text", "latent_images", "upscale", "audio",
-           "images", "molecules", "arrays", "vectors", "classifier", "autoencoder")
+           "images", "molecules", "voxels", "arrays", "vectors", "classifier", "autoencoder")
 
 ABILITIES = frozenset({"inpaint", "restore", "img2img", "upscale", "export", "compare", "class_guidance",
                        "resolution"})
