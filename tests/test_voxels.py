@@ -107,6 +107,17 @@ def test_train_and_sample_write_grids_turntables_meshes(run, tmp_path):
     assert np.load(tmp_path / "s.npy").shape == (3, 4, 8, 8, 8)
 
 
+def test_a_folder_of_distill3d_grids_trains(tmp_path):
+    for k, name in enumerate(("box", "torus", "sphere")):
+        os.makedirs(tmp_path / "grids" / f"p{k}")
+        np.save(tmp_path / "grids" / f"p{k}" / "grid.npy", multiview.grid_file(views.shape_grid(name, 8)))
+    out = str(tmp_path / "run")
+    assert main(["train", "--data", str(tmp_path / "grids"), "--steps", "2", "--batch-size", "2",
+                 "--base-channels", "8", "--out", out, "--device", "cpu"]) == 0
+    pipe = unnoise.load(out)
+    assert pipe.kind == "voxels" and tuple(pipe.shape) == (4, 8, 8, 8) and pipe.config["voxels"]["count"] == 3
+
+
 def test_voxel_training_bad_input_is_one_line(tmp_path, capsys):
     capsys.readouterr()
     for argv, phrase in ((["--data", "shapes3d", "--voxel-resolution", "2"], "at least 4"),

@@ -7,7 +7,7 @@ sources, both read one example at a time (memory grows with the batch, not with 
 * :class:`VoxelShapes`: the built-in coloured shapes of :mod:`unnoise.data.views` (sphere, box, torus, snowman,
   house), each example one of them turned about the vertical axis by a random angle and scaled by a random factor
   in [0.8, 1], drawn from the example's index (the same set on every run with the same seed);
-* :class:`GridFolder`: every ``grid.npy`` under a folder, the grids ``unnoise distill3d`` writes (raw density and
+* :class:`GridFolder`: every ``grid.npy`` in a folder or one or two levels below it, the grids ``unnoise distill3d`` writes (raw density and
   colour, :func:`unnoise.multiview.grid_file`), turned into occupancy (density above the surface level) and colour.
 
 :func:`to_grid` goes back: an example or a sample becomes the renderer's ``{"density", "color"}`` grid, which
@@ -94,14 +94,21 @@ class VoxelShapes(Dataset):
         return encode(inside, rgb.permute(3, 0, 1, 2)), {}
 
 
+def grid_files(root: str) -> list[str]:
+    """The ``grid.npy`` files in ``root``, its subfolders and theirs (``distill3d --out`` folders, their ``p1/``
+    ... particles, or a folder of such outputs), sorted."""
+    return sorted(p for pattern in ("grid.npy", "*/grid.npy", "*/*/grid.npy")
+                  for p in glob.glob(os.path.join(glob.escape(root), pattern)))
+
+
 class GridFolder(Dataset):
-    """Every ``grid.npy`` under ``root`` (``unnoise distill3d`` output folders, any depth), read one at a time.
+    """Every ``grid.npy`` of :func:`grid_files` under ``root`` (``unnoise distill3d`` outputs), read one at a time.
     All must have one resolution.  Items are ``(x (4, R, R, R), {})``."""
 
     def __init__(self, root: str, threshold: float = 2.0):
         if not os.path.isdir(root):
             raise FileNotFoundError(f"{root!r} is not a folder")
-        self.paths = sorted(glob.glob(os.path.join(root, "**", "grid.npy"), recursive=True))
+        self.paths = grid_files(root)
         if not self.paths:
             raise ValueError(f"no grid.npy under {root!r} (the files unnoise distill3d writes)")
         self.threshold = threshold
@@ -122,4 +129,4 @@ class GridFolder(Dataset):
         return encode(inside, torch.sigmoid(arr[1:])), {}
 
 
-__all__ = ["CHANNELS", "GridFolder", "VoxelShapes", "encode", "occupied", "to_grid"]
+__all__ = ["CHANNELS", "GridFolder", "VoxelShapes", "encode", "grid_files", "occupied", "to_grid"]

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 # The built-in kinds, one module each, in the order ``unnoise train`` asks them to claim the data.
-BUILTIN = ("angles", "backbones", "functions", "tokens", "video", "text", "latent_images", "upscale", "audio",
-           "images", "molecules", "voxels", "arrays", "vectors", "classifier", "autoencoder")
+BUILTIN = ("voxels", "angles", "backbones", "functions", "tokens", "video", "text", "latent_images", "upscale",
+           "audio", "images", "molecules", "arrays", "vectors", "classifier", "autoencoder")
 
 ABILITIES = frozenset({"inpaint", "restore", "img2img", "upscale", "export", "compare", "class_guidance",
                        "resolution"})

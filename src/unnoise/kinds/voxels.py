@@ -10,7 +10,6 @@ writes the raw ``(n, 4, R, R, R)`` array.
 """
 from __future__ import annotations
 
-import glob
 import os
 
 import torch
@@ -37,12 +36,11 @@ def add_args(p) -> None:
 
 
 def claims(args) -> bool:
-    """``--data shapes3d``, or a folder with a ``grid.npy`` somewhere under it."""
+    """``--data shapes3d``, or a folder with ``grid.npy`` files in it or one or two levels below."""
     data = getattr(args, "data", None)
     if data == BUILTIN:
         return True
-    return (isinstance(data, str) and os.path.isdir(data)
-            and bool(glob.glob(os.path.join(data, "**", "grid.npy"), recursive=True)))
+    return isinstance(data, str) and os.path.isdir(data) and bool(voxels.grid_files(data))
 
 
 def run(args) -> int:
