@@ -497,12 +497,12 @@ def test_train_video_command_on_moving_digits_and_on_a_npy(tmp_path, capsys):
     np.save(tmp_path / "clips.npy", clips.numpy())
     out = str(tmp_path / "npy")
     args = train_args(["--video", "--data", str(tmp_path / "clips.npy"), "--frames", "3", "--p-future", "0", "--out", out,
-                       "--spacetime-levels", "0,1", "--spacetime-window", "1", *common])
+                       "--spacetime-levels", "0,1", "--spacetime-window", "1", "--time-bias", "decay", *common])
     assert run_video(args) == 0
     pipe = video.load(out)
     assert pipe.shape == (1, 3, 8, 8) and pipe.config["data"]["num_examples"] == 6
     joint = [m for m in pipe.denoiser.net.modules() if isinstance(m, nets.video_unet.SpaceTimeAttention)]
-    assert len(joint) == 7 and all(m.window == 1 for m in joint)
+    assert len(joint) == 7 and all(m.window == 1 and m.time_bias_kind == "decay" for m in joint)
     assert pipe.config["objective"]["p_future"] == 0.0
     bad = train_args(["--video", "--data", str(tmp_path / "clips.npy"), "--frames", "7", "--out", str(tmp_path / "x"),
                       *common])

@@ -9,6 +9,7 @@ import torch
 
 from .. import video
 from ..data.video import MOVING_DIGITS, video_dataset
+from ..nets.video_unet import TIME_BIASES
 from .train_common import command_record, finish, train_config
 from .train_images import _ints
 
@@ -17,7 +18,8 @@ DEFAULT_NUM_CLIPS = 10000
 # the kind-specific options of ``unnoise train`` a video run takes, with their defaults (None: resolved here)
 VIDEO_OPTIONS = {"video": True, "frames": None, "image_size": None, "image_mode": "L", "num_clips": None,
                  "base_channels": 32, "channel_mult": "1,2,2", "attention_levels": "", "temporal_levels": None,
-                 "spacetime_levels": None, "spacetime_window": None, "dropout": 0.0, "p_past": 0.5, "p_future": 0.25}
+                 "spacetime_levels": None, "spacetime_window": None, "time_bias": None, "dropout": 0.0, "p_past": 0.5,
+                 "p_future": 0.25}
 
 
 def add_video_args(p) -> None:
@@ -44,6 +46,11 @@ def add_video_args(p) -> None:
     g.add_argument("--spacetime-window", type=int, default=None,
                    help="with --spacetime-levels: each position attends only to positions within this many pixels of "
                         "its own (of that level), in every frame, so fine levels are affordable (default: all)")
+    g.add_argument("--time-bias", default=None, choices=TIME_BIASES,
+                   help="relative position bias across frames: 'table' learns one value per frame distance (sharper "
+                        "prediction from several known frames); 'decay' falls linearly with the distance, so it "
+                        "cannot favour frames two apart over neighbours (better from one frame and unconditionally; "
+                        "docs/benchmarks.md) (default: table)")
 
 
 def is_video_request(args) -> bool:
@@ -69,6 +76,8 @@ def video_net_config(args) -> dict:
         if args.spacetime_window < 0:
             raise ValueError(f"--spacetime-window must be >= 0 pixels, got {args.spacetime_window}")
         config["spacetime_window"] = args.spacetime_window
+    if args.time_bias is not None:
+        config["time_bias"] = args.time_bias
     for name in ("attention_levels", "temporal_levels", "spacetime_levels"):
         beyond = [a for a in config.get(name) or [] if not 0 <= a < len(levels)]
         if beyond:
