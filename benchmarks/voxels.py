@@ -28,18 +28,17 @@ import unnoise
 from unnoise.data import voxels
 from unnoise.data.views import SHAPES
 from unnoise.imaging import save_image_grid
-from unnoise.render import render, turntable
+from unnoise.render import grid_points, render, turntable
 
 
 def template_bank(resolution: int, angles: int = 72, scales=(0.8, 0.85, 0.9, 0.95, 1.0)):
     """``(occupancy (T, R^3) bool, colour (T, 3, R^3), shape index (T,))`` of every shape at every pose."""
     occ, rgb, label = [], [], []
+    points = grid_points(resolution)
     for k, name in enumerate(SHAPES):
         for s in scales:
             for a in range(angles):
-                data = voxels.VoxelShapes(1, resolution, shapes=(name,), scale=(s, s))
-                data.pose = lambda i, a=a, s=s: (2 * math.pi * a / angles, s)  # a fixed pose instead of a draw
-                x, _ = data[0]
+                x = voxels.posed_shape(name, resolution, 2 * math.pi * a / angles, s, points)
                 occ.append(voxels.occupied(x).flatten())
                 rgb.append(((x[1:] + 1) / 2).flatten(1))
                 label.append(k)

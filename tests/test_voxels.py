@@ -77,6 +77,9 @@ def test_grid_folder_reads_distill3d_grids(tmp_path):
     np.save(tmp_path / "p1" / "grid.npy", np.zeros((4, 8, 8, 8), np.float32))
     with pytest.raises(ValueError, match="differ"):
         voxels.GridFolder(str(tmp_path))
+    (tmp_path / "p1" / "grid.npy").write_bytes(b"not an array")
+    with pytest.raises(ValueError, match="not a readable .npy grid"):
+        voxels.GridFolder(str(tmp_path))
     os.makedirs(tmp_path / "empty")
     with pytest.raises(ValueError, match="no grid.npy"):
         voxels.GridFolder(str(tmp_path / "empty"))

@@ -85,13 +85,20 @@ class VoxelShapes(Dataset):
         if not 0 <= i < self.n:
             raise IndexError(i)
         angle, s = self.pose(i)
-        c, si = math.cos(angle), math.sin(angle)
-        turn = torch.tensor([[c, -si, 0.0], [si, c, 0.0], [0.0, 0.0, 1.0]])
-        body = (self._points @ turn) / s  # the world point seen in the shape's own frame
-        sdf, rgb = field(self.shapes[self.label(i)], body)
-        shell = 1.0 / (self.resolution - 1)
-        inside = torch.sigmoid(-sdf * s / shell)
-        return encode(inside, rgb.permute(3, 0, 1, 2)), {}
+        return posed_shape(self.shapes[self.label(i)], self.resolution, angle, s, self._points), {}
+
+
+def posed_shape(name: str, resolution: int, angle: float = 0.0, scale: float = 1.0,
+                points: torch.Tensor | None = None) -> torch.Tensor:
+    """``(4, R, R, R)``: built-in shape ``name`` turned by ``angle`` (radians) about the vertical axis and scaled by
+    ``scale`` (``points``: :func:`unnoise.render.grid_points` of ``resolution``, when already at hand)."""
+    points = rendering.grid_points(resolution) if points is None else points
+    c, si = math.cos(angle), math.sin(angle)
+    turn = torch.tensor([[c, -si, 0.0], [si, c, 0.0], [0.0, 0.0, 1.0]])
+    sdf, rgb = field(name, (points @ turn) / scale)  # each world point seen in the shape's own frame
+    shell = 1.0 / (resolution - 1)  # half a voxel: a soft shell one voxel thick
+    inside = torch.sigmoid(-sdf * scale / shell)
+    return encode(inside, rgb.permute(3, 0, 1, 2))
 
 
 def grid_files(root: str) -> list[str]:
@@ -99,6 +106,13 @@ def grid_files(root: str) -> list[str]:
     ... particles, or a folder of such outputs), sorted."""
     return sorted(p for pattern in ("grid.npy", "*/grid.npy", "*/*/grid.npy")
                   for p in glob.glob(os.path.join(glob.escape(root), pattern)))
+
+
+def _read(path: str, mmap_mode=None) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise ValueError(f"{path!r} is not a readable .npy grid ({err})") from None
 
 
 class GridFolder(Dataset):
@@ -112,7 +126,7 @@ class GridFolder(Dataset):
         if not self.paths:
             raise ValueError(f"no grid.npy under {root!r} (the files unnoise distill3d writes)")
         self.threshold = threshold
-        shapes = {tuple(np.load(p, mmap_mode="r").shape) for p in self.paths[:64]}
+        shapes = {tuple(_read(p, mmap_mode="r").shape) for p in self.paths[:64]}
         if len(shapes) != 1 or len(next(iter(shapes))) != 4 or next(iter(shapes))[0] != CHANNELS:
             raise ValueError(f"the grids under {root!r} differ or are not (4, R, R, R): {sorted(shapes)}")
         self.resolution = next(iter(shapes))[1]
@@ -121,7 +135,7 @@ class GridFolder(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i):
-        arr = torch.from_numpy(np.load(self.paths[i], allow_pickle=False)).float()
+        arr = torch.from_numpy(np.asarray(_read(self.paths[i]))).float()
         if tuple(arr.shape) != (CHANNELS, *(self.resolution,) * 3):
             raise ValueError(f"{self.paths[i]!r} holds {tuple(arr.shape)}, not (4, {self.resolution}, "
                              f"{self.resolution}, {self.resolution}) like the others")
@@ -129,4 +143,4 @@ class GridFolder(Dataset):
         return encode(inside, torch.sigmoid(arr[1:])), {}
 
 
-__all__ = ["CHANNELS", "GridFolder", "VoxelShapes", "encode", "grid_files", "occupied", "to_grid"]
+__all__ = ["CHANNELS", "GridFolder", "VoxelShapes", "encode", "grid_files", "occupied", "posed_shape", "to_grid"]
