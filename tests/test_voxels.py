@@ -77,6 +77,11 @@ def test_grid_folder_reads_distill3d_grids(tmp_path):
     np.save(tmp_path / "p1" / "grid.npy", np.zeros((4, 8, 8, 8), np.float32))
     with pytest.raises(ValueError, match="differ"):
         voxels.GridFolder(str(tmp_path))
+    bad = multiview.grid_file(views.shape_grid("sphere", 12))
+    bad[1, 0, 0, 0] = np.nan
+    np.save(tmp_path / "p1" / "grid.npy", bad)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        voxels.GridFolder(str(tmp_path))[1]
     (tmp_path / "p1" / "grid.npy").write_bytes(b"not an array")
     with pytest.raises(ValueError, match="not a readable .npy grid"):
         voxels.GridFolder(str(tmp_path))

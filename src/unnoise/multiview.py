@@ -22,7 +22,7 @@ from . import render as rendering
 from .data import views
 from .data.memory import TensorDataset
 from .imaging import to_uint8
-from .io import atomic_write, save_text
+from .io import atomic_write, save_npy, save_text
 from .train import TrainConfig, train_model
 
 CAMERA_HARMONICS = 4
@@ -233,6 +233,20 @@ def grid_file(params: dict) -> np.ndarray:
     """The grid as one ``(4, R, R, R)`` float32 array: raw density, then raw colour (what ``grid.npy`` holds)."""
     density, color = rendering.check_grid(params)
     return torch.cat([density.detach()[None], color.detach()]).float().numpy()
+
+
+def save_shape(params: dict, folder: str, mesh_name: str = "shape.ply") -> tuple[list[str], str | None]:
+    """Write one grid to ``folder`` (made if missing): ``grid.npy`` (:func:`grid_file`), ``turntable.gif`` and the
+    mesh ``mesh_name`` (.ply or .obj).  Returns ``(paths written, why no mesh was written or None)``: a grid with
+    no surface yet, or no scikit-image, still gets the other two files."""
+    os.makedirs(folder, exist_ok=True)
+    written = [save_npy(os.path.join(folder, "grid.npy"), grid_file(params)),
+               save_turntable(params, os.path.join(folder, "turntable.gif"))]
+    try:
+        written.append(save_mesh(params, os.path.join(folder, mesh_name)))
+    except ValueError as err:
+        return written, str(err)
+    return written, None
 
 
 def read_grid(path: str) -> dict:

@@ -86,11 +86,9 @@ def check_args(args):
     vsd = args.method == "vsd"
     if args.sigma_max is None:
         args.sigma_max = 10.0 if vsd else 3.0
-    if args.anneal_to is None:
-        args.anneal_to = "none" if vsd else "0.5"
     if not 0 < args.sigma_min <= args.sigma_max:
         raise ValueError(f"need 0 < --sigma-min <= --sigma-max, got {args.sigma_min} and {args.sigma_max}")
-    args.anneal_to = anneal_level(args.anneal_to) if isinstance(args.anneal_to, str) else args.anneal_to
+    args.anneal_to = anneal_level(args.anneal_to or ("none" if vsd else "0.5"))
     if os.path.splitext(args.mesh)[1].lower() not in (".ply", ".obj"):
         raise ValueError(f"--mesh must end in .ply or .obj, got {args.mesh!r}")
     if args.prompt is not None and args.class_label is not None:
@@ -160,16 +158,10 @@ def run(args):
     grids = particles(grid)
     for k, one in enumerate(grids):
         folder = out if len(grids) == 1 else os.path.join(out, f"p{k + 1}")
-        os.makedirs(folder, exist_ok=True)
-        prefix = "" if len(grids) == 1 else f"p{k + 1}/"
-        io.save_npy(os.path.join(folder, "grid.npy"), multiview.grid_file(one))
-        multiview.save_turntable(one, os.path.join(folder, "turntable.gif"))
-        wrote += [prefix + "grid.npy", prefix + "turntable.gif"]
-        try:
-            multiview.save_mesh(one, os.path.join(folder, args.mesh))
-            wrote.append(prefix + args.mesh)
-        except ValueError as err:  # no surface (yet): the other files are kept
-            print(f"no mesh written{' for ' + prefix[:-1] if prefix else ''}: {err}")
+        paths, no_mesh = multiview.save_shape(one, folder, args.mesh)
+        wrote += [os.path.relpath(p, out) for p in paths]
+        if no_mesh:  # no surface (yet): the other files are kept
+            print(f"no mesh written{'' if folder == out else ' for p' + str(k + 1)}: {no_mesh}")
     if len(grids) > 1:
         with torch.no_grad():  # every particle from 8 cameras around it, one row each
             ring = turntable(8, 20.0)

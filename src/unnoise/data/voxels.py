@@ -139,6 +139,8 @@ class GridFolder(Dataset):
         if tuple(arr.shape) != (CHANNELS, *(self.resolution,) * 3):
             raise ValueError(f"{self.paths[i]!r} holds {tuple(arr.shape)}, not (4, {self.resolution}, "
                              f"{self.resolution}, {self.resolution}) like the others")
+        if not torch.isfinite(arr).all():
+            raise ValueError(f"{self.paths[i]!r} holds NaN or inf")
         inside = (torch.nn.functional.softplus(arr[0]) > self.threshold).float()
         return encode(inside, torch.sigmoid(arr[1:])), {}
 

@@ -54,7 +54,7 @@ def run(args) -> int:
         dataset = voxels.GridFolder(args.data)
         source = {"source": os.path.abspath(args.data), "count": len(dataset)}
     args.no_normalize = True  # occupancy and colour are already in [-1, 1]
-    info = {"voxels": {"resolution": int(dataset[0][0].shape[-1]), **source}}
+    info = {"voxels": {"resolution": dataset.resolution, **source}}
     return run_arrays(args, dataset, extra_info=info, kind="voxels")
 
 
@@ -68,15 +68,10 @@ def write_voxels(pipe, x: torch.Tensor, args, out: str) -> list[str]:
     paths, views, sides = [], [], turntable(4, 25.0)
     for i, sample in enumerate(x):
         grid = voxels.to_grid(sample)
-        folder = os.path.join(out, f"sample_{i:03d}")
-        os.makedirs(folder, exist_ok=True)
-        io.save_npy(os.path.join(folder, "grid.npy"), multiview.grid_file(grid))
-        multiview.save_turntable(grid, os.path.join(folder, "turntable.gif"))
-        paths += [os.path.join(folder, "grid.npy"), os.path.join(folder, "turntable.gif")]
-        try:
-            paths.append(multiview.save_mesh(grid, os.path.join(folder, "shape.ply")))
-        except ValueError as err:  # an empty sample has no surface; without scikit-image, no mesh
-            print(f"sample {i}: no mesh written: {err}")
+        written, no_mesh = multiview.save_shape(grid, os.path.join(out, f"sample_{i:03d}"))
+        paths += written
+        if no_mesh:  # an empty sample has no surface; without scikit-image, no mesh
+            print(f"sample {i}: no mesh written: {no_mesh}")
         with torch.no_grad():
             views.append(render(grid, sides, 48))
     save_image_grid(torch.cat(views), os.path.join(out, "shapes.png"), nrow=8)
