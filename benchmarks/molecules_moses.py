@@ -108,13 +108,14 @@ def main_(args) -> None:
             extra = ["--resume", run] if seen else []
             assert main(["train", "--data", data, "--out", run, "--steps", str(steps), "--batch-size",
                          str(args.batch_size), "--lr", str(args.lr), "--width", str(args.width), "--depth",
-                         str(args.depth), "--graph-features", args.graph_features, "--checkpoint-every", str(steps), "--log-every", "100", "--device",
-                         args.device, "--num-workers", "0", *extra]) == 0
+                         str(args.depth), "--graph-features", args.graph_features, "--weighting", args.weighting,
+                         "--seed", str(args.seed), "--checkpoint-every", str(steps), "--log-every", "100",
+                         "--device", args.device, "--num-workers", "0", *extra]) == 0
             train_s += time.perf_counter() - t
             seen = steps * args.batch_size
             t = time.perf_counter()
             pipe = unnoise.load(run, device=args.device)
-            smiles = pipe.sample(args.n, steps=args.steps, generator=torch.Generator().manual_seed(0))
+            smiles = pipe.sample(args.n, steps=args.steps, generator=torch.Generator().manual_seed(args.seed))
             sample_s = time.perf_counter() - t
             r = score(moses, smiles)
             r["connected"] = sum(1 for m in smiles if m and "." not in m) / len(smiles)  # one molecule, not A.B
@@ -141,6 +142,9 @@ if __name__ == "__main__":
     p.add_argument("--depth", type=int, default=4)
     p.add_argument("--graph-features", default="molecular", choices=("molecular", "walks"),
                    help="the network's structure features (unnoise train --graph-features)")
+    p.add_argument("--weighting", default="uniform", choices=("uniform", "crossentropy"),
+                   help="the training loss: the NELBO (uniform) or DiGress's cross-entropy (unnoise train --weighting)")
+    p.add_argument("--seed", type=int, default=0, help="training and sampling seed (the data subset stays the same)")
     p.add_argument("--steps", type=int, default=100, help="sampling steps")
     p.add_argument("--device", default="cpu", help="where to train and sample (cpu, cuda, auto)")
     p.add_argument("--keep", default=None, metavar="DIR", help="copy the trained run here at the end")

@@ -205,6 +205,37 @@ def test_masked_loss_is_the_mdlm_weighted_cross_entropy():
     assert torch.allclose(process.loss(d, x0, sigma, noise), expected, rtol=1e-5)
 
 
+def test_crossentropy_loss_is_the_mean_clean_cross_entropy_over_the_tokens_noise_may_have_changed():
+    """DiGress's loss: for a masked process the mean cross-entropy over masked tokens, which times their number and
+    the NELBO weight (1 - eps) / (1 - alpha) is the NELBO estimate; for a marginal process the mean over every
+    token, the clean ones included (the network cannot tell them apart)."""
+    g = torch.Generator().manual_seed(5)
+    x0 = torch.randint(0, 5, (4, 6), generator=g)
+    logits = torch.randn(4, 6, 5, generator=g, dtype=torch.float64)
+    sigma = torch.tensor([0.1, 0.5, 1.0, 3.0], dtype=torch.float64)
+    ce = -torch.log_softmax(logits, -1).gather(-1, x0[..., None])[..., 0]
+    masked = Masked(5, NoiseLevels("loglinear", 1e-3))
+    noise = masked.noise(x0.shape, g, dtype=torch.float64)
+    d = lambda x, s, c=None: torch.log_softmax(logits, -1)
+    x_t = masked.corrupt(x0, sigma, noise)
+    count = (x_t == 5).sum(1)
+    assert (count > 0).all()
+    loss = masked.loss(d, x0, sigma, noise, weighting="crossentropy")
+    torch.testing.assert_close(loss, ((x_t == 5) * ce).sum(1) / count)
+    nelbo = masked.loss(d, x0, sigma, noise)
+    torch.testing.assert_close(nelbo, loss * count * (1 - 1e-3) / (1 - torch.exp(-sigma)))
+    marginal = Marginal(torch.tensor([0.4, 0.3, 0.1, 0.1, 0.1]))
+    torch.testing.assert_close(marginal.loss(d, x0, sigma, noise, weighting="crossentropy"), ce.mean(1))
+    with pytest.raises(ValueError, match="NELBO .uniform. or on crossentropy, not 'min_snr'"):
+        marginal.loss(d, x0, sigma, noise, weighting="min_snr")
+
+
+def test_crossentropy_is_refused_for_gaussian_data_in_one_line():
+    from unnoise.losses import x0_weight
+    with pytest.raises(ValueError, match="'crossentropy' loss is for categorical data"):
+        x0_weight("crossentropy", torch.ones(2), torch.ones(2))
+
+
 # ------------------------------------------------------------------ sampling
 @pytest.mark.parametrize("steps", [1, 2, 9])
 @pytest.mark.parametrize("which", ["masked", "marginal"])

@@ -267,6 +267,38 @@ def test_graph_loss_is_the_atom_nelbo_plus_the_bond_nelbo_over_pairs():
     assert float(process.loss(exact, x0, sigma, noise).abs().max()) < 1e-4
 
 
+def test_graph_crossentropy_is_digress_loss_over_the_real_nodes_and_pairs():
+    """Mean atom cross-entropy over the real nodes plus 5 x the mean bond cross-entropy over the pairs i < j of real
+    nodes (DiGress's lambda); padding a graph with nodes the network is certain are empty changes nothing."""
+    process = graph_process()
+    g = torch.Generator().manual_seed(3)
+    x0 = random_graphs(6, 5, g)
+    noise = process.noise({"atoms": (6, 5), "bonds": (6, 5, 5)}, g)
+    sigma = torch.tensor([0.1, 0.4, 0.9, 1.5, 2.5, 4.0])
+    logits = {"atoms": torch.randn(6, 5, 4, generator=g), "bonds": torch.randn(6, 5, 5, 4, generator=g)}
+    logits["bonds"] = logits["bonds"] + logits["bonds"].transpose(1, 2)
+    lp = {k: torch.log_softmax(v, -1) for k, v in logits.items()}
+    loss = process.loss(lambda x, s, c=None: lp, x0, sigma, noise, weighting="crossentropy")
+    i, j = torch.triu_indices(5, 5, 1)
+    atom_ce = -lp["atoms"].gather(-1, x0["atoms"][..., None])[..., 0].mean(1)
+    bond_ce = -lp["bonds"][:, i, j].gather(-1, x0["bonds"][:, i, j][..., None])[..., 0].mean(1)
+    torch.testing.assert_close(loss, atom_ce + 5 * bond_ce)
+
+    pad = 3  # the same graphs inside 8 nodes, the last 3 padding (class 0, masked out, predicted with certainty)
+    big = {"atoms": torch.nn.functional.pad(x0["atoms"], (0, pad)),
+           "bonds": torch.nn.functional.pad(x0["bonds"], (0, pad, 0, pad))}
+    big_noise = {"atoms": torch.nn.functional.pad(noise["atoms"], (0, pad), value=0.5),
+                 "bonds": torch.nn.functional.pad(noise["bonds"], (0, pad, 0, pad), value=0.5)}
+    certain = torch.tensor([0.0, -1e4, -1e4, -1e4])
+    big_lp = {"atoms": certain.expand(6, 8, 4).clone(), "bonds": certain.expand(6, 8, 8, 4).clone()}
+    big_lp["atoms"][:, :5] = lp["atoms"]
+    big_lp["bonds"][:, :5, :5] = lp["bonds"]
+    node_mask = torch.arange(8)[None].expand(6, 8) < 5
+    padded = process.loss(lambda x, s, c=None: big_lp, big, sigma, big_noise, {"node_mask": node_mask},
+                          weighting="crossentropy")
+    torch.testing.assert_close(padded, loss)
+
+
 # ---------------------------------------------------------------- the kind, end to end
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
@@ -354,6 +386,10 @@ def test_bad_molecule_files_are_one_line(tmp_path, capsys):
                  "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip()
     assert "omit --parameterization eps" in err and len(err.splitlines()) == 1
+    assert main(["train", "--data", good, "--out", str(tmp_path / "r"), "--weighting", "min_snr", "--steps", "1",
+                 "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--weighting crossentropy, not min_snr" in err and len(err.splitlines()) == 1
 
 
 def test_a_missing_rdkit_is_one_line_naming_the_extra(monkeypatch):

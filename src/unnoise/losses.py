@@ -17,6 +17,9 @@ Weightings (``lambda(sigma)`` on the x0-space error, SNR = 1 / sigma^2):
   ``|s_theta - grad log q(x | x_0)|^2``, which equals ``|D - x_0|^2 / sigma^2``.
 * ``flow``: the conditional flow-matching loss ``|u_theta - (eps - x_0)|^2``: velocity error, i.e.
   ``(1 + sigma)^2 / sigma^2`` on the x0-space error, for any parameterization.
+
+Categorical processes (tokens, graphs) take ``uniform``, their NELBO, or ``crossentropy`` (see
+:data:`CATEGORICAL_WEIGHTINGS` and :meth:`unnoise.processes.CategoricalProcess.loss`).
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ import torch
 from .denoiser import Denoiser, expand_sigma
 
 WEIGHTINGS = ("uniform", "min_snr", "snr", "edm", "ncsn", "flow")
+CATEGORICAL_WEIGHTINGS = ("uniform", "crossentropy")  # the NELBO; DiGress's cross-entropy on the clean data
 
 
 def x0_weight(weighting: str, sigma: torch.Tensor, c_out: torch.Tensor, sigma_data: float = 1.0,
@@ -41,6 +45,9 @@ def x0_weight(weighting: str, sigma: torch.Tensor, c_out: torch.Tensor, sigma_da
         return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
     if weighting == "flow":
         return ((1 + sigma) / sigma) ** 2
+    if weighting in CATEGORICAL_WEIGHTINGS:
+        raise ValueError(f"the {weighting!r} loss is for categorical data (tokens, molecules); choose one of "
+                         f"{', '.join(WEIGHTINGS)}")
     raise ValueError(f"unknown weighting {weighting!r}; choose one of {', '.join(WEIGHTINGS)}")
 
 

@@ -47,8 +47,10 @@ def register(sub):
                         "an eps-network's small errors are multiplied by sigma)")
     p.add_argument("--schedule", default=None, choices=schedules.available(),
                    help="noise schedule (default: ddpm, linear betas over 1000 steps; wrapped for --periodic)")
-    p.add_argument("--weighting", default="uniform", choices=losses.WEIGHTINGS,
-                   help="loss weighting over noise levels (default: uniform = plain MSE on the prediction)")
+    p.add_argument("--weighting", default="uniform", choices=losses.WEIGHTINGS + losses.CATEGORICAL_WEIGHTINGS[1:],
+                   help="loss weighting over noise levels (default: uniform = plain MSE on the prediction; for tokens "
+                        "and molecules their NELBO); crossentropy: tokens and molecules only, the clean data's "
+                        "cross-entropy at every level (DiGress's loss)")
     p.add_argument("--steps", type=int, default=5000, help="optimisation steps (default: 5000)")
     p.add_argument("--batch-size", type=int, default=512, help="batch size (default: 512)")
     p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default: 1e-3)")

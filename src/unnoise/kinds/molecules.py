@@ -72,8 +72,9 @@ def run_molecules(args) -> int:
     if args.parameterization != "logits":
         raise ValueError(f"molecule runs predict the clean atoms' and bonds' log-probabilities: omit "
                          f"--parameterization {args.parameterization}")
-    if args.weighting != "uniform":
-        raise ValueError(f"molecule runs train on their NELBO: omit --weighting {args.weighting}")
+    if args.weighting not in ("uniform", "crossentropy"):
+        raise ValueError(f"molecule runs train on their NELBO (--weighting uniform, the default) or on DiGress's "
+                         f"--weighting crossentropy, not {args.weighting}")
     if args.max_atoms is not None and args.max_atoms < 1:
         raise ValueError(f"--max-atoms must be a positive integer, got {args.max_atoms}")
     torch.manual_seed(args.seed)

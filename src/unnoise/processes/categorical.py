@@ -214,16 +214,39 @@ class CategoricalProcess(ForwardProcess):
         raise NotImplementedError
 
     def loss(self, denoiser, x0, sigma, noise, cond=None, weighting="uniform", min_snr_gamma=5.0):
-        """Per-example NELBO estimate in nats: ``(d sigma / d t) x integrand`` at ``sigma = sigma_t``, ``t ~ U[0, 1]``
-        (the Trainer draws ``sigma`` through the schedule's :class:`NoiseLevels`), so its mean over ``t`` is the
-        NELBO integral over ``[0, sigma(1)]``."""
-        if weighting != "uniform":
-            raise ValueError(f"categorical processes train on their NELBO (uniform weighting), not {weighting!r}")
+        """Per-example loss in nats at ``sigma = sigma_t``, ``t ~ U[0, 1]`` (the Trainer draws ``sigma`` through the
+        schedule's :class:`NoiseLevels`).
+
+        * ``weighting="uniform"``: the NELBO estimate ``(d sigma / d t) x integrand``, whose mean over ``t`` is the
+          NELBO integral over ``[0, sigma(1)]``;
+        * ``weighting="crossentropy"``: the cross-entropy of the clean tokens under the prediction, averaged over
+          the tokens the noise may have changed (every token of a marginal process, the masked ones of a masked
+          process), with the same weight at every level: DiGress's training loss (D3PM's auxiliary one).  Not a
+          bound on the likelihood; it spends the network's capacity evenly over the levels instead of by the
+          NELBO's weight."""
         x0 = self._check_tokens(x0)
         x_t = self.corrupt(x0, sigma, noise)
         log_probs = denoiser(x_t, sigma, cond)
+        if weighting == "crossentropy":
+            total, count = self.cross_entropy(x0, x_t, log_probs)
+            return total / count.clamp_min(1)
+        if weighting != "uniform":
+            raise ValueError(f"categorical processes train on their NELBO (uniform) or on crossentropy, "
+                             f"not {weighting!r}")
         weight = self.levels.rate(self.levels.time(torch.as_tensor(sigma, device=log_probs.device).detach().double()))
         return self.integrand(x0, x_t, log_probs, sigma) * weight.to(log_probs.device, log_probs.dtype)
+
+    def uncertain(self, x_t) -> torch.Tensor:
+        """Which noisy tokens may differ from their clean class: all of them (a masked process: the masked ones)."""
+        return torch.ones_like(x_t, dtype=torch.bool)
+
+    def cross_entropy(self, x0, x_t, log_probs, keep=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per example, the summed ``-log p(x_0 | x_t)`` over the :meth:`uncertain` tokens (and ``keep``, a mask of
+        the tokens that exist) and their number."""
+        use = self.uncertain(x_t) if keep is None else self.uncertain(x_t) & keep
+        nll = -log_probs.gather(-1, x0.unsqueeze(-1)).squeeze(-1)
+        nll = torch.where(use, nll, torch.zeros_like(nll))
+        return nll.reshape(x0.shape[0], -1).sum(1), use.reshape(x0.shape[0], -1).sum(1).to(nll.dtype)
 
     def config(self) -> dict:
         return {"name": self.name, "levels": self.levels.config()}
@@ -266,6 +289,9 @@ class Masked(CategoricalProcess):
 
     def _redraw(self, u):
         return torch.full(u.shape, self.mask, dtype=torch.long, device=u.device)
+
+    def uncertain(self, x_t):
+        return x_t == self.mask
 
     def log_likelihood(self, x_t, sigma, dtype=torch.float64):
         """``log q(x_t | x_0 = c)`` up to a term free of ``c``: ``0`` for a masked token (``1 - alpha`` for every

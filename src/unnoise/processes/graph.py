@@ -22,6 +22,7 @@ class GraphProcess(ForwardProcess):
     """
 
     name = "graph"
+    edge_weight = 5.0  # the edges' share of the crossentropy loss (DiGress's lambda)
 
     def __init__(self, nodes, edges, keys=("atoms", "bonds")):
         nodes = nodes if isinstance(nodes, CategoricalProcess) else CategoricalProcess.from_config(nodes)
@@ -78,12 +79,27 @@ class GraphProcess(ForwardProcess):
                 + self.parts[b].integrand(x0[b][:, i, j], x_t[b][:, i, j], log_probs[b][:, i, j], sigma))
 
     def loss(self, denoiser, x0, sigma, noise, cond=None, weighting="uniform", min_snr_gamma=5.0):
-        """Per-graph NELBO estimate in nats (as :meth:`CategoricalProcess.loss`, summed over both parts)."""
-        if weighting != "uniform":
-            raise ValueError(f"categorical processes train on their NELBO (uniform weighting), not {weighting!r}")
+        """Per-graph loss in nats: the NELBO estimate (``weighting="uniform"``, as :meth:`CategoricalProcess.loss`,
+        summed over both parts), or DiGress's ``crossentropy``: the mean cross-entropy of the clean nodes plus
+        :attr:`edge_weight` times that of the clean edges, over the graph's real nodes (``cond["node_mask"]``) and
+        the pairs ``i < j`` of them."""
+        if weighting not in ("uniform", "crossentropy"):
+            raise ValueError(f"categorical processes train on their NELBO (uniform) or on crossentropy, "
+                             f"not {weighting!r}")
         x_t = self.corrupt(x0, sigma, noise)
         log_probs = denoiser(x_t, sigma, cond)
-        per = self.integrand({k: v.long() for k, v in x0.items()}, x_t, log_probs, sigma)
+        x0 = {k: v.long() for k, v in x0.items()}
+        if weighting == "crossentropy":
+            a, b = self.keys
+            n = x0[b].shape[-1]
+            real = cond.get("node_mask") if isinstance(cond, dict) else None
+            real = torch.ones_like(x0[a], dtype=torch.bool) if real is None else real.bool()
+            i, j = torch.triu_indices(n, n, 1, device=x0[b].device)
+            nodes, n_nodes = self.parts[a].cross_entropy(x0[a], x_t[a], log_probs[a], real)
+            edges, n_edges = self.parts[b].cross_entropy(x0[b][:, i, j], x_t[b][:, i, j], log_probs[b][:, i, j],
+                                                         real[:, i] & real[:, j])
+            return nodes / n_nodes.clamp_min(1) + self.edge_weight * edges / n_edges.clamp_min(1)
+        per = self.integrand(x0, x_t, log_probs, sigma)
         weight = self.levels.rate(self.levels.time(torch.as_tensor(sigma, device=per.device).detach().double()))
         return per * weight.to(per.dtype)
 

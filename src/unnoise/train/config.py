@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ..losses import WEIGHTINGS
+from ..losses import CATEGORICAL_WEIGHTINGS, WEIGHTINGS
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 LR_DECAYS = ("none", "cosine")
@@ -72,8 +72,9 @@ class TrainConfig:
             raise ValueError(f"learning rate must be positive, got {self.lr}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        if self.weighting not in WEIGHTINGS:
-            raise ValueError(f"unknown weighting {self.weighting!r}; choose one of {', '.join(WEIGHTINGS)}")
+        if self.weighting not in WEIGHTINGS + CATEGORICAL_WEIGHTINGS[1:]:
+            raise ValueError(f"unknown weighting {self.weighting!r}; choose one of "
+                             f"{', '.join(WEIGHTINGS + CATEGORICAL_WEIGHTINGS[1:])}")
         if not 0 <= self.cond_dropout < 1:
             raise ValueError(f"cond_dropout must be in [0, 1), got {self.cond_dropout}")
         if self.num_workers < -1:
