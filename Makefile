@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test test-browser install install-test install-bench install-serve clean
+.PHONY: demo test test-browser install install-test install-bench install-digress install-serve clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,18 @@ $(VENV)/.installed-bench: $(VENV)/.installed-test
 	$(PIP) --no-deps molsets==0.3.1 fcd_torch==1.0.7
 	touch $@
 
+# DiGress itself for benchmarks/molecules_digress.py: its source at a pinned commit, read as a reference, and the
+# packages its code imports in a folder of their own (the script puts it on its path), so that none of them enters
+# the project's environment; --no-deps because they would pull another torch
+DIGRESS_COMMIT := 780242b8d3e7d78316bb5cf90c639fb0cd4c6079
+$(VENV)/.installed-digress: $(VENV)/.installed-bench
+	[ -d build/DiGress ] || git clone --quiet https://github.com/cvignac/DiGress build/DiGress
+	git -C build/DiGress checkout --quiet $(DIGRESS_COMMIT)
+	$(PIP) --no-deps --target build/digress-site torch_geometric==2.8.1 pytorch-lightning==2.6.6 \
+		lightning-utilities==0.15.3 torchmetrics==1.9.0 omegaconf==2.4.0 antlr4-python3-runtime==4.9.3 \
+		overrides==7.7.0 fsspec xxhash psutil aiohttp
+	touch $@
+
 # The web page (unnoise serve) and its browser tests: Gradio and Playwright's Python package, driving the
 # distribution's Chromium (Playwright's own browser download is never used)
 $(VENV)/.installed-serve: $(VENV)/.installed
@@ -47,6 +59,7 @@ $(VENV)/.installed-browser: $(VENV)/.installed-test
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 install-bench: $(VENV)/.installed-bench
+install-digress: $(VENV)/.installed-digress
 install-serve: $(VENV)/.installed-serve
 
 demo: $(VENV)/.installed
