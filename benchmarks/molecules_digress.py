@@ -73,6 +73,8 @@ def main_(args) -> None:
     for name, rows in (("train_moses.csv", subset), ("val_moses.csv", held_out), ("test_moses.csv", held_out)):
         pd.DataFrame({"SMILES": rows}).to_csv(os.path.join(raw, name), index=False)
     cfg = load_config(args.digress, args.config, args.work)
+    if args.lr is not None:
+        cfg.train.lr = args.lr
     torch.manual_seed(args.seed)
     load = torch.load  # DiGress's processed data sets are torch_geometric pickles it has just written itself
     torch.load = lambda *a, **k: load(*a, **{"weights_only": False, **k})
@@ -134,6 +136,9 @@ def main_(args) -> None:
         print(json.dumps({k: r[k] for k in ("seen", "train_minutes", "sample_seconds", "valid", "connected",
                                             "FCD/Test", "FCD/TestSF") if k in r}), flush=True)
     print(json.dumps(curve, indent=1))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(curve, f, indent=1)
 
 
 if __name__ == "__main__":
@@ -143,6 +148,9 @@ if __name__ == "__main__":
     p.add_argument("--budgets", default="24000,48000,96000", help="training examples seen, comma-separated")
     p.add_argument("--n", type=int, default=250, help="molecules sampled and scored per budget")
     p.add_argument("--subset", type=int, default=50000, help="MOSES training SMILES trained on (as molecules_moses.py)")
+    p.add_argument("--lr", type=float, default=None, help="the learning rate (default: the config's)")
+    p.add_argument("--json", default=None, metavar="PATH",
+                   help="also write the curve (one dict of metrics per budget) here, for molecules_plot.py")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sample-batch", type=int, default=125)
     p.add_argument("--digress", default=os.path.join(ROOT, "build", "DiGress"), help="a DiGress checkout")

@@ -129,6 +129,9 @@ def main_(args) -> None:
             shutil.copytree(run, args.keep, dirs_exist_ok=True)
     print(table(rows))
     print(json.dumps(curve, indent=1))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(curve, f, indent=1)
 
 
 if __name__ == "__main__":
@@ -144,6 +147,8 @@ if __name__ == "__main__":
                    help="the network's structure features (unnoise train --graph-features)")
     p.add_argument("--weighting", default="uniform", choices=("uniform", "crossentropy"),
                    help="the training loss: the NELBO (uniform) or DiGress's cross-entropy (unnoise train --weighting)")
+    p.add_argument("--json", default=None, metavar="PATH",
+                   help="also write the curve (one dict of metrics per budget) here, for molecules_plot.py")
     p.add_argument("--seed", type=int, default=0, help="training and sampling seed (the data subset stays the same)")
     p.add_argument("--steps", type=int, default=100, help="sampling steps")
     p.add_argument("--device", default="cpu", help="where to train and sample (cpu, cuda, auto)")
