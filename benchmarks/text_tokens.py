@@ -19,8 +19,9 @@ the time per sample of ancestral sampling at 10 / 50 / 100 / 500 steps (batch 1:
 network calls counted; batch 32 uncached up to 100 steps), beside the autoregressive model's ``seq_len`` network calls.
 
 Run: ``python benchmarks/text_tokens.py [--steps 2000] [--hidden 96] [--layers 3] [--seq-len 64]
-[--eval-every 2000 --ar-steps 12000]`` (the last two: a learning curve of both models, each scored every 2000 steps)
-(single-threaded; the defaults are a CPU budget of minutes).
+[--eval-every 2000 --ar-steps 12000] [--lr-decay cosine] [--only masked|ar]`` (``--eval-every``: a learning curve
+of both models, each scored every 2000 steps; ``--only``: one of the two models) (single-threaded; the defaults
+are a CPU budget of minutes).
 """
 from __future__ import annotations
 
@@ -79,7 +80,7 @@ def train(model, schedule, data, args, objective=None, steps=None, score=None):
     stopped at each of those budgets would give).  Returns ``(trainer, training seconds, [(step, bits)])``."""
     steps = steps or args.steps
     cfg = TrainConfig(steps=steps, batch_size=args.batch, lr=args.lr, warmup=100, log_every=steps,
-                      checkpoint_every=0, device="cpu", num_workers=0, seed=0, ema_decay=0.995)
+                      checkpoint_every=0, device="cpu", num_workers=0, seed=0, ema_decay=0.995, lr_decay=args.lr_decay)
     trainer = Trainer(model, schedule, data, cfg, objective=objective)
     t, spent, curve = time.perf_counter(), 0.0, []
     if not (score and args.eval_every):
@@ -142,6 +143,10 @@ def main():
     ap.add_argument("--ar-steps", type=int, default=None, help="training steps of the AR model (default --steps)")
     ap.add_argument("--eval-every", type=int, default=0,
                     help="also score both models on the validation windows every this many steps (a learning curve)")
+    ap.add_argument("--lr-decay", choices=("none", "cosine"), default="none",
+                    help="the learning rate after warm-up: constant, or a cosine to zero at the last step (then only "
+                         "the last point of a --eval-every curve is what a run of that length gives)")
+    ap.add_argument("--only", choices=("masked", "ar"), default=None, help="train and score one of the two models")
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -167,10 +172,11 @@ def main():
     def score_masked(model):
         return float(categorical.bits_per_token(model, sched.forward, x_valid, points=args.nelbo_points).mean())
 
-    print("masked diffusion:")
-    masked, t_masked, curve_m = train(categorical.CategoricalDenoiser(masked_net, sched.forward), sched, train_data,
-                                      args, score=score_masked)
-    bits_masked = score_masked(masked.ema)
+    if args.only != "ar":
+        print("masked diffusion:")
+        masked, t_masked, curve_m = train(categorical.CategoricalDenoiser(masked_net, sched.forward), sched,
+                                          train_data, args, score=score_masked)
+        bits_masked = score_masked(masked.ema)
 
     ar_net = nets.build("transformer", vocab_size=v + 1, num_outputs=v, causal=True, **shape)
     objective = NextTokenObjective(bos=v)
@@ -178,10 +184,16 @@ def main():
         with torch.no_grad():
             return float(objective.nll(model, x_valid).mean()) / (args.seq_len * math.log(2))
 
-    print("autoregressive:")
-    ar, t_ar, curve_a = train(ar_net, None, train_data, args, objective, steps=args.ar_steps, score=score_ar)
-    bits_ar = score_ar(ar.ema)
+    if args.only != "masked":
+        print("autoregressive:")
+        ar, t_ar, curve_a = train(ar_net, None, train_data, args, objective, steps=args.ar_steps, score=score_ar)
+        bits_ar = score_ar(ar.ema)
     n_params = nets.count_parameters(masked_net)
+    if args.only:
+        bits, spent = (bits_masked, t_masked) if args.only == "masked" else (bits_ar, t_ar)
+        print(f"\n{args.only}: {bits:.3f} bits / char (perplexity {2 ** bits:.2f}) after {spent:.0f} s of training, "
+              f"{n_params:,} parameters, learning rate {args.lr} ({args.lr_decay} decay)")
+        return
     ppl_m, ppl_a = 2 ** bits_masked, 2 ** bits_ar
     print(f"\n{n_params:,} parameters each; training {t_masked:.0f} s (masked), {t_ar:.0f} s (AR)")
     print("| model | bits / char (validation) | perplexity / char |")
