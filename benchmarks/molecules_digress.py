@@ -61,7 +61,7 @@ def main_(args) -> None:
     sys.path[:0] = [args.site, args.digress, os.path.join(args.digress, "src"), HERE]
     sys.modules.setdefault("wandb", types.SimpleNamespace(run=None, log=lambda *a, **k: None))  # logging only
     import pandas as pd
-    from molecules_moses import import_moses, score, split
+    from molecules_moses import import_moses, report, score, split
 
     moses = import_moses()
     from moses.dataset import get_dataset
@@ -135,10 +135,7 @@ def main_(args) -> None:
         curve.append(r)
         print(json.dumps({k: r[k] for k in ("seen", "train_minutes", "sample_seconds", "valid", "connected",
                                             "FCD/Test", "FCD/TestSF") if k in r}), flush=True)
-    print(json.dumps(curve, indent=1))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(curve, f, indent=1)
+    report(curve, args.json)
 
 
 if __name__ == "__main__":

@@ -74,6 +74,14 @@ def split(train: list, subset: int, n: int, seed: int = 0) -> tuple[list, list]:
     return [train[i] for i in idx[:subset]], [train[i] for i in idx[subset:subset + n]]
 
 
+def report(curve: list, path: str | None) -> None:
+    """Print the curve (one dict of metrics per budget) as JSON, and write it to ``path`` when one is given."""
+    print(json.dumps(curve, indent=1))
+    if path:
+        with open(path, "w") as f:
+            json.dump(curve, f, indent=1)
+
+
 def table(rows: dict) -> str:
     head = "| | " + " | ".join(SHOWN) + " |\n|---|" + "---|" * len(SHOWN) + "\n"
     return head + "\n".join(f"| {name} | " + " | ".join("" if r.get(k) is None else f"{r[k]:.3f}" for k in SHOWN)
@@ -128,10 +136,7 @@ def main_(args) -> None:
         if args.keep:
             shutil.copytree(run, args.keep, dirs_exist_ok=True)
     print(table(rows))
-    print(json.dumps(curve, indent=1))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(curve, f, indent=1)
+    report(curve, args.json)
 
 
 if __name__ == "__main__":

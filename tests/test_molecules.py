@@ -238,14 +238,20 @@ def test_graph_process_keeps_bonds_symmetric_with_an_empty_diagonal():
     torch.testing.assert_close(freq, torch.tensor([0.7, 0.2, 0.08, 0.02], dtype=torch.float64), atol=0.02, rtol=0)
 
 
-def test_graph_loss_is_the_atom_nelbo_plus_the_bond_nelbo_over_pairs():
+def graph_loss_case(seed):
+    """Six random graphs of 5 nodes, their noise draws at six levels, and random symmetric logits."""
     process = graph_process()
-    g = torch.Generator().manual_seed(1)
+    g = torch.Generator().manual_seed(seed)
     x0 = random_graphs(6, 5, g)
     noise = process.noise({"atoms": (6, 5), "bonds": (6, 5, 5)}, g)
     sigma = torch.tensor([0.1, 0.4, 0.9, 1.5, 2.5, 4.0])
     logits = {"atoms": torch.randn(6, 5, 4, generator=g), "bonds": torch.randn(6, 5, 5, 4, generator=g)}
     logits["bonds"] = logits["bonds"] + logits["bonds"].transpose(1, 2)
+    return process, x0, noise, sigma, logits
+
+
+def test_graph_loss_is_the_atom_nelbo_plus_the_bond_nelbo_over_pairs():
+    process, x0, noise, sigma, logits = graph_loss_case(1)
 
     def denoiser(x, s, cond=None):
         return {k: torch.log_softmax(v, -1) for k, v in logits.items()}
@@ -270,13 +276,7 @@ def test_graph_loss_is_the_atom_nelbo_plus_the_bond_nelbo_over_pairs():
 def test_graph_crossentropy_is_digress_loss_over_the_real_nodes_and_pairs():
     """Mean atom cross-entropy over the real nodes plus 5 x the mean bond cross-entropy over the pairs i < j of real
     nodes (DiGress's lambda); padding a graph with nodes the network is certain are empty changes nothing."""
-    process = graph_process()
-    g = torch.Generator().manual_seed(3)
-    x0 = random_graphs(6, 5, g)
-    noise = process.noise({"atoms": (6, 5), "bonds": (6, 5, 5)}, g)
-    sigma = torch.tensor([0.1, 0.4, 0.9, 1.5, 2.5, 4.0])
-    logits = {"atoms": torch.randn(6, 5, 4, generator=g), "bonds": torch.randn(6, 5, 5, 4, generator=g)}
-    logits["bonds"] = logits["bonds"] + logits["bonds"].transpose(1, 2)
+    process, x0, noise, sigma, logits = graph_loss_case(3)
     lp = {k: torch.log_softmax(v, -1) for k, v in logits.items()}
     loss = process.loss(lambda x, s, c=None: lp, x0, sigma, noise, weighting="crossentropy")
     i, j = torch.triu_indices(5, 5, 1)
