@@ -29,6 +29,7 @@ from .denoiser import Denoiser, expand_sigma
 
 WEIGHTINGS = ("uniform", "min_snr", "snr", "edm", "ncsn", "flow")
 CATEGORICAL_WEIGHTINGS = ("uniform", "crossentropy")  # the NELBO; DiGress's cross-entropy on the clean data
+ALL_WEIGHTINGS = WEIGHTINGS + tuple(w for w in CATEGORICAL_WEIGHTINGS if w not in WEIGHTINGS)  # what training takes
 
 
 def x0_weight(weighting: str, sigma: torch.Tensor, c_out: torch.Tensor, sigma_data: float = 1.0,

@@ -47,7 +47,7 @@ def register(sub):
                         "an eps-network's small errors are multiplied by sigma)")
     p.add_argument("--schedule", default=None, choices=schedules.available(),
                    help="noise schedule (default: ddpm, linear betas over 1000 steps; wrapped for --periodic)")
-    p.add_argument("--weighting", default="uniform", choices=losses.WEIGHTINGS + losses.CATEGORICAL_WEIGHTINGS[1:],
+    p.add_argument("--weighting", default="uniform", choices=losses.ALL_WEIGHTINGS,
                    help="loss weighting over noise levels (default: uniform = plain MSE on the prediction; for tokens "
                         "and molecules their NELBO); crossentropy: tokens and molecules only, the clean data's "
                         "cross-entropy at every level (DiGress's loss)")

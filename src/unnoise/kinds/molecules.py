@@ -19,7 +19,7 @@ import os
 
 import torch
 
-from .. import io, molecules, nets, schedules
+from .. import io, losses, molecules, nets, schedules
 from ..commands.train_common import command_record, finish, train_config
 from ..graphs import GraphDenoiser
 from ..graphs import sample as sample_graphs
@@ -72,7 +72,7 @@ def run_molecules(args) -> int:
     if args.parameterization != "logits":
         raise ValueError(f"molecule runs predict the clean atoms' and bonds' log-probabilities: omit "
                          f"--parameterization {args.parameterization}")
-    if args.weighting not in ("uniform", "crossentropy"):
+    if args.weighting not in losses.CATEGORICAL_WEIGHTINGS:
         raise ValueError(f"molecule runs train on their NELBO (--weighting uniform, the default) or on DiGress's "
                          f"--weighting crossentropy, not {args.weighting}")
     if args.max_atoms is not None and args.max_atoms < 1:

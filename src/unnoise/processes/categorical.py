@@ -10,6 +10,12 @@ import torch
 from .base import ForwardProcess, _expand
 
 
+def check_weighting(weighting: str) -> None:
+    """A categorical loss is the NELBO (``uniform``) or DiGress's ``crossentropy``; anything else is one line."""
+    if weighting not in ("uniform", "crossentropy"):
+        raise ValueError(f"categorical processes train on their NELBO (uniform) or on crossentropy, not {weighting!r}")
+
+
 class NoiseLevels:
     """How training time ``t`` in ``[0, 1]`` maps to the noise level of a categorical process.
 
@@ -224,15 +230,13 @@ class CategoricalProcess(ForwardProcess):
           process), with the same weight at every level: DiGress's training loss (D3PM's auxiliary one).  Not a
           bound on the likelihood; it spends the network's capacity evenly over the levels instead of by the
           NELBO's weight."""
+        check_weighting(weighting)
         x0 = self._check_tokens(x0)
         x_t = self.corrupt(x0, sigma, noise)
         log_probs = denoiser(x_t, sigma, cond)
         if weighting == "crossentropy":
             total, count = self.cross_entropy(x0, x_t, log_probs)
             return total / count.clamp_min(1)
-        if weighting != "uniform":
-            raise ValueError(f"categorical processes train on their NELBO (uniform) or on crossentropy, "
-                             f"not {weighting!r}")
         weight = self.levels.rate(self.levels.time(torch.as_tensor(sigma, device=log_probs.device).detach().double()))
         return self.integrand(x0, x_t, log_probs, sigma) * weight.to(log_probs.device, log_probs.dtype)
 

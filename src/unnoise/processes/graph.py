@@ -6,7 +6,7 @@ import math
 import torch
 
 from .base import ForwardProcess
-from .categorical import CategoricalProcess
+from .categorical import CategoricalProcess, check_weighting
 
 
 class GraphProcess(ForwardProcess):
@@ -83,9 +83,7 @@ class GraphProcess(ForwardProcess):
         summed over both parts), or DiGress's ``crossentropy``: the mean cross-entropy of the clean nodes plus
         :attr:`edge_weight` times that of the clean edges, over the graph's real nodes (``cond["node_mask"]``) and
         the pairs ``i < j`` of them."""
-        if weighting not in ("uniform", "crossentropy"):
-            raise ValueError(f"categorical processes train on their NELBO (uniform) or on crossentropy, "
-                             f"not {weighting!r}")
+        check_weighting(weighting)
         x_t = self.corrupt(x0, sigma, noise)
         log_probs = denoiser(x_t, sigma, cond)
         x0 = {k: v.long() for k, v in x0.items()}

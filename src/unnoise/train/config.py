@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ..losses import CATEGORICAL_WEIGHTINGS, WEIGHTINGS
+from ..losses import ALL_WEIGHTINGS
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 LR_DECAYS = ("none", "cosine")
@@ -72,9 +72,8 @@ class TrainConfig:
             raise ValueError(f"learning rate must be positive, got {self.lr}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        if self.weighting not in WEIGHTINGS + CATEGORICAL_WEIGHTINGS[1:]:
-            raise ValueError(f"unknown weighting {self.weighting!r}; choose one of "
-                             f"{', '.join(WEIGHTINGS + CATEGORICAL_WEIGHTINGS[1:])}")
+        if self.weighting not in ALL_WEIGHTINGS:
+            raise ValueError(f"unknown weighting {self.weighting!r}; choose one of {', '.join(ALL_WEIGHTINGS)}")
         if not 0 <= self.cond_dropout < 1:
             raise ValueError(f"cond_dropout must be in [0, 1), got {self.cond_dropout}")
         if self.num_workers < -1:
