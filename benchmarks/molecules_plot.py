@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from matplotlib.ticker import NullFormatter
+
 from unnoise.plotting import _save, subplots
 
 
@@ -34,6 +36,7 @@ def main() -> None:
         right.axhline(args.floor, color="grey", lw=0.8, ls=":", label="MOSES training molecules, same n")
     for ax, title in ((left, "valid share of samples"), (right, "FCD to the MOSES test set (lower is better)")):
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # decades only: the minor labels run into each other
         ax.set_xlabel("training examples seen")
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
