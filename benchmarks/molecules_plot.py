@@ -26,8 +26,11 @@ def main() -> None:
         label, _, path = item.rpartition("=")
         if not label:
             raise SystemExit(f"molecules_plot.py: give each curve as LABEL=PATH, got {item!r}")
-        with open(path) as f:
-            curve = json.load(f)
+        try:
+            with open(path) as f:
+                curve = json.load(f)
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"molecules_plot.py: cannot read the curve {path!r}: {e}")
         style = dict(marker="o", ls="--" if label.startswith("DiGress") else "-", label=label)
         left.plot([c["seen"] for c in curve], [c["valid"] for c in curve], **style)
         scored = [c for c in curve if "FCD/Test" in c]
